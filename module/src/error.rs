@@ -1,0 +1,60 @@
+//! Errors a command can reply with.
+//!
+//! Every reply error starts with one of two stable prefixes:
+//! - `ERR` — the arguments are wrong (arity, numbers, options, a COST that
+//!   can never fit). Nothing was read or written.
+//! - `WRONGTYPE` — a key holds something this command does not own: another
+//!   Redis type, or a string that is not this algorithm's state. Nothing was
+//!   written.
+//!
+//! The text after the prefix is for humans and may be improved; clients match
+//! on the prefix.
+
+use std::fmt;
+
+use crate::args::ArgError;
+use crate::ratelimit::QuotaError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    Args(ArgError),
+    Quota(QuotaError),
+    /// The key holds another Redis type.
+    WrongType,
+    /// The key is a string, but not one this command wrote (for example a
+    /// GCRA key used with ALGO SLIDING, or a value set by hand).
+    ForeignValue {
+        expected: &'static str,
+    },
+    /// A nested Redis call failed; should not happen.
+    Internal(&'static str),
+}
+
+impl From<ArgError> for CommandError {
+    fn from(error: ArgError) -> Self {
+        CommandError::Args(error)
+    }
+}
+
+impl From<QuotaError> for CommandError {
+    fn from(error: QuotaError) -> Self {
+        CommandError::Quota(error)
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Args(error) => error.fmt(f),
+            CommandError::Quota(error) => write!(f, "ERR {error}"),
+            CommandError::WrongType => {
+                f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
+            CommandError::ForeignValue { expected } => write!(
+                f,
+                "WRONGTYPE key holds a string that is not {expected} state (another algorithm's, or set by hand); TK.RATELIMIT.RESET it first"
+            ),
+            CommandError::Internal(what) => write!(f, "ERR internal error: {what}"),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The thin, unsafe edge between Redis's C API and the commands.
+//!
+//! Everything that touches a raw pointer lives here (and in `effects.rs`),
+//! behind small safe types: [`Ctx`] for the call's context, [`Argv`] for its
+//! arguments (zero-copy), [`StringKey`] for reading a key, and the reply
+//! helpers. Commands never see a raw pointer.
+
+use std::ffi::{c_int, c_long, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use redis_module::raw;
+
+use crate::args::ArgSource;
+use crate::error::CommandError;
+
+/// The context of one command call.
+#[derive(Clone, Copy)]
+pub struct Ctx(NonNull<raw::RedisModuleCtx>);
+
+impl Ctx {
+    /// # Safety
+    /// `ctx` must be the live context Redis passed to the current callback.
+    pub unsafe fn from_raw(ctx: *mut raw::RedisModuleCtx) -> Option<Ctx> {
+        NonNull::new(ctx).map(Ctx)
+    }
+
+    pub fn as_ptr(self) -> *mut raw::RedisModuleCtx {
+        self.0.as_ptr()
+    }
+
+    /// Redis's time for this command, in nanoseconds since the Unix epoch,
+    /// read once per call by the caller.
+    ///
+    /// Redis 7.2+ offers a per-command cached clock in microseconds; Redis 7.0
+    /// only has the millisecond wall clock. Either way the value is taken once
+    /// and used for the whole call, and effects are replicated with absolute
+    /// times, so replicas never consult their own clock.
+    pub fn now_nanos(self) -> u64 {
+        // SAFETY: function pointers filled in by RedisModule_Init; absent ones are None.
+        unsafe {
+            if let Some(cached_micros) = raw::RedisModule_CachedMicroseconds {
+                return u64::try_from(cached_micros())
+                    .unwrap_or(0)
+                    .saturating_mul(1_000);
+            }
+            match raw::RedisModule_Milliseconds {
+                Some(millis) => u64::try_from(millis())
+                    .unwrap_or(0)
+                    .saturating_mul(1_000_000),
+                None => 0,
+            }
+        }
+    }
+
+    pub fn reply_integer(self, value: i64) {
+        // SAFETY: live context; API present since Redis 4.
+        unsafe {
+            if let Some(reply) = raw::RedisModule_ReplyWithLongLong {
+                reply(self.as_ptr(), value);
+            }
+        }
+    }
+
+    pub fn reply_u64(self, value: u64) {
+        self.reply_integer(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+
+    pub fn reply_array(self, len: usize) {
+        // SAFETY: live context; the caller follows with exactly `len` replies.
+        unsafe {
+            if let Some(reply) = raw::RedisModule_ReplyWithArray {
+                reply(self.as_ptr(), len as c_long);
+            }
+        }
+    }
+
+    /// Replies with an error. The message must start with the error code
+    /// (`ERR`, `WRONGTYPE`, ...).
+    pub fn reply_error(self, error: &CommandError) {
+        self.reply_error_text(&error.to_string());
+    }
+
+    pub fn reply_error_text(self, message: &str) {
+        let message = CString::new(message.replace('\0', "?")).unwrap_or_default();
+        // SAFETY: live context and a NUL-terminated message.
+        unsafe {
+            if let Some(reply) = raw::RedisModule_ReplyWithError {
+                reply(self.as_ptr(), message.as_ptr());
+            }
+        }
+    }
+
+    /// Writes a line to the Redis log at `level` ("warning", "notice", ...).
+    pub fn log(self, level: &CStr, message: &str) {
+        let message = CString::new(message.replace('\0', "?")).unwrap_or_default();
+        // SAFETY: live context; format "%s" with one NUL-terminated argument.
+        unsafe {
+            if let Some(log) = raw::RedisModule_Log {
+                log(
+                    self.as_ptr(),
+                    level.as_ptr(),
+                    c"%s".as_ptr(),
+                    message.as_ptr(),
+                );
+            }
+        }
+    }
+}
+
+/// A string argument of the current call (a key name, a value), valid for
+/// the call's duration.
+#[derive(Clone, Copy)]
+pub struct ArgString<'a> {
+    string: NonNull<raw::RedisModuleString>,
+    _call: PhantomData<&'a ()>,
+}
+
+impl ArgString<'_> {
+    pub fn as_ptr(self) -> *mut raw::RedisModuleString {
+        self.string.as_ptr()
+    }
+}
+
+/// A command's `argv`, read without copying.
+pub struct Argv<'a> {
+    strings: &'a [*mut raw::RedisModuleString],
+}
+
+impl<'a> Argv<'a> {
+    /// # Safety
+    /// `argv` must point to `argc` live strings for the duration of the call.
+    pub unsafe fn from_raw(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Argv<'a> {
+        let count = usize::try_from(argc).unwrap_or(0);
+        let strings = if argv.is_null() || count == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(argv, count)
+        };
+        Argv { strings }
+    }
+
+    /// The argument at `index`, for handing a key or value back to Redis.
+    /// `None` only if out of range, which parsing has already excluded.
+    pub fn string(&self, index: usize) -> Result<ArgString<'a>, CommandError> {
+        self.strings
+            .get(index)
+            .and_then(|&string| NonNull::new(string))
+            .map(|string| ArgString {
+                string,
+                _call: PhantomData,
+            })
+            .ok_or(CommandError::Internal("argument index out of range"))
+    }
+
+    /// `count` arguments starting at `index`, as Redis's own array.
+    pub fn strings(
+        &self,
+        index: usize,
+        count: usize,
+    ) -> Result<&'a [*mut raw::RedisModuleString], CommandError> {
+        self.strings
+            .get(index..index.saturating_add(count))
+            .ok_or(CommandError::Internal("argument range out of range"))
+    }
+}
+
+impl ArgSource for Argv<'_> {
+    fn count(&self) -> usize {
+        self.strings.len()
+    }
+
+    fn bytes(&self, index: usize) -> &[u8] {
+        self.strings
+            .get(index)
+            .map_or(&[][..], |&string| string_bytes(string))
+    }
+}
+
+/// The bytes of one of argv's strings, borrowed.
+fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
+    if string.is_null() {
+        return &[];
+    }
+    let mut len: usize = 0;
+    // SAFETY: a live string from argv; Redis returns a pointer valid while it lives.
+    unsafe {
+        let Some(ptr_len) = raw::RedisModule_StringPtrLen else {
+            return &[];
+        };
+        let data = ptr_len(string, &mut len);
+        if data.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts(data.cast::<u8>(), len)
+    }
+}
+
+/// A key opened for reading whose value, if any, is a string.
+pub struct StringKey {
+    key: *mut raw::RedisModuleKey,
+}
+
+impl StringKey {
+    /// Opens `name` for reading. `Ok(None)` when the key does not exist;
+    /// `WrongType` when it holds anything but a string.
+    pub fn open(ctx: Ctx, name: ArgString) -> Result<Option<StringKey>, CommandError> {
+        // SAFETY: live context and key name; the key is closed on drop.
+        unsafe {
+            let (Some(open), Some(key_type)) = (raw::RedisModule_OpenKey, raw::RedisModule_KeyType)
+            else {
+                return Err(CommandError::Internal("key API unavailable"));
+            };
+            let key = open(ctx.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
+                .cast::<raw::RedisModuleKey>();
+            if key.is_null() {
+                return Ok(None);
+            }
+            let opened = StringKey { key };
+            match key_type(key) as isize {
+                raw::REDISMODULE_KEYTYPE_EMPTY => Ok(None),
+                raw::REDISMODULE_KEYTYPE_STRING => Ok(Some(opened)),
+                _ => Err(CommandError::WrongType),
+            }
+        }
+    }
+
+    /// The value, borrowed for as long as the key stays open.
+    pub fn value(&self) -> &[u8] {
+        let mut len: usize = 0;
+        // SAFETY: open string key; DMA in read mode only reads.
+        unsafe {
+            let Some(dma) = raw::RedisModule_StringDMA else {
+                return &[];
+            };
+            let data = dma(self.key, &mut len, raw::REDISMODULE_READ as c_int);
+            if data.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(data.cast::<u8>().cast_const(), len)
+        }
+    }
+}
+
+impl Drop for StringKey {
+    fn drop(&mut self) {
+        // SAFETY: opened by RedisModule_OpenKey and closed once.
+        unsafe {
+            if let Some(close) = raw::RedisModule_CloseKey {
+                close(self.key);
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! tk-redis: atomic rate limiting (and, as issues land, sessions and
+//! caching) inside Redis.
+//!
+//! Layout: `args` is the one argument parser; `glue` and `effects` are the
+//! only code touching Redis's C API; `registry` registers commands and guards
+//! every call against panics; each command family (`ratelimit`) keeps its
+//! pure algorithms apart from its thin command layer.
+
+pub mod args;
+pub mod effects;
+pub mod error;
+pub mod glue;
+pub mod ratelimit;
+pub mod registry;
+pub mod stats;
+
+// The module proper exists only in the cdylib: unit tests and fuzzers
+// link this crate without a Redis (or its allocator).
+#[cfg(not(any(test, fuzzing)))]
+mod module;
+
+/// The module's version as Redis reports it in `MODULE LIST`
+/// (major * 10000 + minor * 100 + patch).
+pub const MODULE_VERSION: i32 = {
+    const fn parse(text: &str) -> i32 {
+        let bytes = text.as_bytes();
+        let mut value = 0;
+        let mut index = 0;
+        while index < bytes.len() {
+            value = value * 10 + (bytes[index] - b'0') as i32;
+            index += 1;
+        }
+        value
+    }
+    parse(env!("CARGO_PKG_VERSION_MAJOR")) * 10_000
+        + parse(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + parse(env!("CARGO_PKG_VERSION_PATCH"))
+};

@@ -1,0 +1,220 @@
+//! The module's entry point: command table, load-time registration and the
+//! `INFO tk` section.
+
+use std::ffi::{c_int, CStr};
+
+use redis_module::{raw, Context, RedisString, Status};
+
+use crate::command_entry;
+use crate::glue::{Argv, Ctx};
+use crate::ratelimit::{command as ratelimit, Algorithm};
+use crate::registry::{
+    self, ArgDoc, ArgKind, CommandResult, CommandSpec, KeySpec, Keys, KEY_DELETE, KEY_READ,
+    KEY_UPDATE,
+};
+use crate::stats;
+
+const LIMIT_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"key", false),
+    ArgDoc::required(c"limit", ArgKind::Integer),
+    ArgDoc::required(c"period", ArgKind::String),
+    ArgDoc::option(c"burst", c"BURST", ArgKind::Integer),
+    ArgDoc::option(c"cost", c"COST", ArgKind::Integer),
+    ArgDoc::option(c"algorithm", c"ALGO", ArgKind::String),
+];
+
+const ALL_ARGS: &[ArgDoc] = &[
+    ArgDoc::required(c"numkeys", ArgKind::Integer),
+    ArgDoc::key(c"key", true),
+    ArgDoc::repeated(c"limit period [BURST n] [COST n] [ALGO a]", ArgKind::String),
+];
+
+const RESET_ARGS: &[ArgDoc] = &[ArgDoc::key(c"key", true)];
+
+/// Every command the module adds. The docs here are what `COMMAND DOCS`
+/// shows; docs/COMMANDS.md has the long form.
+pub fn commands() -> [CommandSpec; 4] {
+    [
+        CommandSpec {
+            name: c"TK.RATELIMIT",
+            entry: command_entry!(ratelimit::ratelimit),
+            flags: c"write deny-oom fast",
+            first_key: 1,
+            last_key: 1,
+            key_step: 1,
+            arity: -4,
+            summary: c"Admits or refuses a request against a rate limit (GCRA, sliding log or fixed window) and consumes its cost atomically.",
+            complexity: c"O(1) for GCRA and FIXED; O(N) for SLIDING, N = requests in the window.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 0 },
+                flags: KEY_UPDATE,
+            }),
+            args: LIMIT_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.RATELIMIT.PEEK",
+            entry: command_entry!(ratelimit::peek),
+            flags: c"readonly fast",
+            first_key: 1,
+            last_key: 1,
+            key_step: 1,
+            arity: -4,
+            summary: c"Computes the reply TK.RATELIMIT would give, without consuming or writing anything.",
+            complexity: c"O(1) for GCRA and FIXED; O(N) for SLIDING, N = requests in the window.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 0 },
+                flags: KEY_READ,
+            }),
+            args: LIMIT_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.RATELIMIT.ALL",
+            entry: command_entry!(ratelimit::all),
+            flags: c"write deny-oom",
+            first_key: 0,
+            last_key: 0,
+            key_step: 0,
+            arity: -5,
+            summary: c"Checks several rate limits at once and consumes from all of them only if every one allows.",
+            complexity: c"O(K) for K limits (up to 16), plus O(N) per SLIDING limit.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::NumKeys,
+                flags: KEY_UPDATE,
+            }),
+            args: ALL_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.RATELIMIT.RESET",
+            entry: command_entry!(ratelimit::reset),
+            flags: c"write",
+            first_key: 1,
+            last_key: -1,
+            key_step: 1,
+            arity: -2,
+            summary: c"Deletes rate-limit keys; replies with how many existed.",
+            complexity: c"O(K) for K keys.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: -1 },
+                flags: KEY_DELETE,
+            }),
+            args: RESET_ARGS,
+        },
+    ]
+}
+
+/// `TK.DEBUG.PANIC`: panics on purpose, to prove the guard turns a panic
+/// into an error reply. Registered only when the module is loaded with the
+/// argument `DEBUG-COMMANDS` (the test harness does; production should not).
+fn debug_panic(_ctx: Ctx, _argv: &Argv) -> CommandResult {
+    panic!("TK.DEBUG.PANIC called");
+}
+
+fn debug_commands() -> [CommandSpec; 1] {
+    [CommandSpec {
+        name: c"TK.DEBUG.PANIC",
+        entry: command_entry!(debug_panic),
+        flags: c"readonly",
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        arity: 1,
+        summary: c"Test only: panics inside the module to exercise the panic guard.",
+        complexity: c"O(1)",
+        since: c"0.1.0",
+        key_spec: None,
+        args: &[],
+    }]
+}
+
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    let debug = args
+        .iter()
+        .any(|arg| arg.as_slice().eq_ignore_ascii_case(b"DEBUG-COMMANDS"));
+    let extra: &[CommandSpec] = if debug { &debug_commands() } else { &[] };
+    for spec in commands().iter().chain(extra) {
+        if let Err(error) = registry::register(ctx, spec) {
+            ctx.log_warning(&format!("tk: {error}"));
+            return Status::Err;
+        }
+    }
+    // Replaces the generic info callback the macro installs with our section.
+    // SAFETY: load-time context.
+    unsafe {
+        if let Some(register_info) = raw::RedisModule_RegisterInfoFunc {
+            register_info(ctx.ctx, Some(info));
+        }
+    }
+    Status::Ok
+}
+
+fn add_field(ctx: *mut raw::RedisModuleInfoCtx, name: &CStr, value: u64) {
+    // SAFETY: live info context, NUL-terminated name.
+    unsafe {
+        if let Some(add) = raw::RedisModule_InfoAddFieldULongLong {
+            add(ctx, name.as_ptr(), value);
+        }
+    }
+}
+
+/// `INFO tk` (also part of `INFO modules` / `INFO everything`).
+extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
+    // SAFETY: live info context; a NULL name is the module's default section "tk".
+    unsafe {
+        match raw::RedisModule_InfoAddSection {
+            Some(add_section) => {
+                add_section(ctx, std::ptr::null());
+            }
+            None => return,
+        }
+    }
+    add_field(ctx, c"version", crate::MODULE_VERSION as u64);
+    let ratelimit = &stats::RATELIMIT;
+    for algorithm in Algorithm::ALL {
+        let counters = ratelimit.algorithm(algorithm);
+        let (calls, allowed, denied) = match algorithm {
+            Algorithm::Gcra => (
+                c"ratelimit_gcra_calls",
+                c"ratelimit_gcra_allowed",
+                c"ratelimit_gcra_denied",
+            ),
+            Algorithm::Sliding => (
+                c"ratelimit_sliding_calls",
+                c"ratelimit_sliding_allowed",
+                c"ratelimit_sliding_denied",
+            ),
+            Algorithm::Fixed => (
+                c"ratelimit_fixed_calls",
+                c"ratelimit_fixed_allowed",
+                c"ratelimit_fixed_denied",
+            ),
+        };
+        add_field(ctx, calls, counters.calls.get());
+        add_field(ctx, allowed, counters.allowed.get());
+        add_field(ctx, denied, counters.denied.get());
+    }
+    add_field(ctx, c"ratelimit_peek_calls", ratelimit.peek_calls.get());
+    add_field(ctx, c"ratelimit_all_calls", ratelimit.all_calls.get());
+    add_field(ctx, c"ratelimit_all_allowed", ratelimit.all_allowed.get());
+    add_field(ctx, c"ratelimit_all_denied", ratelimit.all_denied.get());
+    add_field(ctx, c"ratelimit_reset_calls", ratelimit.reset_calls.get());
+    add_field(
+        ctx,
+        c"ratelimit_reset_keys_removed",
+        ratelimit.reset_keys_removed.get(),
+    );
+    add_field(ctx, c"errors", stats::ERRORS.get());
+    add_field(ctx, c"panics", stats::PANICS.get());
+}
+
+redis_module::redis_module! {
+    name: "tk",
+    version: crate::MODULE_VERSION,
+    allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
+    data_types: [],
+    init: init,
+    commands: [],
+}

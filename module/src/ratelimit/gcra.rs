@@ -1,0 +1,692 @@
+//! The Generic Cell Rate Algorithm (GCRA), the default algorithm.
+//!
+//! GCRA is a token bucket that stores one number instead of two. Requests
+//! ("cells") are spaced by the *emission interval* `T = period / limit`; a
+//! burst of up to `BURST` units may arrive ahead of that schedule, which is
+//! the *burst tolerance* `tau = T * BURST`. The only state is the *theoretical
+//! arrival time* `TAT`: the instant at which the limit would be back to its
+//! full capacity if nothing else arrived.
+//!
+//! For a request of `cost` units at time `now`:
+//!
+//! ```text
+//! tat      = max(stored TAT (or now when the key is absent), now)
+//! new_tat  = tat + cost * T
+//! allow_at = new_tat - tau
+//! admitted iff now >= allow_at; then TAT := new_tat
+//! ```
+//!
+//! A refused request leaves the state untouched, so the caller is told to
+//! come back after `allow_at - now`, and the limit is full again after
+//! `tat - now`. The units still admissible right now are
+//! `floor((now + tau - tat) / T)`.
+//!
+//! # Units and rounding
+//!
+//! Everything is computed in nanoseconds, so that sub-millisecond emission
+//! intervals (e.g. 1000 per 1 ms, or 3 per 10 ms) do not collapse to zero or
+//! drift. `T` is rounded *up* to a whole nanosecond: a rounded interval is
+//! never shorter than the exact one, so the limiter is never more permissive
+//! than the quota (at worst it is slower by under 1 ns per unit). When
+//! `period` in ns is divisible by `limit` the algorithm is exact. Every
+//! duration reported to the client is rounded up to whole milliseconds, so
+//! waiting the reported time is always enough. Intermediate values are
+//! `u128` with saturating operations, so no input can overflow or panic.
+//!
+//! # State
+//!
+//! The key holds `TAT` in nanoseconds since the Unix epoch as ASCII decimal
+//! digits, e.g. `b"1764038400123456789"` (human-readable in `redis-cli`,
+//! and distinct from the other algorithms' states: FIXED has a `:`, SLIDING
+//! starts with a non-digit tag byte). Parsing is strict: 1 to 20 ASCII
+//! digits whose value fits in `u64`. The key expires at `TAT` (rounded up to
+//! a millisecond): from then on an absent key decides exactly the same.
+//!
+//! # As a token bucket
+//!
+//! A token bucket of capacity `C` refilled with `R` tokens per `P` is
+//! `Quota { limit: R, period_ms: P, burst: C }`: the tokens available at `now`
+//! are `min(C, (now + tau - TAT) / T)`, taking `cost` tokens moves `TAT` by
+//! `cost * T`, and refilling is the passing of time. With `burst == limit` a
+//! fresh key admits exactly `limit` units at once.
+
+use super::{ceil_ms, CorruptState, Decision, Nanos, Outcome, Quota, Write, NANOS_PER_MS};
+
+/// `u64::MAX` has 20 decimal digits.
+const MAX_DIGITS: usize = 20;
+
+/// The emission interval `T` in ns: `period / limit`, rounded up so that it
+/// is never more permissive than the exact quotient, and at least 1.
+pub fn emission_interval(quota: &Quota) -> u128 {
+    let period_ns = u128::from(quota.period_ms).saturating_mul(u128::from(NANOS_PER_MS));
+    period_ns.div_ceil(u128::from(quota.limit.max(1))).max(1)
+}
+
+/// Parses a strict unsigned decimal: 1 to 20 ASCII digits, no sign, no
+/// spaces, value within `u64`. Shared with the FIXED state format.
+pub fn decode_decimal(bytes: &[u8]) -> Result<u64, CorruptState> {
+    if bytes.is_empty() || bytes.len() > MAX_DIGITS {
+        return Err(CorruptState);
+    }
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return Err(CorruptState);
+        }
+        acc.checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(CorruptState)
+    })
+}
+
+/// Decodes a stored TAT (ns since the Unix epoch).
+pub fn decode_tat(state: &[u8]) -> Result<u64, CorruptState> {
+    decode_decimal(state)
+}
+
+/// Appends the state for `tat` to `out` (ASCII decimal, no allocation).
+pub fn encode_tat(tat: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(tat).as_bytes());
+}
+
+fn saturate(value: u128) -> u64 {
+    u64::try_from(value).unwrap_or(u64::MAX)
+}
+
+/// Decides a request of `cost` units at `now` against the stored TAT.
+/// `cost == 0` peeks: the decision for the current state, nothing consumed.
+pub fn decide(
+    state: Option<&[u8]>,
+    now: Nanos,
+    quota: &Quota,
+    cost: u64,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, CorruptState> {
+    let stored = state.map(decode_tat).transpose()?;
+    let now_ns = u128::from(now);
+    let t = emission_interval(quota);
+    let burst = u128::from(quota.burst);
+    let tau = t.saturating_mul(burst);
+    // A TAT in the past means the limit is full: the bucket does not fill
+    // beyond its capacity. A TAT ahead of a clock that stepped back is kept,
+    // so going back in time never frees units.
+    let tat = stored.map_or(now_ns, |s| u128::from(s).max(now_ns));
+    let new_tat = tat.saturating_add(t.saturating_mul(u128::from(cost)));
+    let allow_at = new_tat.saturating_sub(tau);
+    // Units admissible at `now` when the TAT is `tat`.
+    let units_left =
+        |tat: u128| saturate((now_ns.saturating_add(tau).saturating_sub(tat) / t).min(burst));
+    let wait_ms = |until: u128| ceil_ms(saturate(until.saturating_sub(now_ns)));
+
+    if cost == 0 || now_ns < allow_at {
+        let allowed = cost == 0;
+        return Ok(Outcome {
+            decision: Decision {
+                allowed,
+                limit: quota.limit,
+                remaining: units_left(tat),
+                retry_after_ms: if allowed { 0 } else { wait_ms(allow_at) },
+                reset_after_ms: wait_ms(tat),
+            },
+            write: Write::None,
+        });
+    }
+
+    let stored_tat = saturate(new_tat);
+    encode_tat(stored_tat, out);
+    Ok(Outcome {
+        decision: Decision {
+            allowed: true,
+            limit: quota.limit,
+            remaining: units_left(new_tat),
+            retry_after_ms: 0,
+            reset_after_ms: wait_ms(new_tat),
+        },
+        write: Write::Set {
+            expire_at_ms: ceil_ms(stored_tat).max(now / NANOS_PER_MS + 1),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MAX_COUNT, MAX_SPAN_MS};
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: u64 = NANOS_PER_MS;
+    /// 2025-11-25T00:00:00Z, in ns.
+    const T0: u64 = 1_764_028_800_000 * MS;
+
+    fn quota(limit: u64, period_ms: u64, burst: u64) -> Quota {
+        Quota {
+            limit,
+            period_ms,
+            burst,
+        }
+    }
+
+    /// Runs `decide`, returning the outcome and the state after it.
+    fn step(state: &Option<Vec<u8>>, now: u64, q: &Quota, cost: u64) -> (Outcome, Option<Vec<u8>>) {
+        let mut out = Vec::new();
+        let outcome = decide(state.as_deref(), now, q, cost, &mut out).expect("valid state");
+        match outcome.write {
+            Write::Set { .. } => (outcome, Some(out)),
+            Write::None => {
+                assert!(out.is_empty(), "no write but out was filled");
+                (outcome, state.clone())
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_key_admits_exactly_burst_at_once() {
+        let q = quota(10, 1000, 10);
+        let mut state = None;
+        for i in 0..10 {
+            let (o, s) = step(&state, T0, &q, 1);
+            assert!(o.decision.allowed, "unit {i}");
+            assert_eq!(o.decision.remaining, 9 - i);
+            assert_eq!(o.decision.limit, 10);
+            state = s;
+        }
+        let (o, _) = step(&state, T0, &q, 1);
+        assert!(!o.decision.allowed);
+        assert_eq!(o.decision.remaining, 0);
+        assert_eq!(o.decision.retry_after_ms, 100);
+        assert_eq!(o.decision.reset_after_ms, 1000);
+        assert_eq!(o.write, Write::None);
+    }
+
+    #[test]
+    fn fresh_key_admits_whole_burst_in_one_request() {
+        let q = quota(5, 1000, 5);
+        let (o, state) = step(&None, T0, &q, 5);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.remaining, 0);
+        assert_eq!(o.decision.reset_after_ms, 1000);
+        assert_eq!(
+            o.write,
+            Write::Set {
+                expire_at_ms: T0 / MS + 1000
+            }
+        );
+        assert_eq!(
+            state.as_deref(),
+            Some(format!("{}", T0 + 1000 * MS).as_bytes())
+        );
+    }
+
+    #[test]
+    fn burst_larger_than_limit_is_a_token_bucket() {
+        // Capacity 20, refilled at 10 per second.
+        let q = quota(10, 1000, 20);
+        let (o, state) = step(&None, T0, &q, 20);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.reset_after_ms, 2000);
+        let (o, _) = step(&state, T0 + 500 * MS, &q, 6);
+        assert!(!o.decision.allowed);
+        assert_eq!(o.decision.remaining, 5);
+        assert_eq!(o.decision.retry_after_ms, 100);
+        let (o, _) = step(&state, T0 + 600 * MS, &q, 6);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.remaining, 0);
+    }
+
+    #[test]
+    fn retry_after_is_exact_on_a_millisecond_clock() {
+        // T = 1000/3 ms = 333_333_334 ns (rounded up): waits are not whole ms.
+        let q = quota(3, 1000, 1);
+        let (_, state) = step(&None, T0, &q, 1);
+        let (o, _) = step(&state, T0, &q, 1);
+        assert!(!o.decision.allowed);
+        assert_eq!(o.decision.retry_after_ms, 334);
+        let retry = T0 + o.decision.retry_after_ms * MS;
+        assert!(step(&state, retry, &q, 1).0.decision.allowed);
+        assert!(!step(&state, retry - MS, &q, 1).0.decision.allowed);
+    }
+
+    #[test]
+    fn sub_millisecond_interval_is_not_lost() {
+        // 1000 per ms: T = 1 µs. A ms-granular interval would be 0 or 1 ms.
+        let q = quota(1_000_000, 1000, 1000);
+        let (o, state) = step(&None, T0, &q, 1000);
+        assert!(o.decision.allowed);
+        let (o, _) = step(&state, T0 + 500_000, &q, 500);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.remaining, 0);
+        let (o, _) = step(&state, T0 + 499_999, &q, 500);
+        assert!(!o.decision.allowed);
+        assert_eq!(o.decision.retry_after_ms, 1);
+    }
+
+    #[test]
+    fn clock_going_backwards_admits_nothing_extra() {
+        let q = quota(10, 1000, 10);
+        let (_, state) = step(&None, T0, &q, 10);
+        // Earlier than the state's own writes: still full, still refused.
+        for back in [1, 1000, 10_000 * MS, T0] {
+            let (o, _) = step(&state, T0 - back, &q, 1);
+            assert!(!o.decision.allowed);
+            assert_eq!(o.decision.remaining, 0);
+        }
+        let (o, _) = step(&state, T0 - 5000 * MS, &q, 1);
+        assert_eq!(o.decision.retry_after_ms, 5100);
+        assert_eq!(o.decision.reset_after_ms, 6000);
+        // And at time 0 with a TAT in the future: no underflow.
+        let (o, _) = step(&state, 0, &q, 0);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.remaining, 0);
+    }
+
+    #[test]
+    fn cost_zero_peeks_without_writing() {
+        let q = quota(10, 1000, 10);
+        let (o, _) = step(&None, T0, &q, 0);
+        assert_eq!(
+            o,
+            Outcome {
+                decision: Decision {
+                    allowed: true,
+                    limit: 10,
+                    remaining: 10,
+                    retry_after_ms: 0,
+                    reset_after_ms: 0
+                },
+                write: Write::None
+            }
+        );
+        let (_, state) = step(&None, T0, &q, 10);
+        let (o, after) = step(&state, T0 + 250 * MS, &q, 0);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.remaining, 2);
+        assert_eq!(o.decision.reset_after_ms, 750);
+        assert_eq!(o.write, Write::None);
+        assert_eq!(after, state);
+    }
+
+    #[test]
+    fn cost_moves_the_tat_by_cost_intervals() {
+        let q = quota(10, 1000, 10);
+        let (_, state) = step(&None, T0, &q, 3);
+        assert_eq!(decode_tat(state.as_deref().unwrap()), Ok(T0 + 300 * MS));
+        let (o, state) = step(&state, T0, &q, 7);
+        assert!(o.decision.allowed);
+        assert_eq!(decode_tat(state.as_deref().unwrap()), Ok(T0 + 1000 * MS));
+        // A refused big request does not consume anything.
+        let (o, _) = step(&state, T0 + 200 * MS, &q, 3);
+        assert!(!o.decision.allowed);
+        assert_eq!(o.decision.remaining, 2);
+        assert_eq!(o.decision.retry_after_ms, 100);
+        let (o, _) = step(&state, T0 + 200 * MS, &q, 2);
+        assert!(o.decision.allowed);
+    }
+
+    #[test]
+    fn expiry_is_never_in_the_past() {
+        let q = quota(1_000_000, 1, 1);
+        // T = 1 ns: new TAT is within the current millisecond.
+        let (o, _) = step(&None, T0 + 5, &q, 1);
+        assert_eq!(
+            o.write,
+            Write::Set {
+                expire_at_ms: T0 / MS + 1
+            }
+        );
+    }
+
+    #[test]
+    fn extreme_quotas_do_not_overflow() {
+        let q = quota(1, MAX_SPAN_MS, 1);
+        let (o, state) = step(&None, T0, &q, 1);
+        assert!(o.decision.allowed);
+        assert_eq!(o.decision.reset_after_ms, MAX_SPAN_MS);
+        let (o, _) = step(&state, T0, &q, 1);
+        assert_eq!(o.decision.retry_after_ms, MAX_SPAN_MS);
+        let q = quota(MAX_COUNT, 1, MAX_COUNT);
+        let (o, _) = step(&None, T0, &q, MAX_COUNT);
+        assert!(o.decision.allowed);
+        // Unvalidated nonsense still does not panic.
+        for q in [
+            quota(0, 0, 0),
+            quota(u64::MAX, u64::MAX, u64::MAX),
+            quota(1, u64::MAX, u64::MAX),
+        ] {
+            for now in [0, 1, T0, u64::MAX] {
+                for cost in [0, 1, u64::MAX] {
+                    for state in [
+                        None,
+                        Some(b"0".to_vec()),
+                        Some(u64::MAX.to_string().into_bytes()),
+                    ] {
+                        let _ = decide(state.as_deref(), now, &q, cost, &mut Vec::new());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        for tat in [0, 1, 9, 10, T0, u64::MAX] {
+            let mut out = Vec::new();
+            encode_tat(tat, &mut out);
+            assert_eq!(out, tat.to_string().into_bytes());
+            assert_eq!(decode_tat(&out), Ok(tat));
+        }
+    }
+
+    #[test]
+    fn corrupt_states_are_rejected() {
+        let q = quota(10, 1000, 10);
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"12a",
+            b"1.5",
+            b"18446744073709551616",
+            b"000000000000000000001",
+            b"1764028800000:3",
+            b"\xa1\0\0\0\0\0\0\0\0",
+        ] {
+            assert_eq!(decode_tat(bad), Err(CorruptState), "{bad:?}");
+            assert_eq!(
+                decide(Some(bad), T0, &q, 1, &mut Vec::new()),
+                Err(CorruptState)
+            );
+        }
+        assert_eq!(decode_tat(b"00000000000000000001"), Ok(1));
+    }
+
+    /// A plainly written exact token bucket: tokens are kept multiplied by
+    /// `period_ns` (so refilling `limit` tokens per `period_ns` adds `limit`
+    /// per ns) and every wait is an exact rational rounded up once.
+    struct Bucket {
+        limit: u128,
+        period_ns: u128,
+        full: u128,
+        /// tokens * period_ns at `at`
+        scaled: u128,
+        at: u128,
+    }
+
+    impl Bucket {
+        fn new(q: &Quota) -> Self {
+            let period_ns = u128::from(q.period_ms) * u128::from(MS);
+            let full = u128::from(q.burst) * period_ns;
+            Bucket {
+                limit: u128::from(q.limit),
+                period_ns,
+                full,
+                scaled: full,
+                at: 0,
+            }
+        }
+
+        fn wait_ms(&self, scaled_deficit: u128) -> u64 {
+            let ns = scaled_deficit.div_ceil(self.limit);
+            u64::try_from(ns.div_ceil(u128::from(MS))).unwrap()
+        }
+
+        fn decide(&mut self, now: u64, limit: u64, cost: u64) -> Outcome {
+            let now = u128::from(now);
+            let scaled = self.full.min(self.scaled + (now - self.at) * self.limit);
+            let need = u128::from(cost) * self.period_ns;
+            if scaled < need {
+                return Outcome {
+                    decision: Decision {
+                        allowed: false,
+                        limit,
+                        remaining: u64::try_from(scaled / self.period_ns).unwrap(),
+                        retry_after_ms: self.wait_ms(need - scaled),
+                        reset_after_ms: self.wait_ms(self.full - scaled),
+                    },
+                    write: Write::None,
+                };
+            }
+            let left = scaled - need;
+            let reset_after_ms = self.wait_ms(self.full - left);
+            let write = if cost == 0 {
+                Write::None
+            } else {
+                self.scaled = left;
+                self.at = now;
+                let now_ms = u64::try_from(now / u128::from(MS)).unwrap();
+                Write::Set {
+                    expire_at_ms: (now_ms + reset_after_ms).max(now_ms + 1),
+                }
+            };
+            Outcome {
+                decision: Decision {
+                    allowed: true,
+                    limit,
+                    remaining: u64::try_from(left / self.period_ns).unwrap(),
+                    retry_after_ms: 0,
+                    reset_after_ms,
+                },
+                write,
+            }
+        }
+    }
+
+    /// Quotas whose period in ns is divisible by the limit.
+    fn exact_quota() -> impl Strategy<Value = Quota> {
+        (1u64..=20, 1u64..=500, 0u32..=6, 0u32..=6, 1u64..=300).prop_map(
+            |(k, m, a, b, burst_pct)| {
+                let limit = k * 2u64.pow(a) * 5u64.pow(b);
+                let burst = (limit * burst_pct / 100).max(1);
+                quota(limit, k * m, burst)
+            },
+        )
+    }
+
+    /// Any quota the caller would accept (the span check included).
+    /// Includes limits far above the period in ms, where `T` is a few ns and
+    /// its rounding matters most.
+    fn any_quota() -> impl Strategy<Value = Quota> {
+        (
+            prop_oneof![1u64..=5000, 1u64..=5_000_000],
+            1u64..=5000,
+            1u64..=5000,
+        )
+            .prop_map(|(limit, period_ms, burst)| quota(limit, period_ms, burst))
+            .prop_filter("span", |q| q.period_ms * q.burst / q.limit <= MAX_SPAN_MS)
+    }
+
+    /// A gap between requests: a random fraction of up to two periods,
+    /// scaled down by a random power of ten so that bursts are common.
+    fn gap_ns(period_ms: u64, (scale, fraction): (u8, u32)) -> u64 {
+        let gap = u128::from(period_ms * MS) * u128::from(fraction % 2_000_001) / 1_000_000;
+        u64::try_from(gap / 10u128.pow(u32::from(scale % 8))).unwrap()
+    }
+
+    /// A cost in 0..=burst, biased towards small values.
+    fn cost_for(burst: u64, pick: (u8, u64)) -> u64 {
+        match pick.0 % 4 {
+            0 => 0,
+            1 | 2 => 1.min(burst),
+            _ => pick.1 % (burst + 1),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_exact_token_bucket(
+            q in exact_quota(),
+            steps in prop::collection::vec((any::<(u8, u32)>(), any::<(u8, u64)>()), 1..60),
+        ) {
+            let mut bucket = Bucket::new(&q);
+            let mut state: Option<Vec<u8>> = None;
+            let mut now = T0;
+            for (gap, pick) in steps {
+                now += gap_ns(q.period_ms, gap) / MS * MS;
+                let cost = cost_for(q.burst, pick);
+                let (got, next) = step(&state, now, &q, cost);
+                let want = bucket.decide(now, q.limit, cost);
+                prop_assert_eq!(got, want);
+                state = next;
+            }
+        }
+
+        #[test]
+        fn never_more_than_burst_plus_rate_in_any_window(
+            q in any_quota(),
+            steps in prop::collection::vec((any::<(u8, u32)>(), any::<(u8, u64)>()), 1..80),
+        ) {
+            let period_ns = u128::from(q.period_ms) * u128::from(MS);
+            let mut state: Option<Vec<u8>> = None;
+            let mut now = T0;
+            let mut admitted: Vec<(u64, u64)> = Vec::new();
+            for (gap, pick) in steps {
+                now += gap_ns(q.period_ms, gap);
+                let cost = cost_for(q.burst, pick);
+                let (o, next) = step(&state, now, &q, cost);
+                if o.decision.allowed && cost > 0 {
+                    admitted.push((now, cost));
+                }
+                state = next;
+            }
+            // Over [start, t] the exact rate allows `burst + (t - start) * limit
+            // / period` units; rounding `T` up may only admit fewer. This is
+            // tighter than `burst + ceil(w * limit / period)` for any window of
+            // length `w` holding both ends.
+            for (i, &(start, _)) in admitted.iter().enumerate() {
+                let mut sum = 0u128;
+                for &(t, cost) in &admitted[i..] {
+                    sum += u128::from(cost);
+                    let bound = u128::from(q.burst) + u128::from(t - start) * u128::from(q.limit) / period_ns;
+                    prop_assert!(sum <= bound, "{} units in [{}, {}]", sum, start, t);
+                }
+            }
+        }
+
+        #[test]
+        fn rounding_never_admits_more_than_the_exact_rate(
+            period_ms in 1u64..=3,
+            divisor in 1u64..=16_000,
+            burst in 1u64..=8,
+            gaps in prop::collection::vec(1u64..=3, 100..400),
+        ) {
+            // T of a few ns, where rounding it is a large fraction of it; a
+            // client hammering every few ns sees the long-run rate.
+            let period_ns = period_ms * MS;
+            let q = quota(period_ns * 1000 / divisor, period_ms, burst);
+            let t = emission_interval(&q);
+            prop_assert!(t * u128::from(q.limit) >= u128::from(period_ns));
+            prop_assert!((t - 1) * u128::from(q.limit) < u128::from(period_ns));
+            let mut state: Option<Vec<u8>> = None;
+            let start = T0;
+            let mut now = start;
+            let mut admitted = 0u128;
+            for gap in gaps {
+                now += gap;
+                let (o, next) = step(&state, now, &q, 1);
+                admitted += u128::from(o.decision.allowed);
+                state = next;
+            }
+            let exact = u128::from(burst) + u128::from(now - start) * u128::from(q.limit) / u128::from(period_ns);
+            prop_assert!(admitted <= exact, "{} admitted, exact rate allows {}", admitted, exact);
+        }
+
+        #[test]
+        fn retry_after_is_honoured(
+            q in any_quota(),
+            steps in prop::collection::vec((any::<(u8, u32)>(), any::<(u8, u64)>()), 1..40),
+            whole_ms in any::<bool>(),
+        ) {
+            let mut state: Option<Vec<u8>> = None;
+            let mut now = T0;
+            for (gap, pick) in steps {
+                let gap = gap_ns(q.period_ms, gap);
+                now += if whole_ms { gap / MS * MS } else { gap };
+                let cost = cost_for(q.burst, pick);
+                let (o, next) = step(&state, now, &q, cost);
+                if !o.decision.allowed {
+                    let retry = now + o.decision.retry_after_ms * MS;
+                    prop_assert!(step(&state, retry, &q, cost).0.decision.allowed);
+                    // ... and not longer than needed.
+                    prop_assert!(o.decision.retry_after_ms > 0);
+                    prop_assert!(!step(&state, retry - MS, &q, cost).0.decision.allowed);
+                    // Waiting `reset_after` brings the limit back to full.
+                    let reset = now + o.decision.reset_after_ms * MS;
+                    prop_assert_eq!(step(&state, reset, &q, 0).0.decision.remaining, q.burst);
+                }
+                state = next;
+            }
+        }
+
+        #[test]
+        fn later_is_never_stricter_than_earlier(
+            q in any_quota(),
+            tat_offset in -10_000_000_000_000i64..10_000_000_000_000,
+            a in 0u64..20_000_000_000_000,
+            b in 0u64..20_000_000_000_000,
+            pick in any::<(u8, u64)>(),
+        ) {
+            // Deciding at an earlier clock (one that stepped back) must never
+            // admit what a later clock refuses.
+            let tat = T0.saturating_add_signed(tat_offset);
+            let state = Some(tat.to_string().into_bytes());
+            let (early, late) = (T0 - 10_000_000_000_000 + a.min(b), T0 - 10_000_000_000_000 + a.max(b));
+            let cost = cost_for(q.burst, pick);
+            let e = step(&state, early, &q, cost).0.decision;
+            let l = step(&state, late, &q, cost).0.decision;
+            prop_assert!(!e.allowed || l.allowed);
+            let peek_early = step(&state, early, &q, 0).0.decision;
+            let peek_late = step(&state, late, &q, 0).0.decision;
+            prop_assert!(peek_early.remaining <= peek_late.remaining);
+        }
+
+        #[test]
+        fn expiry_frees_nothing_early(
+            q in any_quota(),
+            now in T0..T0 + 1_000_000 * MS,
+            pick in any::<(u8, u64)>(),
+            prior in prop::option::of(T0..T0 + 2_000_000 * MS),
+        ) {
+            let state = prior.map(|t| t.to_string().into_bytes());
+            let cost = cost_for(q.burst, pick).max(1);
+            let (o, next) = step(&state, now, &q, cost);
+            if let Write::Set { expire_at_ms } = o.write {
+                prop_assert!(expire_at_ms > now / MS);
+                // At expiry the stored state decides like an absent key.
+                let at = expire_at_ms * MS;
+                for c in [0, 1.min(q.burst), q.burst] {
+                    prop_assert_eq!(step(&next, at, &q, c).0, step(&None, at, &q, c).0);
+                }
+            }
+        }
+
+        #[test]
+        fn encoding_round_trips_for_any_tat(tat in any::<u64>()) {
+            let mut out = Vec::new();
+            encode_tat(tat, &mut out);
+            prop_assert_eq!(decode_tat(&out), Ok(tat));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in prop::collection::vec(any::<u8>(), 0..32),
+            digits in "[0-9]{1,22}",
+            now in any::<u64>(),
+            limit in any::<u64>(),
+            period_ms in any::<u64>(),
+            burst in any::<u64>(),
+            cost in any::<u64>(),
+        ) {
+            let q = quota(limit, period_ms, burst);
+            for state in [&bytes[..], digits.as_bytes()] {
+                let mut out = Vec::new();
+                if let Ok(o) = decide(Some(state), now, &q, cost, &mut out) {
+                    prop_assert_eq!(o.decision.limit, limit);
+                    if let Write::Set { expire_at_ms } = o.write {
+                        prop_assert!(decode_tat(&out).is_ok());
+                        prop_assert!(expire_at_ms > now / MS);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Command registration and the per-call guard.
+//!
+//! Each command is described once, as data ([`CommandSpec`]): name, flags,
+//! key specs and docs. Registration uses only APIs present in Redis 7.0
+//! (`CreateCommand` + `SetCommandInfo`), so `COMMAND INFO`, `COMMAND DOCS`,
+//! `COMMAND GETKEYS` and Cluster routing all see the real key positions,
+//! including the `numkeys` form of TK.RATELIMIT.ALL.
+//!
+//! Every call goes through [`dispatch`], which turns a handler's error into a
+//! reply and catches any panic (a panic crossing into C would abort Redis):
+//! the caller gets an `ERR internal error`, the log gets a warning.
+
+use std::ffi::{c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use redis_module::raw;
+
+use crate::error::CommandError;
+use crate::glue::{Argv, Ctx};
+use crate::stats;
+
+/// What a command handler returns: `Ok` once it has replied.
+pub type CommandResult = Result<(), CommandError>;
+pub type Handler = fn(Ctx, &Argv) -> CommandResult;
+pub type Entry =
+    extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+
+/// Wraps a handler in an `extern "C"` entry point that goes through [`dispatch`].
+#[macro_export]
+macro_rules! command_entry {
+    ($handler:path) => {{
+        extern "C" fn entry(
+            ctx: *mut redis_module::raw::RedisModuleCtx,
+            argv: *mut *mut redis_module::raw::RedisModuleString,
+            argc: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            // SAFETY: the arguments come straight from Redis.
+            unsafe { $crate::registry::dispatch(ctx, argv, argc, $handler) }
+        }
+        entry as $crate::registry::Entry
+    }};
+}
+
+/// Runs a handler with the panic guard. Always returns OK to Redis: errors
+/// are replies, not module failures.
+///
+/// # Safety
+/// The arguments must be those Redis passed to the command callback.
+pub unsafe fn dispatch(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    handler: Handler,
+) -> c_int {
+    // SAFETY: Redis passes a live context and argv for the call's duration.
+    let Some(context) = Ctx::from_raw(ctx) else {
+        return raw::Status::Err as c_int;
+    };
+    let args = Argv::from_raw(argv, argc);
+    match catch_unwind(AssertUnwindSafe(|| handler(context, &args))) {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            stats::ERRORS.incr();
+            context.reply_error(&error);
+        }
+        Err(payload) => {
+            stats::PANICS.incr();
+            stats::ERRORS.incr();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            context.log(
+                c"warning",
+                &format!(
+                    "tk: a command panicked and was aborted; please report this bug: {message}"
+                ),
+            );
+            // The handler may have started a reply; Redis tolerates an extra
+            // error reply far better than a dead server. Handlers reply only
+            // after all fallible work, so this path sees no partial reply.
+            context
+                .reply_error_text("ERR internal error in the tk module (a bug: see the Redis log)");
+        }
+    }
+    raw::Status::Ok as c_int
+}
+
+/// How a command finds its keys (one key spec).
+#[derive(Clone, Copy)]
+pub enum Keys {
+    /// Keys from argv[1] to the last argument (`lastkey` relative to the
+    /// start: 0 = just argv[1], -1 = all remaining).
+    Range { last: i32 },
+    /// `argv[1]` is the number of keys, which follow it.
+    NumKeys,
+}
+
+#[derive(Clone, Copy)]
+pub struct KeySpec {
+    pub keys: Keys,
+    /// REDISMODULE_CMD_KEY_* flags.
+    pub flags: u64,
+}
+
+pub const KEY_READ: u64 = (raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS) as u64;
+pub const KEY_UPDATE: u64 = (raw::REDISMODULE_CMD_KEY_RW
+    | raw::REDISMODULE_CMD_KEY_ACCESS
+    | raw::REDISMODULE_CMD_KEY_UPDATE) as u64;
+pub const KEY_DELETE: u64 = (raw::REDISMODULE_CMD_KEY_RM | raw::REDISMODULE_CMD_KEY_DELETE) as u64;
+
+/// One argument in `COMMAND DOCS`.
+#[derive(Clone, Copy)]
+pub struct ArgDoc {
+    pub name: &'static CStr,
+    pub kind: ArgKind,
+    pub token: Option<&'static CStr>,
+    pub optional: bool,
+    pub multiple: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    Key,
+    Integer,
+    String,
+}
+
+impl ArgDoc {
+    pub const fn key(name: &'static CStr, multiple: bool) -> ArgDoc {
+        ArgDoc {
+            name,
+            kind: ArgKind::Key,
+            token: None,
+            optional: false,
+            multiple,
+        }
+    }
+    pub const fn required(name: &'static CStr, kind: ArgKind) -> ArgDoc {
+        ArgDoc {
+            name,
+            kind,
+            token: None,
+            optional: false,
+            multiple: false,
+        }
+    }
+    pub const fn option(name: &'static CStr, token: &'static CStr, kind: ArgKind) -> ArgDoc {
+        ArgDoc {
+            name,
+            kind,
+            token: Some(token),
+            optional: true,
+            multiple: false,
+        }
+    }
+    pub const fn repeated(name: &'static CStr, kind: ArgKind) -> ArgDoc {
+        ArgDoc {
+            name,
+            kind,
+            token: None,
+            optional: false,
+            multiple: true,
+        }
+    }
+}
+
+/// Everything Redis is told about one command.
+pub struct CommandSpec {
+    pub name: &'static CStr,
+    pub entry: Entry,
+    pub flags: &'static CStr,
+    /// Legacy first/last/step key positions (0,0,0 for movable keys).
+    pub first_key: i32,
+    pub last_key: i32,
+    pub key_step: i32,
+    pub arity: i32,
+    pub summary: &'static CStr,
+    pub complexity: &'static CStr,
+    pub since: &'static CStr,
+    /// None for a command without keys.
+    pub key_spec: Option<KeySpec>,
+    pub args: &'static [ArgDoc],
+}
+
+static COMMAND_INFO_VERSION: raw::RedisModuleCommandInfoVersion =
+    raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+    };
+
+fn raw_key_specs(spec: Option<&KeySpec>) -> [raw::RedisModuleCommandKeySpec; 2] {
+    // SAFETY: the C struct is plain data for which all-zero is the valid
+    // "absent" value (it also terminates the array).
+    let mut specs: [raw::RedisModuleCommandKeySpec; 2] = unsafe { std::mem::zeroed() };
+    let Some(spec) = spec else {
+        return specs;
+    };
+    let first = &mut specs[0];
+    first.flags = spec.flags;
+    first.begin_search_type = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
+    first.bs.index.pos = 1;
+    match spec.keys {
+        Keys::Range { last } => {
+            first.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
+            first.fk.range.lastkey = last;
+            first.fk.range.keystep = 1;
+            first.fk.range.limit = 0;
+        }
+        Keys::NumKeys => {
+            first.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_KEYNUM;
+            first.fk.keynum.keynumidx = 0;
+            first.fk.keynum.firstkey = 1;
+            first.fk.keynum.keystep = 1;
+        }
+    }
+    specs
+}
+
+fn raw_args(docs: &[ArgDoc]) -> Vec<raw::RedisModuleCommandArg> {
+    let mut args: Vec<raw::RedisModuleCommandArg> = docs
+        .iter()
+        .map(|doc| {
+            // SAFETY: plain C data; zero is "absent" for every field.
+            let mut arg: raw::RedisModuleCommandArg = unsafe { std::mem::zeroed() };
+            arg.name = doc.name.as_ptr();
+            arg.type_ = match doc.kind {
+                ArgKind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+                ArgKind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
+                ArgKind::String => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+            };
+            arg.key_spec_index = if doc.kind == ArgKind::Key { 0 } else { -1 };
+            arg.token = doc.token.map_or(ptr::null(), CStr::as_ptr);
+            let mut flags = 0;
+            if doc.optional {
+                flags |= raw::REDISMODULE_CMD_ARG_OPTIONAL;
+            }
+            if doc.multiple {
+                flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE;
+            }
+            arg.flags = flags as c_int;
+            arg
+        })
+        .collect();
+    // SAFETY: the zeroed terminator.
+    args.push(unsafe { std::mem::zeroed() });
+    args
+}
+
+/// Registers one command with Redis. Runs at load time only.
+pub fn register(context: &redis_module::Context, spec: &CommandSpec) -> Result<(), String> {
+    let ctx = context.ctx;
+    let name = spec.name.to_string_lossy();
+    // SAFETY: load-time context; strings are NUL-terminated statics, and Redis
+    // copies the command info it is given.
+    unsafe {
+        let (Some(create), Some(get_command)) =
+            (raw::RedisModule_CreateCommand, raw::RedisModule_GetCommand)
+        else {
+            return Err("command API unavailable".into());
+        };
+        if create(
+            ctx,
+            spec.name.as_ptr(),
+            Some(spec.entry),
+            spec.flags.as_ptr(),
+            spec.first_key,
+            spec.last_key,
+            spec.key_step,
+        ) != raw::Status::Ok as c_int
+        {
+            return Err(format!("could not create command {name}"));
+        }
+        // SetCommandInfo appeared in Redis 7.0; without it the legacy key
+        // positions still route every command except ALL's movable keys.
+        let Some(set_info) = raw::RedisModule_SetCommandInfo else {
+            context.log_warning("tk: this Redis has no RedisModule_SetCommandInfo; key specs and docs are not registered");
+            return Ok(());
+        };
+        let command = get_command(ctx, spec.name.as_ptr());
+        if command.is_null() {
+            return Err(format!("could not find command {name} after creating it"));
+        }
+        let mut key_specs = raw_key_specs(spec.key_spec.as_ref());
+        let mut args = raw_args(spec.args);
+        let info = raw::RedisModuleCommandInfo {
+            version: &COMMAND_INFO_VERSION,
+            summary: spec.summary.as_ptr(),
+            complexity: spec.complexity.as_ptr(),
+            since: spec.since.as_ptr(),
+            history: ptr::null_mut(),
+            tips: ptr::null(),
+            arity: spec.arity,
+            key_specs: key_specs.as_mut_ptr(),
+            args: args.as_mut_ptr(),
+        };
+        if set_info(command, &info) != raw::Status::Ok as c_int {
+            return Err(format!("could not set the command info of {name}"));
+        }
+    }
+    Ok(())
+}
