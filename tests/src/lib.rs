@@ -1,0 +1,18 @@
+//! Integration-test harness for tk-redis: starts `redis-server` (a local
+//! process, or a container with `TK_TEST_BACKEND=docker`) with the module
+//! loaded, and offers helpers for replication, restarts and `INFO`/`DEBUG`.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use tk_redis_tests::{Server, info_section};
+//! let server = Server::start().await;
+//! let mut conn = server.conn().await;
+//! let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut conn).await.unwrap();
+//! let tk = info_section(&mut conn, "tk").await;
+//! # let _ = tk;
+//! # }
+//! ```
+
+pub mod harness;
+
+pub use harness::*;
