@@ -529,8 +529,34 @@ async fn replica_reaches_identical_state() {
         ],
     )
     .await;
+    // Inside MULTI/EXEC and scripts the effects still replicate, not the call.
+    let (_, _): (Vec<i64>, Vec<i64>) = redis::pipe()
+        .atomic()
+        .cmd("TK.RATELIMIT")
+        .arg(&["tx:a", "4", "1h", "ALGO", "SLIDING"])
+        .cmd("TK.RATELIMIT")
+        .arg(&["tx:b", "4", "1h"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: Vec<i64> = redis::cmd("EVAL")
+        .arg("return redis.call('TK.RATELIMIT', KEYS[1], 4, '1h', 'ALGO', 'FIXED')")
+        .arg(1)
+        .arg("lua:c")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     wait_for_sync(&primary, &replica).await;
-    for key in ["long:GCRA", "long:SLIDING", "long:FIXED", "{l}:a", "{l}:b"] {
+    for key in [
+        "long:GCRA",
+        "long:SLIDING",
+        "long:FIXED",
+        "{l}:a",
+        "{l}:b",
+        "tx:a",
+        "tx:b",
+        "lua:c",
+    ] {
         assert_eq!(
             get_bytes(&mut conn, key).await,
             get_bytes(&mut replica_conn, key).await,
