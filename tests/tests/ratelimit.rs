@@ -223,7 +223,6 @@ async fn peek_writes_nothing_and_predicts() {
         assert_eq!(&peek[..4], &[1, 3, 2, 0], "{algo}: a fresh key would admit");
         assert_eq!(dbsize(&mut conn).await, 0, "{algo}: PEEK created a key");
     }
-    let info_before = info_section(&mut conn, "replication").await;
     for algo in ALGORITHMS {
         let key = format!("peek:{algo}");
         for _ in 0..3 {
@@ -242,17 +241,31 @@ async fn peek_writes_nothing_and_predicts() {
         assert_eq!(get_bytes(&mut conn, &key).await, value, "{algo}");
         assert_eq!(pexpiretime(&mut conn, &key).await, expiry, "{algo}");
     }
-    assert!(info_before.contains_key("master_repl_offset"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_peeks_replicate_nothing() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+    // The replication offset only moves once a replica exists (the backlog
+    // is created then); the primary's keep-alive pings are pushed out of the
+    // way so that only propagated writes move it.
+    let primary = Server::builder()
+        .arg("--repl-ping-replica-period", "3600")
+        .start()
+        .await;
+    let replica = Server::replica_of(&primary).await;
+    wait_for_sync(&primary, &replica).await;
+    let mut conn = primary.conn().await;
+    let offset = |info: std::collections::HashMap<String, String>| {
+        info["master_repl_offset"].parse::<i64>().unwrap()
+    };
+    let start = offset(info_section(&mut conn, "replication").await);
+    // Positive control: an admitted call is propagated.
     ints(&mut conn, &["TK.RATELIMIT", "full", "1", "1h"]).await;
-    let offset =
-        |info: std::collections::HashMap<String, String>| info["master_repl_offset"].clone();
     let before = offset(info_section(&mut conn, "replication").await);
+    assert!(
+        before > start,
+        "an admitted call did not reach the replication stream"
+    );
     for _ in 0..5 {
         assert_eq!(
             ints(&mut conn, &["TK.RATELIMIT", "full", "1", "1h"]).await[0],
@@ -261,6 +274,20 @@ async fn refusals_and_peeks_replicate_nothing() {
         ints(&mut conn, &["TK.RATELIMIT.PEEK", "full", "1", "1h"]).await;
         ints(&mut conn, &["TK.RATELIMIT.PEEK", "absent", "1", "1h"]).await;
         ints(&mut conn, &["TK.RATELIMIT", "full", "1", "1h", "COST", "0"]).await;
+        ints(
+            &mut conn,
+            &[
+                "TK.RATELIMIT.ALL",
+                "2",
+                "{x}a",
+                "full",
+                "5",
+                "1h",
+                "1",
+                "1h",
+            ],
+        )
+        .await;
     }
     let removed: i64 = redis::cmd("TK.RATELIMIT.RESET")
         .arg("absent")
@@ -273,6 +300,7 @@ async fn refusals_and_peeks_replicate_nothing() {
         before, after,
         "a call that changed nothing reached the replication stream"
     );
+    drop(replica);
 }
 
 #[tokio::test]
