@@ -1,5 +1,6 @@
-//! The tk module's pure code (argument parser, rate-limit algorithms and
-//! their argument parsing), compiled without Redis so libFuzzer can drive it.
+//! The tk module's pure code (argument parser, rate-limit algorithms, lock
+//! rules and their argument parsing), compiled without Redis so libFuzzer
+//! can drive it.
 //! The command layer is left out by `#[cfg(not(fuzzing))]` in the module.
 #![allow(dead_code)]
 
@@ -7,6 +8,8 @@
 pub mod args;
 #[path = "../../module/src/error.rs"]
 pub mod error;
+#[path = "../../module/src/lock/mod.rs"]
+pub mod lock;
 #[path = "../../module/src/ratelimit/mod.rs"]
 pub mod ratelimit;
 

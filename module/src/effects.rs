@@ -3,10 +3,10 @@
 //! Commands whose result depends on time must not be replicated verbatim:
 //! a replica or an AOF replay would recompute them at another time. Instead
 //! every write goes through here as a plain Redis command with absolute
-//! times (`SET key value PXAT <ms>`, `UNLINK key...`), executed through
-//! `RedisModule_Call` with the `!` flag so Redis itself propagates exactly
-//! that command to replicas and the AOF (wrapped in MULTI/EXEC with the
-//! command's other effects). Redis only propagates a call that changed
+//! times (`SET key value PXAT <ms>`, `PEXPIREAT key <ms>`, `UNLINK key...`),
+//! executed through `RedisModule_Call` with the `!` flag so Redis itself
+//! propagates exactly that command to replicas and the AOF (wrapped in
+//! MULTI/EXEC with the command's other effects). Redis only propagates a call that changed
 //! something, so a no-op writes nothing downstream.
 //!
 //! Why not the key API: in Redis 7.0 a module can only set a *relative*
@@ -97,6 +97,49 @@ pub fn set_with_expiry(
         )
     };
     CallReply(reply).ok("SET failed")
+}
+
+/// `SET <key> <value>` (no expiry: any previous one is removed), executed and
+/// replicated as is.
+pub fn set(ctx: Ctx, key: ArgString, value: &[u8]) -> Result<(), CommandError> {
+    // SAFETY: format "!Esb" = replicate, errors as replies, then a module
+    // string and a buffer with its length.
+    let reply = unsafe {
+        let Some(call) = raw::RedisModule_Call else {
+            return Err(CommandError::Internal("RedisModule_Call unavailable"));
+        };
+        call(
+            ctx.as_ptr(),
+            c"SET".as_ptr(),
+            c"!Esb".as_ptr(),
+            key.as_ptr(),
+            value.as_ptr().cast::<c_char>(),
+            value.len(),
+        )
+    };
+    CallReply(reply).ok("SET failed")
+}
+
+/// `PEXPIREAT <key> <expire_at_ms>`, executed and replicated as is (Redis
+/// turns a time already past into a deletion). Returns whether the key
+/// existed.
+pub fn expire_at(ctx: Ctx, key: ArgString, expire_at_ms: u64) -> Result<bool, CommandError> {
+    let expire_at = c_longlong::try_from(expire_at_ms).unwrap_or(c_longlong::MAX);
+    // SAFETY: format "!Esl" = replicate, errors as replies, then a module
+    // string and a long long.
+    let reply = unsafe {
+        let Some(call) = raw::RedisModule_Call else {
+            return Err(CommandError::Internal("RedisModule_Call unavailable"));
+        };
+        call(
+            ctx.as_ptr(),
+            c"PEXPIREAT".as_ptr(),
+            c"!Esl".as_ptr(),
+            key.as_ptr(),
+            expire_at,
+        )
+    };
+    Ok(CallReply(reply).integer("PEXPIREAT failed")? == 1)
 }
 
 /// `UNLINK <keys...>`, executed and replicated as is (only when a key

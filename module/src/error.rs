@@ -4,8 +4,8 @@
 //! - `ERR` — the arguments are wrong (arity, numbers, options, a COST that
 //!   can never fit). Nothing was read or written.
 //! - `WRONGTYPE` — a key holds something this command does not own: another
-//!   Redis type, or a string that is not this algorithm's state. Nothing was
-//!   written.
+//!   Redis type, or a string that is not this algorithm's state (or, for
+//!   the lock, a fence key that is not a counter). Nothing was written.
 //!
 //! The text after the prefix is for humans and may be improved; clients match
 //! on the prefix.
@@ -13,12 +13,16 @@
 use std::fmt;
 
 use crate::args::ArgError;
+use crate::lock::LockError;
 use crate::ratelimit::QuotaError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandError {
     Args(ArgError),
     Quota(QuotaError),
+    /// A lock's keys hold something the lock commands cannot use; renders
+    /// with its own prefix (`WRONGTYPE` or `ERR`).
+    Lock(LockError),
     /// The key holds another Redis type.
     WrongType,
     /// The key is a string, but not one this command wrote (for example a
@@ -42,11 +46,18 @@ impl From<QuotaError> for CommandError {
     }
 }
 
+impl From<LockError> for CommandError {
+    fn from(error: LockError) -> Self {
+        CommandError::Lock(error)
+    }
+}
+
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CommandError::Args(error) => error.fmt(f),
             CommandError::Quota(error) => write!(f, "ERR {error}"),
+            CommandError::Lock(error) => error.fmt(f),
             CommandError::WrongType => {
                 f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
             }

@@ -240,6 +240,25 @@ impl StringKey {
             std::slice::from_raw_parts(data.cast::<u8>().cast_const(), len)
         }
     }
+
+    /// The key's absolute expiry in Unix milliseconds, `None` when it has
+    /// none. Uses `GetAbsExpire` (Redis 6.2.2+), else the relative
+    /// `GetExpire` plus Redis's millisecond clock.
+    pub fn expire_at_ms(&self) -> Option<u64> {
+        // SAFETY: open key; function pointers filled in by RedisModule_Init.
+        unsafe {
+            if let Some(absolute) = raw::RedisModule_GetAbsExpire {
+                return u64::try_from(absolute(self.key)).ok();
+            }
+            let (Some(relative), Some(millis)) =
+                (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
+            else {
+                return None;
+            };
+            let left = u64::try_from(relative(self.key)).ok()?;
+            Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
+        }
+    }
 }
 
 impl Drop for StringKey {

@@ -1,15 +1,16 @@
-//! tk-redis: atomic rate limiting (and, as issues land, sessions and
-//! caching) inside Redis.
+//! tk-redis: atomic rate limiting and distributed locks (and, as issues
+//! land, sessions and caching) inside Redis.
 //!
 //! Layout: `args` is the one argument parser; `glue` and `effects` are the
 //! only code touching Redis's C API; `registry` registers commands and guards
-//! every call against panics; each command family (`ratelimit`) keeps its
-//! pure algorithms apart from its thin command layer.
+//! every call against panics; each command family (`ratelimit`, `lock`)
+//! keeps its pure algorithms apart from its thin command layer.
 
 pub mod args;
 pub mod effects;
 pub mod error;
 pub mod glue;
+pub mod lock;
 pub mod ratelimit;
 pub mod registry;
 pub mod stats;

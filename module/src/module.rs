@@ -7,10 +7,11 @@ use redis_module::{raw, Context, RedisString, Status};
 
 use crate::command_entry;
 use crate::glue::{Argv, Ctx};
+use crate::lock::command as lock;
 use crate::ratelimit::{command as ratelimit, Algorithm};
 use crate::registry::{
     self, ArgDoc, ArgKind, CommandResult, CommandSpec, KeySpec, Keys, KEY_DELETE, KEY_READ,
-    KEY_UPDATE,
+    KEY_READ_DELETE, KEY_UPDATE,
 };
 use crate::stats;
 
@@ -31,9 +32,27 @@ const ALL_ARGS: &[ArgDoc] = &[
 
 const RESET_ARGS: &[ArgDoc] = &[ArgDoc::key(c"key", true)];
 
+const LOCK_ACQUIRE_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"lock_key", false),
+    ArgDoc::key(c"fence_key", false),
+    ArgDoc::required(c"token", ArgKind::String),
+    ArgDoc::required(c"ttl", ArgKind::String),
+];
+
+const LOCK_RELEASE_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"lock_key", false),
+    ArgDoc::required(c"token", ArgKind::String),
+];
+
+const LOCK_EXTEND_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"lock_key", false),
+    ArgDoc::required(c"token", ArgKind::String),
+    ArgDoc::required(c"ttl", ArgKind::String),
+];
+
 /// Every command the module adds. The docs here are what `COMMAND DOCS`
 /// shows; docs/COMMANDS.md has the long form.
-pub fn commands() -> [CommandSpec; 4] {
+pub fn commands() -> [CommandSpec; 7] {
     [
         CommandSpec {
             name: c"TK.RATELIMIT",
@@ -103,6 +122,57 @@ pub fn commands() -> [CommandSpec; 4] {
                 flags: KEY_DELETE,
             }),
             args: RESET_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.LOCK.ACQUIRE",
+            entry: command_entry!(lock::acquire),
+            flags: c"write deny-oom fast",
+            first_key: 1,
+            last_key: 2,
+            key_step: 1,
+            arity: 5,
+            summary: c"Acquires a lock for a random owner token with a TTL, and issues a fencing token that increases with every successful acquire.",
+            complexity: c"O(1)",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 1 },
+                flags: KEY_UPDATE,
+            }),
+            args: LOCK_ACQUIRE_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.LOCK.RELEASE",
+            entry: command_entry!(lock::release),
+            flags: c"write fast",
+            first_key: 1,
+            last_key: 1,
+            key_step: 1,
+            arity: 3,
+            summary: c"Releases a lock, only if it is held by the given owner token.",
+            complexity: c"O(1)",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 0 },
+                flags: KEY_READ_DELETE,
+            }),
+            args: LOCK_RELEASE_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.LOCK.EXTEND",
+            entry: command_entry!(lock::extend),
+            flags: c"write deny-oom fast",
+            first_key: 1,
+            last_key: 1,
+            key_step: 1,
+            arity: 4,
+            summary: c"Sets a held lock's expiry to now + ttl, only if it is held by the given owner token.",
+            complexity: c"O(1)",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 0 },
+                flags: KEY_UPDATE,
+            }),
+            args: LOCK_EXTEND_ARGS,
         },
     ]
 }
@@ -207,6 +277,13 @@ extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) 
         c"ratelimit_reset_keys_removed",
         ratelimit.reset_keys_removed.get(),
     );
+    let lock = &stats::LOCK;
+    add_field(ctx, c"lock_acquired", lock.acquired.get());
+    add_field(ctx, c"lock_busy", lock.busy.get());
+    add_field(ctx, c"lock_released", lock.released.get());
+    add_field(ctx, c"lock_release_refused", lock.release_refused.get());
+    add_field(ctx, c"lock_extended", lock.extended.get());
+    add_field(ctx, c"lock_extend_refused", lock.extend_refused.get());
     add_field(ctx, c"errors", stats::ERRORS.get());
     add_field(ctx, c"panics", stats::PANICS.get());
 }

@@ -92,7 +92,7 @@ pub unsafe fn dispatch(
 #[derive(Clone, Copy)]
 pub enum Keys {
     /// Keys from argv[1] to the last argument (`lastkey` relative to the
-    /// start: 0 = just argv[1], -1 = all remaining).
+    /// start: 0 = just argv[1], 1 = argv[1] and argv[2], -1 = all remaining).
     Range { last: i32 },
     /// `argv[1]` is the number of keys, which follow it.
     NumKeys,
@@ -110,6 +110,10 @@ pub const KEY_UPDATE: u64 = (raw::REDISMODULE_CMD_KEY_RW
     | raw::REDISMODULE_CMD_KEY_ACCESS
     | raw::REDISMODULE_CMD_KEY_UPDATE) as u64;
 pub const KEY_DELETE: u64 = (raw::REDISMODULE_CMD_KEY_RM | raw::REDISMODULE_CMD_KEY_DELETE) as u64;
+/// Reads the value and may delete the key (like `GETDEL`).
+pub const KEY_READ_DELETE: u64 = (raw::REDISMODULE_CMD_KEY_RW
+    | raw::REDISMODULE_CMD_KEY_ACCESS
+    | raw::REDISMODULE_CMD_KEY_DELETE) as u64;
 
 /// One argument in `COMMAND DOCS`.
 #[derive(Clone, Copy)]

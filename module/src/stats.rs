@@ -85,6 +85,31 @@ pub static RATELIMIT: RateLimitStats = RateLimitStats {
     reset_keys_removed: Counter::new(),
 };
 
+/// Outcomes of the lock commands (TK.LOCK.*).
+pub struct LockStats {
+    /// ACQUIRE granted (a new fencing token issued).
+    pub acquired: Counter,
+    /// ACQUIRE refused because another token holds the lock.
+    pub busy: Counter,
+    /// RELEASE that deleted the lock.
+    pub released: Counter,
+    /// RELEASE refused: not held, or held by another token.
+    pub release_refused: Counter,
+    /// EXTEND that moved the expiry.
+    pub extended: Counter,
+    /// EXTEND refused: not held, or held by another token.
+    pub extend_refused: Counter,
+}
+
+pub static LOCK: LockStats = LockStats {
+    acquired: Counter::new(),
+    busy: Counter::new(),
+    released: Counter::new(),
+    release_refused: Counter::new(),
+    extended: Counter::new(),
+    extend_refused: Counter::new(),
+};
+
 /// Error replies sent, and panics caught by the guard (each one a bug).
 pub static ERRORS: Counter = Counter::new();
 pub static PANICS: Counter = Counter::new();

@@ -1,0 +1,118 @@
+//! TK.LOCK.ACQUIRE, TK.LOCK.RELEASE, TK.LOCK.EXTEND.
+//!
+//! Each handler: parse (`spec.rs`, on the shared parser) → read `now` once →
+//! open keys → decide (`rules.rs`) → close the keys → write and replicate the
+//! effects (`effects.rs`, absolute times) → reply. Refusals write nothing.
+
+use crate::effects;
+use crate::glue::{Argv, Ctx, StringKey};
+use crate::registry::CommandResult;
+use crate::stats;
+
+use super::rules::{self, Acquire, Extend, Holder, Release};
+use super::spec::{parse_acquire, parse_extend, parse_release};
+
+/// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl>`
+///
+/// Reply `[1, fence, ttl_ms]` when granted, `[0, 0, remaining_ms]` (-1 for a
+/// holder without expiry) when another token holds the lock.
+pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let args = parse_acquire(argv)?;
+    let now = ctx.now_nanos();
+    // The keys are closed at the end of this block, before anything is written.
+    let outcome = {
+        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
+        let fence = StringKey::open(ctx, argv.string(args.fence_key)?)?;
+        let holder = lock.as_ref().map(|key| Holder {
+            token: key.value(),
+            expire_at_ms: key.expire_at_ms(),
+        });
+        rules::acquire(
+            holder,
+            fence.as_ref().map(StringKey::value),
+            args.token,
+            now,
+            args.ttl_ms,
+        )?
+    };
+    // Reply only after every fallible step.
+    match outcome {
+        Acquire::Acquired {
+            fence,
+            expire_at_ms,
+        } => {
+            // Fence first: should the second write ever fail, the only
+            // trace is a skipped fencing token, never a lock without one.
+            let mut digits = itoa::Buffer::new();
+            let fence_text = digits.format(fence).as_bytes();
+            effects::set(ctx, argv.string(args.fence_key)?, fence_text)?;
+            effects::set_with_expiry(ctx, argv.string(args.lock_key)?, args.token, expire_at_ms)?;
+            stats::LOCK.acquired.incr();
+            ctx.reply_array(3);
+            ctx.reply_integer(1);
+            ctx.reply_u64(fence);
+            ctx.reply_u64(args.ttl_ms);
+        }
+        Acquire::Busy { remaining_ms } => {
+            stats::LOCK.busy.incr();
+            ctx.reply_array(3);
+            ctx.reply_integer(0);
+            ctx.reply_integer(0);
+            match remaining_ms {
+                Some(remaining) => ctx.reply_u64(remaining),
+                None => ctx.reply_integer(-1),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `TK.LOCK.RELEASE <lock_key> <token>`: 1 if released, 0 if not held by
+/// this token.
+pub fn release(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let args = parse_release(argv)?;
+    let outcome = {
+        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
+        rules::release(lock.as_ref().map(StringKey::value), args.token)
+    };
+    match outcome {
+        Release::Released => {
+            effects::unlink(ctx, argv, args.lock_key, 1)?;
+            stats::LOCK.released.incr();
+            ctx.reply_integer(1);
+        }
+        Release::NotHeld => {
+            stats::LOCK.release_refused.incr();
+            ctx.reply_integer(0);
+        }
+    }
+    Ok(())
+}
+
+/// `TK.LOCK.EXTEND <lock_key> <token> <ttl>`: 1 if the lock now expires at
+/// now + ttl, 0 if not held by this token.
+pub fn extend(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let args = parse_extend(argv)?;
+    let now = ctx.now_nanos();
+    let outcome = {
+        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
+        rules::extend(
+            lock.as_ref().map(StringKey::value),
+            args.token,
+            now,
+            args.ttl_ms,
+        )
+    };
+    match outcome {
+        Extend::Extended { expire_at_ms } => {
+            effects::expire_at(ctx, argv.string(args.lock_key)?, expire_at_ms)?;
+            stats::LOCK.extended.incr();
+            ctx.reply_integer(1);
+        }
+        Extend::NotHeld => {
+            stats::LOCK.extend_refused.incr();
+            ctx.reply_integer(0);
+        }
+    }
+    Ok(())
+}
