@@ -1,14 +1,27 @@
-//! Async Rust client for the **tk** Redis module.
+//! Async Rust client for the **tk** Redis module, and for everything else
+//! the app keeps in Redis.
 //!
-//! The tk module runs rate limiting (and, in later releases, sessions,
-//! caching and locks) atomically inside Redis. This crate is the typed,
+//! The tk module runs rate limiting and locks atomically inside Redis
+//! (sessions and caching come in later releases). This crate is the typed,
 //! application-facing side: it builds the module's `TK.*` commands, parses
-//! their replies strictly and maps failures to a typed [`Error`].
+//! their replies strictly and maps failures to a typed [`Error`]. It also
+//! covers the app's plain-Redis needs:
+//!
+//! | need | type | Redis side |
+//! |---|---|---|
+//! | settings from `REDIS_*` variables, a builder or a URL | [`Config`] | — |
+//! | rate limiting, with an explicit policy when Redis is down | [`RateLimiter`], [`FailurePolicy`] | `TK.RATELIMIT*` |
+//! | a single-instance lock with fencing tokens | [`Lock`], [`LockGuard`] | `TK.LOCK.*` |
+//! | challenge leaderboards | [`Leaderboard`] | a sorted set |
+//! | typed pub/sub that survives reconnects | [`Publisher`], [`pubsub::subscribe`] | channels |
+//! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
 //!
 //! It is built on the [`redis`] crate and works with any of its async
-//! connections: [`RateLimiter::connect`] uses a self-reconnecting
-//! [`redis::aio::ConnectionManager`], and [`RateLimiter::new`] accepts any
-//! cloneable connection, including [`redis::cluster_async::ClusterConnection`].
+//! connections: [`Config::connect`] and [`RateLimiter::connect`] use a
+//! self-reconnecting [`redis::aio::ConnectionManager`], and the `new`
+//! constructors accept any cloneable connection, including
+//! [`redis::cluster_async::ClusterConnection`]. Every call has a timeout
+//! (3 s by default, [`DEFAULT_TIMEOUT`]).
 //!
 //! # Rate limiting
 //!
@@ -56,7 +69,9 @@
 //!   (`ERR` for invalid arguments, `WRONGTYPE` when the key holds another
 //!   type or another algorithm's state) and message.
 //! - [`Error::Connection`] / [`Error::Timeout`]: transient
-//!   ([`Error::is_transient`]); decide whether to fail open or closed.
+//!   ([`Error::is_transient`]). The rate limiter turns these into a decision
+//!   by its [`FailurePolicy`] (fail open by default, counted in
+//!   [`RateLimiter::metrics`]); every other feature returns them.
 //!   Every call has a timeout, 3 s by default ([`RateLimiter::with_timeout`]).
 //! - [`Error::InvalidQuota`] / [`Error::InvalidArgument`]: rejected before
 //!   sending.
@@ -67,10 +82,12 @@
 //! # async fn demo(limiter: tk_redis::RateLimiter) {
 //! use tk_redis::{Error, Quota};
 //!
+//! // Login attempts must not become unlimited while Redis is away.
+//! let limiter = limiter.with_failure_policy(tk_redis::FailurePolicy::FailClosed);
 //! match limiter.check("rl:login:10.0.0.1", &Quota::per_minute(5), 1).await {
+//!     Ok(decision) if decision.fallback => println!("redis unavailable: refused by policy"),
 //!     Ok(decision) => println!("allowed: {}", decision.allowed),
 //!     Err(err @ Error::ModuleNotLoaded { .. }) => panic!("deployment problem: {err}"),
-//!     Err(err) if err.is_transient() => println!("redis unavailable, failing open: {err}"),
 //!     Err(err) => println!("refused: {err}"),
 //! }
 //! # }
@@ -78,14 +95,29 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 mod error;
 mod exec;
+pub mod health;
 pub mod keys;
+pub mod leaderboard;
+pub mod lock;
+pub mod pubsub;
 mod ratelimit;
 mod reply;
+#[cfg(test)]
+mod test_support;
 
+pub use config::{Config, ConfigBuilder, ConfigError};
 pub use error::{Error, Result};
-pub use ratelimit::{Algorithm, AllDecision, Decision, Quota, RateLimiter, DEFAULT_TIMEOUT};
+pub use health::{Health, HealthOptions, Status as HealthStatus};
+pub use leaderboard::{leaderboard_key, Entry as LeaderboardEntry, Leaderboard};
+pub use lock::{Lock, LockGuard};
+pub use pubsub::{Channel, Event, Publisher, Subscription};
+pub use ratelimit::{
+    Algorithm, AllDecision, Decision, FailurePolicy, Quota, RateLimitMetrics, RateLimiter,
+    DEFAULT_TIMEOUT, FAIL_CLOSED_RETRY_AFTER,
+};
 
 /// The [`redis`] crate this client is built on, re-exported so that
 /// applications can build connections with the exact same version.

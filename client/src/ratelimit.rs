@@ -1,7 +1,10 @@
 //! Rate limiting: [`Quota`], [`Decision`] and the [`RateLimiter`] that runs
-//! the module's `TK.RATELIMIT*` commands.
+//! the module's `TK.RATELIMIT*` commands, with its [`FailurePolicy`] for
+//! when Redis is unreachable and its [`RateLimitMetrics`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -22,6 +25,112 @@ pub(crate) const CMD_ALL: &str = "TK.RATELIMIT.ALL";
 
 /// The default per-call timeout of a [`RateLimiter`]: 3 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The `retry_after` (and `reset_after`) of the refusal made by
+/// [`FailurePolicy::FailClosed`] when Redis is unreachable: 1 second, so
+/// clients retry soon and are admitted again as soon as Redis is back.
+pub const FAIL_CLOSED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a [`RateLimiter`] answers when Redis cannot be asked: the call
+/// failed with a transient error ([`Error::Connection`] or
+/// [`Error::Timeout`], see [`Error::is_transient`]).
+///
+/// Applies to [`check`](RateLimiter::check),
+/// [`check_all`](RateLimiter::check_all) and [`peek`](RateLimiter::peek)
+/// ([`peek_with_cost`](RateLimiter::peek_with_cost)); not to
+/// [`reset`](RateLimiter::reset), which always returns its errors.
+///
+/// Only transient errors are covered. Every other error
+/// ([`Error::ModuleNotLoaded`], [`Error::Server`], [`Error::InvalidQuota`],
+/// [`Error::InvalidArgument`], [`Error::UnexpectedReply`]) is always
+/// returned as an error, whatever the policy: it means a deployment or
+/// programming mistake, which must not be hidden behind a fallback.
+///
+/// A decision made by a fallback has [`Decision::fallback`] set; every
+/// fallback is counted in [`RateLimiter::metrics`].
+///
+/// ```
+/// use tk_redis::{FailurePolicy, RateLimiter};
+/// # fn demo(conn: tk_redis::redis::aio::ConnectionManager) {
+/// // API limits: keep serving when Redis is down (the default).
+/// let api = RateLimiter::new(conn.clone());
+/// assert_eq!(api.failure_policy(), FailurePolicy::FailOpen);
+/// // Login attempts: refuse when the limit cannot be enforced.
+/// let logins = RateLimiter::new(conn).with_failure_policy(FailurePolicy::FailClosed);
+/// # let _ = logins;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Admit the request: `Ok` with `allowed = true` and `fallback = true`.
+    ///
+    /// The default, because a rate limiter must not take the whole
+    /// application down when Redis is unreachable: limits are briefly not
+    /// enforced instead.
+    #[default]
+    FailOpen,
+    /// Refuse the request: `Ok` with `allowed = false`, `fallback = true`
+    /// and `retry_after` = [`FAIL_CLOSED_RETRY_AFTER`]. Callers handle it
+    /// like any refusal (e.g. HTTP 429).
+    ///
+    /// For security-critical limits, such as login or password-reset
+    /// attempts, where admitting unlimited requests is worse than refusing
+    /// them while Redis is down.
+    FailClosed,
+    /// Return the transient error unchanged, for callers that want to decide
+    /// themselves.
+    Error,
+}
+
+/// A snapshot of a [`RateLimiter`]'s counters, from
+/// [`RateLimiter::metrics`].
+///
+/// The counters are shared by clones of the limiter (including clones given
+/// another policy or timeout) and only ever grow. `reset` calls are not
+/// counted. Every counted call ends in exactly one way, so
+/// `checks = decisions made by Redis + fallbacks_open + fallbacks_closed + errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct RateLimitMetrics {
+    /// Completed calls to `check`, `check_all`, `peek` and `peek_with_cost`,
+    /// whatever their outcome.
+    pub checks: u64,
+    /// Calls answered by [`FailurePolicy::FailOpen`] (admitted without
+    /// asking Redis).
+    pub fallbacks_open: u64,
+    /// Calls answered by [`FailurePolicy::FailClosed`] (refused without
+    /// asking Redis).
+    pub fallbacks_closed: u64,
+    /// Calls that returned an error: non-transient errors under any policy,
+    /// and transient ones under [`FailurePolicy::Error`].
+    pub errors: u64,
+}
+
+/// The live counters behind [`RateLimitMetrics`].
+#[derive(Debug, Default)]
+struct Counters {
+    checks: AtomicU64,
+    fallbacks_open: AtomicU64,
+    fallbacks_closed: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        // Plain statistics: no ordering with other memory is needed.
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RateLimitMetrics {
+        RateLimitMetrics {
+            checks: self.checks.load(Ordering::Relaxed),
+            fallbacks_open: self.fallbacks_open.load(Ordering::Relaxed),
+            fallbacks_closed: self.fallbacks_closed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The rate-limiting algorithm the module applies to a key.
 ///
@@ -194,7 +303,8 @@ impl Quota {
     }
 }
 
-/// The module's answer for one limit.
+/// The module's answer for one limit, or a [`FailurePolicy`]'s stand-in
+/// for it when Redis was unreachable (then [`Decision::fallback`] is true).
 ///
 /// On refusal, `retry_after` says when a request of the same cost could be
 /// admitted; use [`Decision::retry_after_secs`] for an HTTP `Retry-After`
@@ -211,6 +321,17 @@ pub struct Decision {
     pub retry_after: Duration,
     /// How long until the allowance is fully restored.
     pub reset_after: Duration,
+    /// `true` when Redis was not asked: the decision was made by the
+    /// limiter's [`FailurePolicy`] because of a transient error. Always
+    /// `false` for a decision parsed from the module's reply.
+    ///
+    /// A fallback decision carries no real counts: `limit` is the quota's
+    /// limit (for `check_all`, the first one's), `remaining` is 0, and
+    /// `retry_after` and `reset_after` are zero when admitted
+    /// ([`FailurePolicy::FailOpen`]) and [`FAIL_CLOSED_RETRY_AFTER`] when
+    /// refused ([`FailurePolicy::FailClosed`]). Leave rate-limit headers
+    /// other than `Retry-After` out for such decisions.
+    pub fallback: bool,
 }
 
 impl Decision {
@@ -225,6 +346,23 @@ impl Decision {
     pub fn reset_after_secs(&self) -> u64 {
         ceil_secs(self.reset_after)
     }
+
+    /// The stand-in decision of a fallback (see [`Decision::fallback`]).
+    fn stand_in(allowed: bool, limit: u64) -> Decision {
+        let wait = if allowed {
+            Duration::ZERO
+        } else {
+            FAIL_CLOSED_RETRY_AFTER
+        };
+        Decision {
+            allowed,
+            limit,
+            remaining: 0,
+            retry_after: wait,
+            reset_after: wait,
+            fallback: true,
+        }
+    }
 }
 
 fn ceil_secs(duration: Duration) -> u64 {
@@ -238,6 +376,7 @@ pub struct AllDecision {
     /// The reported limit's decision. `decision.allowed` is the overall
     /// outcome. When refused, this is the refusing limit with the longest
     /// `retry_after`; when allowed, the limit with the fewest `remaining`.
+    /// For a fallback decision ([`Decision::fallback`]), the first limit.
     pub decision: Decision,
     /// Position of the reported limit in the slice given to `check_all`.
     pub index: usize,
@@ -260,16 +399,26 @@ pub struct AllDecision {
 ///
 /// Every call waits at most [`timeout`](RateLimiter::timeout) (default
 /// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
+///
+/// When Redis is unreachable (a transient error), `check`, `check_all` and
+/// `peek` follow the [`FailurePolicy`], [`FailOpen`](FailurePolicy::FailOpen)
+/// by default: they return an admitting decision with
+/// [`Decision::fallback`] set instead of the error. Choose another policy
+/// with [`RateLimiter::with_failure_policy`]; watch
+/// [`RateLimiter::metrics`] to see how often fallbacks happen.
 #[derive(Clone)]
 pub struct RateLimiter<C = ConnectionManager> {
     conn: C,
     timeout: Duration,
+    failure_policy: FailurePolicy,
+    counters: Arc<Counters>,
 }
 
 impl<C> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
             .field("timeout", &self.timeout)
+            .field("failure_policy", &self.failure_policy)
             .finish_non_exhaustive()
     }
 }
@@ -301,11 +450,14 @@ impl RateLimiter<ConnectionManager> {
 }
 
 impl<C> RateLimiter<C> {
-    /// Wraps an existing connection, with the default timeout.
+    /// Wraps an existing connection, with the default timeout, the default
+    /// failure policy ([`FailurePolicy::FailOpen`]) and new counters.
     pub fn new(conn: C) -> Self {
         RateLimiter {
             conn,
             timeout: DEFAULT_TIMEOUT,
+            failure_policy: FailurePolicy::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -319,6 +471,54 @@ impl<C> RateLimiter<C> {
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Sets what `check`, `check_all` and `peek` answer when Redis is
+    /// unreachable (see [`FailurePolicy`]). The counters stay shared with
+    /// the limiter this one was cloned from.
+    #[must_use]
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// The failure policy.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.failure_policy
+    }
+
+    /// A snapshot of the counters (calls, fallbacks, errors), shared by all
+    /// clones of this limiter. See [`RateLimitMetrics`].
+    pub fn metrics(&self) -> RateLimitMetrics {
+        self.counters.snapshot()
+    }
+
+    /// Counts a finished call and applies the failure policy to its
+    /// result; `fallback(allowed)` makes the stand-in answer.
+    fn settle<T>(&self, result: Result<T>, fallback: impl FnOnce(bool) -> T) -> Result<T> {
+        let counters = &*self.counters;
+        Counters::bump(&counters.checks);
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) if err.is_transient() => match self.failure_policy {
+                FailurePolicy::FailOpen => {
+                    Counters::bump(&counters.fallbacks_open);
+                    Ok(fallback(true))
+                }
+                FailurePolicy::FailClosed => {
+                    Counters::bump(&counters.fallbacks_closed);
+                    Ok(fallback(false))
+                }
+                FailurePolicy::Error => {
+                    Counters::bump(&counters.errors);
+                    Err(err)
+                }
+            },
+            Err(err) => {
+                Counters::bump(&counters.errors);
+                Err(err)
+            }
+        }
     }
 
     /// The underlying connection.
@@ -339,6 +539,8 @@ where
     /// Asks to admit a request of `cost` units under `quota` for `key`
     /// (`TK.RATELIMIT`). If admitted, the cost is consumed.
     ///
+    /// When Redis is unreachable the [`FailurePolicy`] decides the answer.
+    ///
     /// ```no_run
     /// # async fn demo(limiter: tk_redis::RateLimiter) -> tk_redis::Result<()> {
     /// use tk_redis::Quota;
@@ -349,8 +551,11 @@ where
     /// # Ok(()) }
     /// ```
     pub async fn check(&self, key: &str, quota: &Quota, cost: u64) -> Result<Decision> {
-        let cmd = check_cmd(CMD_CHECK, key, quota, cost)?;
-        exec::query(&self.conn, self.timeout, CMD_CHECK, &cmd).await
+        let result = match check_cmd(CMD_CHECK, key, quota, cost) {
+            Ok(cmd) => exec::query(&self.conn, self.timeout, CMD_CHECK, &cmd).await,
+            Err(err) => Err(err),
+        };
+        self.settle(result, |allowed| Decision::stand_in(allowed, quota.limit))
     }
 
     /// What [`check`](RateLimiter::check) with cost 1 would decide now,
@@ -360,15 +565,22 @@ where
     }
 
     /// What [`check`](RateLimiter::check) with `cost` would decide now,
-    /// without consuming anything.
+    /// without consuming anything. When Redis is unreachable the
+    /// [`FailurePolicy`] decides the answer, as for `check`.
     pub async fn peek_with_cost(&self, key: &str, quota: &Quota, cost: u64) -> Result<Decision> {
-        let cmd = check_cmd(CMD_PEEK, key, quota, cost)?;
-        exec::query(&self.conn, self.timeout, CMD_PEEK, &cmd).await
+        let result = match check_cmd(CMD_PEEK, key, quota, cost) {
+            Ok(cmd) => exec::query(&self.conn, self.timeout, CMD_PEEK, &cmd).await,
+            Err(err) => Err(err),
+        };
+        self.settle(result, |allowed| Decision::stand_in(allowed, quota.limit))
     }
 
     /// Deletes the limiter state of `keys` (`TK.RATELIMIT.RESET`), so they
     /// start over with a full allowance. Returns how many of the keys existed.
     /// An empty slice returns 0 without contacting the server.
+    ///
+    /// The [`FailurePolicy`] does not apply: every error, transient or not,
+    /// is returned. Resets are not counted in [`RateLimiter::metrics`].
     pub async fn reset<K: AsRef<str>>(&self, keys: &[K]) -> Result<u64> {
         if keys.is_empty() {
             return Ok(0);
@@ -401,22 +613,35 @@ where
     /// # Ok(()) }
     /// ```
     ///
-    /// An empty `limits` fails with [`Error::InvalidArgument`].
+    /// An empty `limits` fails with [`Error::InvalidArgument`]. When Redis
+    /// is unreachable the [`FailurePolicy`] decides the answer, reported as
+    /// the first limit's (`index` 0).
     pub async fn check_all<K: AsRef<str>>(
         &self,
         limits: &[(K, Quota)],
         cost: u64,
     ) -> Result<AllDecision> {
-        let cmd = all_cmd(limits, cost)?;
-        let all: AllDecision = exec::query(&self.conn, self.timeout, CMD_ALL, &cmd).await?;
-        if all.index >= limits.len() {
-            return Err(Error::UnexpectedReply(format!(
-                "{CMD_ALL}: index {} out of range for {} limits",
-                all.index,
-                limits.len()
-            )));
-        }
-        Ok(all)
+        let result = match all_cmd(limits, cost) {
+            Ok(cmd) => exec::query::<_, AllDecision>(&self.conn, self.timeout, CMD_ALL, &cmd)
+                .await
+                .and_then(|all| {
+                    if all.index < limits.len() {
+                        Ok(all)
+                    } else {
+                        Err(Error::UnexpectedReply(format!(
+                            "{CMD_ALL}: index {} out of range for {} limits",
+                            all.index,
+                            limits.len()
+                        )))
+                    }
+                }),
+            Err(err) => Err(err),
+        };
+        self.settle(result, |allowed| AllDecision {
+            // `all_cmd` refuses an empty `limits`, so there is a first one.
+            decision: Decision::stand_in(allowed, limits.first().map_or(0, |(_, q)| q.limit)),
+            index: 0,
+        })
     }
 }
 
@@ -463,17 +688,9 @@ fn all_cmd<K: AsRef<str>>(limits: &[(K, Quota)], cost: u64) -> Result<Cmd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redis::{Arg, RedisFuture, RedisResult, Value};
+    use crate::test_support::*;
+    use redis::Value;
     use std::sync::{Arc, Mutex};
-
-    fn args(cmd: &Cmd) -> Vec<String> {
-        cmd.args_iter()
-            .map(|arg| match arg {
-                Arg::Simple(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
-                _ => "<not a plain argument>".to_owned(),
-            })
-            .collect()
-    }
 
     fn invalid_quota(result: Result<impl fmt::Debug>) -> String {
         match result {
@@ -558,6 +775,7 @@ mod tests {
             remaining: 0,
             retry_after: Duration::from_millis(1_001),
             reset_after: Duration::from_millis(2_000),
+            fallback: false,
         };
         assert_eq!(decision.retry_after_secs(), 2);
         assert_eq!(decision.reset_after_secs(), 2);
@@ -682,78 +900,13 @@ mod tests {
         assert!(invalid_quota(all_cmd(&limits, 1)).starts_with("limit 1: "));
     }
 
-    // ---- calls through a fake connection ----------------------------
-
-    type Responder = dyn Fn(&[String]) -> Option<RedisResult<Value>> + Send + Sync;
-
-    /// Answers from a closure (`None` = never answers) and records what
-    /// was sent.
-    #[derive(Clone)]
-    struct Fake {
-        respond: Arc<Responder>,
-        sent: Arc<Mutex<Vec<Vec<String>>>>,
-    }
-
-    impl Fake {
-        fn new(
-            respond: impl Fn(&[String]) -> Option<RedisResult<Value>> + Send + Sync + 'static,
-        ) -> Self {
-            Fake {
-                respond: Arc::new(respond),
-                sent: Arc::default(),
-            }
-        }
-
-        fn replying(value: Value) -> Self {
-            Fake::new(move |_| Some(Ok(value.clone())))
-        }
-
-        fn sent(&self) -> Vec<Vec<String>> {
-            self.sent.lock().unwrap().clone()
-        }
-    }
-
-    impl ConnectionLike for Fake {
-        fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-            let sent = args(cmd);
-            let reply = (self.respond)(&sent);
-            self.sent.lock().unwrap().push(sent);
-            Box::pin(async move {
-                match reply {
-                    Some(reply) => reply,
-                    None => std::future::pending().await,
-                }
-            })
-        }
-
-        fn req_packed_commands<'a>(
-            &'a mut self,
-            _: &'a redis::Pipeline,
-            _: usize,
-            _: usize,
-        ) -> RedisFuture<'a, Vec<Value>> {
-            unimplemented!("no pipelines here")
-        }
-
-        fn get_db(&self) -> i64 {
-            0
-        }
-    }
-
-    fn ints(values: &[i64]) -> Value {
-        Value::Array(values.iter().copied().map(Value::Int).collect())
-    }
-
-    fn error_reply(line: &str) -> Value {
-        redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap()
-    }
-
     #[tokio::test]
     async fn check_sends_and_parses() {
         let fake = Fake::replying(ints(&[0, 10, 0, 1_500, 6_000]));
         let limiter = RateLimiter::new(fake.clone());
         let decision = limiter.check("k", &Quota::per_minute(10), 2).await.unwrap();
         assert!(!decision.allowed);
+        assert!(!decision.fallback);
         assert_eq!(decision.retry_after_secs(), 2);
         assert_eq!(
             fake.sent(),
@@ -879,7 +1032,8 @@ mod tests {
                 std::io::ErrorKind::ConnectionReset,
             )
             .into()))
-        }));
+        }))
+        .with_failure_policy(FailurePolicy::Error);
         let err = limiter
             .check("k", &Quota::per_second(1), 1)
             .await
@@ -889,7 +1043,9 @@ mod tests {
 
     #[tokio::test]
     async fn calls_time_out() {
-        let limiter = RateLimiter::new(Fake::new(|_| None)).with_timeout(Duration::from_millis(20));
+        let limiter = RateLimiter::new(Fake::new(|_| None))
+            .with_timeout(Duration::from_millis(20))
+            .with_failure_policy(FailurePolicy::Error);
         assert_eq!(limiter.timeout(), Duration::from_millis(20));
         let err = limiter
             .check("k", &Quota::per_second(1), 1)
@@ -904,7 +1060,232 @@ mod tests {
         let limiter = RateLimiter::new(Fake::replying(Value::Nil));
         assert_eq!(limiter.timeout(), DEFAULT_TIMEOUT);
         assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(3));
-        assert!(format!("{limiter:?}").contains("3s"));
+        assert_eq!(limiter.failure_policy(), FailurePolicy::FailOpen);
+        assert_eq!(FailurePolicy::default(), FailurePolicy::FailOpen);
+        assert_eq!(limiter.metrics(), RateLimitMetrics::default());
+        let debug = format!("{limiter:?}");
+        assert!(debug.contains("3s"), "{debug}");
+        assert!(debug.contains("FailOpen"), "{debug}");
+    }
+
+    // ---- failure policy ----------------------------------------------
+
+    const POLICIES: [FailurePolicy; 3] = [
+        FailurePolicy::FailOpen,
+        FailurePolicy::FailClosed,
+        FailurePolicy::Error,
+    ];
+
+    fn connection_reset() -> Fake {
+        Fake::new(|_| {
+            Some(Err(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )
+            .into()))
+        })
+    }
+
+    fn metrics(checks: u64, open: u64, closed: u64, errors: u64) -> RateLimitMetrics {
+        RateLimitMetrics {
+            checks,
+            fallbacks_open: open,
+            fallbacks_closed: closed,
+            errors,
+        }
+    }
+
+    #[tokio::test]
+    async fn fail_open_admits_on_connection_errors() {
+        let limiter = RateLimiter::new(connection_reset());
+        let quota = Quota::per_minute(10);
+        let decision = limiter.check("k", &quota, 3).await.unwrap();
+        assert_eq!(
+            decision,
+            Decision {
+                allowed: true,
+                limit: 10,
+                remaining: 0,
+                retry_after: Duration::ZERO,
+                reset_after: Duration::ZERO,
+                fallback: true,
+            }
+        );
+        assert_eq!(decision.retry_after_secs(), 0);
+        assert_eq!(limiter.metrics(), metrics(1, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn fail_open_admits_on_timeouts() {
+        let limiter = RateLimiter::new(Fake::new(|_| None))
+            .with_timeout(Duration::from_millis(20))
+            .with_failure_policy(FailurePolicy::FailOpen);
+        let decision = limiter.peek("k", &Quota::per_second(5)).await.unwrap();
+        assert!(decision.allowed && decision.fallback);
+        assert_eq!(decision.limit, 5);
+        assert_eq!(limiter.metrics(), metrics(1, 1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn fail_closed_refuses_with_a_short_retry_after() {
+        let limiter =
+            RateLimiter::new(connection_reset()).with_failure_policy(FailurePolicy::FailClosed);
+        assert_eq!(limiter.failure_policy(), FailurePolicy::FailClosed);
+        let decision = limiter.check("k", &Quota::per_hour(7), 1).await.unwrap();
+        assert_eq!(
+            decision,
+            Decision {
+                allowed: false,
+                limit: 7,
+                remaining: 0,
+                retry_after: FAIL_CLOSED_RETRY_AFTER,
+                reset_after: FAIL_CLOSED_RETRY_AFTER,
+                fallback: true,
+            }
+        );
+        assert_eq!(decision.retry_after_secs(), 1);
+        // Timeouts too.
+        let limiter = RateLimiter::new(Fake::new(|_| None))
+            .with_timeout(Duration::from_millis(20))
+            .with_failure_policy(FailurePolicy::FailClosed);
+        let decision = limiter.peek("k", &Quota::per_hour(7)).await.unwrap();
+        assert!(!decision.allowed && decision.fallback);
+        assert_eq!(limiter.metrics(), metrics(1, 0, 1, 0));
+    }
+
+    #[tokio::test]
+    async fn error_policy_returns_transient_errors_unchanged() {
+        let limiter =
+            RateLimiter::new(connection_reset()).with_failure_policy(FailurePolicy::Error);
+        let err = limiter
+            .check("k", &Quota::per_second(1), 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Connection(_)), "{err:?}");
+        let limiter = RateLimiter::new(Fake::new(|_| None))
+            .with_timeout(Duration::from_millis(20))
+            .with_failure_policy(FailurePolicy::Error);
+        let err = limiter
+            .check_all(&[("a", Quota::per_second(1))], 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err:?}");
+        assert_eq!(limiter.metrics(), metrics(1, 0, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn check_all_fallbacks_report_the_first_limit() {
+        let limits = [("a", Quota::per_second(3)), ("b", Quota::per_hour(100))];
+        let open = RateLimiter::new(connection_reset());
+        let all = open.check_all(&limits, 2).await.unwrap();
+        assert_eq!(all.index, 0);
+        assert!(all.decision.allowed && all.decision.fallback);
+        assert_eq!(all.decision.limit, 3);
+        let closed = open.clone().with_failure_policy(FailurePolicy::FailClosed);
+        let all = closed.check_all(&limits, 2).await.unwrap();
+        assert_eq!(all.index, 0);
+        assert!(!all.decision.allowed && all.decision.fallback);
+        assert_eq!(all.decision.retry_after, FAIL_CLOSED_RETRY_AFTER);
+        // Clones share the counters.
+        assert_eq!(open.metrics(), metrics(2, 1, 1, 0));
+        assert_eq!(closed.metrics(), open.metrics());
+    }
+
+    #[tokio::test]
+    async fn non_transient_errors_are_never_hidden() {
+        let quota = Quota::per_second(1);
+        for policy in POLICIES {
+            // Module not loaded.
+            let limiter = RateLimiter::new(Fake::replying(error_reply(
+                "ERR unknown command 'TK.RATELIMIT'",
+            )))
+            .with_failure_policy(policy);
+            let err = limiter.check("k", &quota, 1).await.unwrap_err();
+            assert!(err.is_module_not_loaded(), "{policy:?}: {err:?}");
+            // A server refusal (WRONGTYPE), for peek and check_all too.
+            let limiter = RateLimiter::new(Fake::replying(error_reply(
+                "WRONGTYPE Operation against a key",
+            )))
+            .with_failure_policy(policy);
+            assert!(matches!(
+                limiter.peek("k", &quota).await,
+                Err(Error::Server { .. })
+            ));
+            assert!(matches!(
+                limiter.check_all(&[("k", quota)], 1).await,
+                Err(Error::Server { .. })
+            ));
+            // Rejected before sending: nothing sent, still an error.
+            let fake = connection_reset();
+            let limiter = RateLimiter::new(fake.clone()).with_failure_policy(policy);
+            assert!(matches!(
+                limiter.check("k", &Quota::per_second(0), 1).await,
+                Err(Error::InvalidQuota(_))
+            ));
+            let none: [(&str, Quota); 0] = [];
+            assert!(matches!(
+                limiter.check_all(&none, 1).await,
+                Err(Error::InvalidArgument(_))
+            ));
+            assert!(fake.sent().is_empty());
+            // A malformed reply, and an out-of-range index.
+            let limiter = RateLimiter::new(Fake::replying(Value::Okay)).with_failure_policy(policy);
+            assert!(matches!(
+                limiter.check("k", &quota, 1).await,
+                Err(Error::UnexpectedReply(_))
+            ));
+            let limiter = RateLimiter::new(Fake::replying(ints(&[1, 1, 0, 0, 0, 5])))
+                .with_failure_policy(policy);
+            assert!(matches!(
+                limiter.check_all(&[("k", quota)], 1).await,
+                Err(Error::UnexpectedReply(_))
+            ));
+            assert_eq!(limiter.metrics(), metrics(1, 0, 0, 1), "{policy:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reset_ignores_the_policy_and_is_not_counted() {
+        for policy in POLICIES {
+            let limiter = RateLimiter::new(connection_reset()).with_failure_policy(policy);
+            let err = limiter.reset(&["k"]).await.unwrap_err();
+            assert!(matches!(err, Error::Connection(_)), "{policy:?}: {err:?}");
+            assert_eq!(limiter.metrics(), RateLimitMetrics::default());
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_count_every_outcome() {
+        // Replies in turn: a decision, a connection error, a server error.
+        let calls = Arc::new(Mutex::new(0u32));
+        let fake = Fake::new(move |_| {
+            let mut n = calls.lock().unwrap();
+            *n += 1;
+            Some(match *n % 3 {
+                1 => Ok(ints(&[1, 10, 9, 0, 100])),
+                2 => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into()),
+                _ => Ok(error_reply("ERR bad")),
+            })
+        });
+        let open = RateLimiter::new(fake);
+        let closed = open.clone().with_failure_policy(FailurePolicy::FailClosed);
+        let quota = Quota::per_minute(10);
+        let first = open.check("k", &quota, 1).await.unwrap();
+        assert!(first.allowed && !first.fallback);
+        assert!(open.check("k", &quota, 1).await.unwrap().fallback);
+        assert!(open.check("k", &quota, 1).await.is_err());
+        assert!(!closed.peek("k", &quota).await.unwrap().fallback);
+        assert!(!closed.peek("k", &quota).await.unwrap().allowed);
+        assert!(closed.peek("k", &quota).await.is_err());
+        let m = open.metrics();
+        assert_eq!(m, metrics(6, 1, 1, 2));
+        assert_eq!(
+            m.checks - m.fallbacks_open - m.fallbacks_closed - m.errors,
+            2,
+            "decisions made by redis"
+        );
+        // A new limiter on the same connection has its own counters.
+        let other = RateLimiter::new(open.connection().clone());
+        assert_eq!(other.metrics(), RateLimitMetrics::default());
     }
 
     // ---- compile-time checks -----------------------------------------
@@ -927,5 +1308,6 @@ mod tests {
         assert_send(&cluster.check("k", quota, 1));
         assert_send(&cluster.check_all(&[("k", *quota)], 1));
         assert_send(&multiplexed.check("k", quota, 1));
+        assert_send(&multiplexed.peek("k", quota));
     }
 }

@@ -28,7 +28,7 @@ fn unwrap_attribute(value: &Value) -> &Value {
 
 /// A short name for a value's type, for error messages that must not echo
 /// a possibly large payload.
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Nil => "nil",
         Value::Int(_) => "integer",
@@ -101,6 +101,8 @@ fn decision_from(ints: &[i64]) -> Result<Decision, ParsingError> {
         remaining: non_negative(ints[2], "remaining")?,
         retry_after: Duration::from_millis(non_negative(ints[3], "retry_after_ms")?),
         reset_after: Duration::from_millis(non_negative(ints[4], "reset_after_ms")?),
+        // Parsed from the module's reply: Redis made this decision.
+        fallback: false,
     })
 }
 
@@ -173,6 +175,7 @@ mod tests {
                 remaining: 99,
                 retry_after: Duration::ZERO,
                 reset_after: Duration::from_millis(600),
+                fallback: false,
             }
         );
     }
@@ -292,6 +295,7 @@ mod tests {
             prop_assert_eq!(d.remaining, remaining as u64);
             prop_assert_eq!(d.retry_after, Duration::from_millis(retry as u64));
             prop_assert_eq!(d.reset_after, Duration::from_millis(reset as u64));
+            prop_assert!(!d.fallback);
 
             let mut with_index = head.to_vec();
             with_index.push(index);
