@@ -6,6 +6,8 @@
 
 #[path = "../../module/src/args.rs"]
 pub mod args;
+#[path = "../../module/src/cache/mod.rs"]
+pub mod cache;
 #[path = "../../module/src/error.rs"]
 pub mod error;
 #[path = "../../module/src/lock/mod.rs"]

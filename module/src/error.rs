@@ -30,6 +30,9 @@ pub enum CommandError {
     ForeignValue {
         expected: &'static str,
     },
+    /// A key of the right Redis type holds data tk did not write (e.g. a
+    /// cache generations hash edited by hand). Renders as `WRONGTYPE <what>`.
+    Foreign(&'static str),
     /// A nested Redis call failed; should not happen.
     Internal(&'static str),
 }
@@ -65,6 +68,7 @@ impl fmt::Display for CommandError {
                 f,
                 "WRONGTYPE key holds a string that is not {expected} state (another algorithm's, or set by hand); TK.RATELIMIT.RESET it first"
             ),
+            CommandError::Foreign(what) => write!(f, "WRONGTYPE {what}"),
             CommandError::Internal(what) => write!(f, "ERR internal error: {what}"),
         }
     }

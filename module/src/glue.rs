@@ -116,9 +116,14 @@ pub struct ArgString<'a> {
     _call: PhantomData<&'a ()>,
 }
 
-impl ArgString<'_> {
+impl<'a> ArgString<'a> {
     pub fn as_ptr(self) -> *mut raw::RedisModuleString {
         self.string.as_ptr()
+    }
+
+    /// The argument's bytes, borrowed for the call.
+    pub fn bytes(self) -> &'a [u8] {
+        string_bytes(self.string.as_ptr())
     }
 }
 
@@ -267,6 +272,96 @@ impl Drop for StringKey {
         unsafe {
             if let Some(close) = raw::RedisModule_CloseKey {
                 close(self.key);
+            }
+        }
+    }
+}
+
+/// What a key holds, as far as the commands care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Absent,
+    String,
+    Hash,
+    SortedSet,
+    Other,
+}
+
+impl Ctx {
+    /// The type of `name` (opened for reading and closed again).
+    pub fn key_kind(self, name: ArgString) -> Result<KeyKind, CommandError> {
+        // SAFETY: live context and key name; the key is closed before returning.
+        unsafe {
+            let (Some(open), Some(key_type), Some(close)) = (
+                raw::RedisModule_OpenKey,
+                raw::RedisModule_KeyType,
+                raw::RedisModule_CloseKey,
+            ) else {
+                return Err(CommandError::Internal("key API unavailable"));
+            };
+            let key = open(self.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
+                .cast::<raw::RedisModuleKey>();
+            if key.is_null() {
+                return Ok(KeyKind::Absent);
+            }
+            let kind = match key_type(key) as isize {
+                raw::REDISMODULE_KEYTYPE_EMPTY => KeyKind::Absent,
+                raw::REDISMODULE_KEYTYPE_STRING => KeyKind::String,
+                raw::REDISMODULE_KEYTYPE_HASH => KeyKind::Hash,
+                raw::REDISMODULE_KEYTYPE_ZSET => KeyKind::SortedSet,
+                _ => KeyKind::Other,
+            };
+            close(key);
+            Ok(kind)
+        }
+    }
+
+    /// Errors with WRONGTYPE unless `name` is absent or of `expected` kind.
+    /// Returns whether it exists.
+    pub fn expect_kind(self, name: ArgString, expected: KeyKind) -> Result<bool, CommandError> {
+        match self.key_kind(name)? {
+            KeyKind::Absent => Ok(false),
+            kind if kind == expected => Ok(true),
+            _ => Err(CommandError::WrongType),
+        }
+    }
+
+    /// Redis's context flags (master, replica, loading, ...).
+    pub fn flags(self) -> u32 {
+        // SAFETY: live context.
+        unsafe { raw::RedisModule_GetContextFlags.map_or(0, |flags| flags(self.as_ptr()) as u32) }
+    }
+
+    /// Whether this server is a primary that is not loading data: the only
+    /// place where background work may write (its effects replicate).
+    pub fn is_writable_primary(self) -> bool {
+        let flags = self.flags();
+        flags & raw::REDISMODULE_CTX_FLAGS_MASTER != 0
+            && flags & raw::REDISMODULE_CTX_FLAGS_LOADING == 0
+    }
+
+    /// The database the call runs in.
+    pub fn selected_db(self) -> i32 {
+        // SAFETY: live context.
+        unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |get| get(self.as_ptr())) }
+    }
+
+    /// Switches the context to database `db`.
+    pub fn select_db(self, db: i32) {
+        // SAFETY: live context.
+        unsafe {
+            if let Some(select) = raw::RedisModule_SelectDb {
+                select(self.as_ptr(), db);
+            }
+        }
+    }
+
+    /// Replies with a bulk string.
+    pub fn reply_bytes(self, bytes: &[u8]) {
+        // SAFETY: live context; Redis copies the buffer.
+        unsafe {
+            if let Some(reply) = raw::RedisModule_ReplyWithStringBuffer {
+                reply(self.as_ptr(), bytes.as_ptr().cast(), bytes.len());
             }
         }
     }

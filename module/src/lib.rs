@@ -7,6 +7,8 @@
 //! keeps its pure algorithms apart from its thin command layer.
 
 pub mod args;
+pub mod cache;
+pub mod call;
 pub mod effects;
 pub mod error;
 pub mod glue;

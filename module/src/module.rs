@@ -5,6 +5,8 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::{raw, Context, RedisString, Status};
 
+use crate::cache::command as cache;
+use crate::cache::reclaim;
 use crate::command_entry;
 use crate::glue::{Argv, Ctx};
 use crate::lock::command as lock;
@@ -52,7 +54,34 @@ const LOCK_EXTEND_ARGS: &[ArgDoc] = &[
 
 /// Every command the module adds. The docs here are what `COMMAND DOCS`
 /// shows; docs/COMMANDS.md has the long form.
-pub fn commands() -> [CommandSpec; 7] {
+const CACHE_GET_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"entry_key", false),
+    ArgDoc::key(c"generations_key", false),
+    ArgDoc::required(c"namespace", ArgKind::String),
+];
+
+const CACHE_SET_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"entry_key", false),
+    ArgDoc::key(c"generations_key", false),
+    ArgDoc::key(c"index_key", false),
+    ArgDoc::required(c"namespace", ArgKind::String),
+    ArgDoc::required(c"ttl", ArgKind::String),
+    ArgDoc::required(c"value", ArgKind::String),
+    ArgDoc::option(c"token", c"IFGEN", ArgKind::String),
+];
+
+const CACHE_INVALIDATE_USER_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"generations_key", false),
+    ArgDoc::key(c"index_key", false),
+];
+
+const CACHE_INVALIDATE_NAMESPACE_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"generations_key", false),
+    ArgDoc::key(c"index_key", false),
+    ArgDoc::required(c"namespace", ArgKind::String),
+];
+
+pub fn commands() -> [CommandSpec; 11] {
     [
         CommandSpec {
             name: c"TK.RATELIMIT",
@@ -174,6 +203,74 @@ pub fn commands() -> [CommandSpec; 7] {
             }),
             args: LOCK_EXTEND_ARGS,
         },
+        CommandSpec {
+            name: c"TK.CACHE.GET",
+            entry: command_entry!(cache::get),
+            flags: c"readonly fast",
+            first_key: 1,
+            last_key: 2,
+            key_step: 1,
+            arity: 4,
+            summary: c"Returns a cached value if it is still visible (not invalidated), else the current generation token for TK.CACHE.SET IFGEN.",
+            complexity: c"O(1)",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 1 },
+                flags: KEY_READ,
+            }),
+            args: CACHE_GET_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.CACHE.SET",
+            entry: command_entry!(cache::set),
+            flags: c"write deny-oom",
+            first_key: 1,
+            last_key: 3,
+            key_step: 1,
+            arity: -7,
+            summary: c"Stores a value with a TTL under the user's current generations; with IFGEN, refuses a value computed before a newer invalidation.",
+            complexity: c"O(log N + M): N entries of the user, M expired index members dropped.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 2 },
+                flags: KEY_UPDATE,
+            }),
+            args: CACHE_SET_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.CACHE.INVALIDATEUSER",
+            entry: command_entry!(cache::invalidate_user),
+            flags: c"write fast",
+            first_key: 1,
+            last_key: 2,
+            key_step: 1,
+            arity: 3,
+            summary: c"Makes every cached entry of a user invisible at once; memory is reclaimed in the background.",
+            complexity: c"O(1), whatever the number of entries.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 1 },
+                flags: KEY_UPDATE,
+            }),
+            args: CACHE_INVALIDATE_USER_ARGS,
+        },
+        CommandSpec {
+            name: c"TK.CACHE.INVALIDATENS",
+            entry: command_entry!(cache::invalidate_namespace),
+            flags: c"write fast",
+            first_key: 1,
+            last_key: 2,
+            key_step: 1,
+            arity: 4,
+            summary: c"Makes a user's cached entries of one namespace invisible at once; memory is reclaimed in the background.",
+            complexity: c"O(1), whatever the number of entries.",
+            since: c"0.1.0",
+            key_spec: Some(KeySpec {
+                keys: Keys::Range { last: 1 },
+                flags: KEY_UPDATE,
+            }),
+            args: CACHE_INVALIDATE_NAMESPACE_ARGS,
+        },
     ]
 }
 
@@ -284,6 +381,18 @@ extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) 
     add_field(ctx, c"lock_release_refused", lock.release_refused.get());
     add_field(ctx, c"lock_extended", lock.extended.get());
     add_field(ctx, c"lock_extend_refused", lock.extend_refused.get());
+    let cache = &stats::CACHE;
+    add_field(ctx, c"cache_hits", cache.hits.get());
+    add_field(ctx, c"cache_misses", cache.misses.get());
+    add_field(ctx, c"cache_sets", cache.sets.get());
+    add_field(ctx, c"cache_sets_refused", cache.sets_refused.get());
+    add_field(ctx, c"cache_invalidations", cache.invalidations.get());
+    add_field(
+        ctx,
+        c"cache_entries_reclaimed",
+        cache.entries_reclaimed.get(),
+    );
+    add_field(ctx, c"cache_reclaim_pending", reclaim::pending());
     add_field(ctx, c"errors", stats::ERRORS.get());
     add_field(ctx, c"panics", stats::PANICS.get());
 }

@@ -110,6 +110,31 @@ pub static LOCK: LockStats = LockStats {
     extend_refused: Counter::new(),
 };
 
+/// TK.CACHE.* outcomes and the background reclaimer's progress.
+pub struct CacheStats {
+    /// GET that found a visible entry.
+    pub hits: Counter,
+    /// GET that found nothing visible (absent, expired or invalidated).
+    pub misses: Counter,
+    /// SET that stored.
+    pub sets: Counter,
+    /// SET refused because IFGEN was older than the current generations.
+    pub sets_refused: Counter,
+    /// INVALIDATEUSER and INVALIDATENS calls.
+    pub invalidations: Counter,
+    /// Invisible entries deleted by the reclaimer.
+    pub entries_reclaimed: Counter,
+}
+
+pub static CACHE: CacheStats = CacheStats {
+    hits: Counter::new(),
+    misses: Counter::new(),
+    sets: Counter::new(),
+    sets_refused: Counter::new(),
+    invalidations: Counter::new(),
+    entries_reclaimed: Counter::new(),
+};
+
 /// Error replies sent, and panics caught by the guard (each one a bug).
 pub static ERRORS: Counter = Counter::new();
 pub static PANICS: Counter = Counter::new();

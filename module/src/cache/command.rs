@@ -1,0 +1,312 @@
+//! TK.CACHE.GET, TK.CACHE.SET, TK.CACHE.INVALIDATEUSER, TK.CACHE.INVALIDATENS.
+//!
+//! Each handler: parse (`spec.rs`) → check every key's type before writing
+//! anything → read the generations → decide (`generation.rs`) → write and
+//! replicate plain effects (HSET, PEXPIREAT with absolute times, ZADD,
+//! HINCRBY) → reply. Invalidations also queue the user's index for the
+//! background reclaimer (`reclaim.rs`).
+
+use crate::call::{Call, Replicate, Reply};
+use crate::error::CommandError;
+use crate::glue::{ArgString, Argv, Ctx, KeyKind};
+use crate::registry::CommandResult;
+use crate::stats;
+
+use super::generation::{
+    bookkeeping_expiry, decide_set, invalidation_expiry, is_visible, parse_generation, Generations,
+    SetDecision, USER_FIELD,
+};
+use super::spec::{parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set};
+use super::{
+    reclaim, ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD,
+    MAX_NAMESPACE_LEN, NAMESPACE_FIELD_PREFIX, VALUE_FIELD,
+};
+
+const CORRUPT_GENERATIONS: &str =
+    "cache generations key holds a field that is not a generation (edited by hand?)";
+
+/// `n:<namespace>` on the stack.
+struct NamespaceField {
+    bytes: [u8; NAMESPACE_FIELD_PREFIX.len() + MAX_NAMESPACE_LEN],
+    len: usize,
+}
+
+impl NamespaceField {
+    fn new(namespace: &[u8]) -> NamespaceField {
+        let mut bytes = [0u8; NAMESPACE_FIELD_PREFIX.len() + MAX_NAMESPACE_LEN];
+        let prefix = NAMESPACE_FIELD_PREFIX.len();
+        // The parser caps namespaces at MAX_NAMESPACE_LEN; `min` keeps this
+        // in bounds regardless.
+        let len = namespace.len().min(MAX_NAMESPACE_LEN);
+        bytes[..prefix].copy_from_slice(NAMESPACE_FIELD_PREFIX);
+        bytes[prefix..prefix + len].copy_from_slice(&namespace[..len]);
+        NamespaceField {
+            bytes,
+            len: prefix + len,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The current generations of `namespace` (0 when never invalidated).
+pub fn current_generations(
+    ctx: Ctx,
+    generations_key: &[u8],
+    namespace: &[u8],
+) -> Result<Generations, CommandError> {
+    let field = NamespaceField::new(namespace);
+    let reply = Call::new(c"HMGET")
+        .bytes(generations_key)
+        .bytes(USER_FIELD)
+        .bytes(field.as_bytes())
+        .run(ctx, Replicate::No)?;
+    generations_from(&reply)
+}
+
+fn current_generations_of(
+    ctx: Ctx,
+    generations_key: ArgString,
+    namespace: &[u8],
+) -> Result<Generations, CommandError> {
+    let field = NamespaceField::new(namespace);
+    let reply = Call::new(c"HMGET")
+        .key(generations_key)
+        .bytes(USER_FIELD)
+        .bytes(field.as_bytes())
+        .run(ctx, Replicate::No)?;
+    generations_from(&reply)
+}
+
+fn generations_from(reply: &Reply) -> Result<Generations, CommandError> {
+    let fields = reply.get().check("HMGET on the generations key failed")?;
+    let field = |index| fields.element(index).and_then(|element| element.bytes());
+    let corrupt = |_| CommandError::Foreign(CORRUPT_GENERATIONS);
+    Ok(Generations {
+        user: parse_generation(field(0)).map_err(corrupt)?,
+        namespace: parse_generation(field(1)).map_err(corrupt)?,
+    })
+}
+
+/// An entry's recorded generations, if it has well-formed ones. An entry
+/// whose fields are damaged is simply invisible (and reclaimable).
+pub fn entry_generations(user: Option<&[u8]>, namespace: Option<&[u8]>) -> Option<Generations> {
+    Some(Generations {
+        user: parse_generation(Some(user?)).ok()?,
+        namespace: parse_generation(Some(namespace?)).ok()?,
+    })
+}
+
+/// `PEXPIRETIME key`: `Some(ms)` for a key with an expiry, `None` otherwise.
+fn expire_time(ctx: Ctx, key: ArgString) -> Result<Option<u64>, CommandError> {
+    let reply = Call::new(c"PEXPIRETIME").key(key).run(ctx, Replicate::No)?;
+    let value = reply.get().check("PEXPIRETIME failed")?.integer();
+    Ok(value.and_then(|ms| u64::try_from(ms).ok()))
+}
+
+fn expire_at(ctx: Ctx, key: ArgString, at_ms: u64) -> CommandResult {
+    Call::new(c"PEXPIREAT")
+        .key(key)
+        .uint(at_ms)
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("PEXPIREAT failed")?;
+    Ok(())
+}
+
+/// `TK.CACHE.GET <entry_key> <generations_key> <namespace>` →
+/// `[1, value]` on a hit, `[0, "<user>.<namespace generation>"]` on a miss.
+pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let parsed = parse_get(argv)?;
+    let entry_key = argv.string(parsed.entry)?;
+    let generations_key = argv.string(parsed.generations)?;
+    ctx.expect_kind(entry_key, KeyKind::Hash)?;
+    ctx.expect_kind(generations_key, KeyKind::Hash)?;
+    let current = current_generations_of(ctx, generations_key, parsed.namespace)?;
+    let entry = Call::new(c"HMGET")
+        .key(entry_key)
+        .bytes(VALUE_FIELD)
+        .bytes(ENTRY_USER_GENERATION_FIELD)
+        .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
+        .bytes(ENTRY_NAMESPACE_FIELD)
+        .run(ctx, Replicate::No)?;
+    let fields = entry.get().check("HMGET on the entry failed")?;
+    let field = |index| fields.element(index).and_then(|element| element.bytes());
+    let visible = match (field(0), entry_generations(field(1), field(2))) {
+        // The namespace check guards against a key reused across namespaces.
+        (Some(value), Some(stored))
+            if is_visible(stored, current) && field(3) == Some(parsed.namespace) =>
+        {
+            Some(value)
+        }
+        _ => None,
+    };
+    ctx.reply_array(2);
+    match visible {
+        Some(value) => {
+            stats::CACHE.hits.incr();
+            ctx.reply_integer(1);
+            ctx.reply_bytes(value);
+        }
+        None => {
+            stats::CACHE.misses.incr();
+            ctx.reply_integer(0);
+            ctx.reply_bytes(current.token().as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// `TK.CACHE.SET <entry_key> <generations_key> <index_key> <namespace> <ttl> <value> [IFGEN <token>]`
+/// → 1 stored, 0 refused (IFGEN older than the current generations).
+pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let parsed = parse_set(argv)?;
+    let entry_key = argv.string(parsed.entry)?;
+    let generations_key = argv.string(parsed.generations)?;
+    let index_key = argv.string(parsed.index)?;
+    // Every type is checked before anything is written.
+    ctx.expect_kind(entry_key, KeyKind::Hash)?;
+    let generations_exist = ctx.expect_kind(generations_key, KeyKind::Hash)?;
+    ctx.expect_kind(index_key, KeyKind::SortedSet)?;
+    let current = current_generations_of(ctx, generations_key, parsed.namespace)?;
+    let stored_under = match decide_set(current, parsed.if_generations) {
+        SetDecision::RefuseStale => {
+            stats::CACHE.sets_refused.incr();
+            ctx.reply_integer(0);
+            return Ok(());
+        }
+        SetDecision::Store(generations) => generations,
+    };
+    let now_ms = ctx.now_nanos() / 1_000_000;
+    let expire_ms = now_ms.saturating_add(parsed.ttl_ms);
+    let (mut user_buffer, mut namespace_buffer, mut now_buffer) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
+    let user_generation = user_buffer.format(stored_under.user).as_bytes();
+    let namespace_generation = namespace_buffer.format(stored_under.namespace).as_bytes();
+    Call::new(c"HSET")
+        .key(entry_key)
+        .bytes(VALUE_FIELD)
+        .string(argv.string(parsed.value)?.as_ptr())
+        .bytes(ENTRY_USER_GENERATION_FIELD)
+        .bytes(user_generation)
+        .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
+        .bytes(namespace_generation)
+        .bytes(ENTRY_NAMESPACE_FIELD)
+        .bytes(parsed.namespace)
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("HSET failed")?;
+    expire_at(ctx, entry_key, expire_ms)?;
+
+    // The index lists the user's entries with their expiry, for the
+    // reclaimer; members whose entry has expired are dropped here, so it
+    // stays as small as the live entries.
+    Call::new(c"ZADD")
+        .key(index_key)
+        .uint(expire_ms)
+        .key(entry_key)
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("ZADD failed")?;
+    let mut upto = [0u8; 21];
+    upto[0] = b'(';
+    let now_text = now_buffer.format(now_ms).as_bytes();
+    upto[1..1 + now_text.len()].copy_from_slice(now_text);
+    Call::new(c"ZREMRANGEBYSCORE")
+        .key(index_key)
+        .bytes(b"-inf")
+        .bytes(&upto[..1 + now_text.len()])
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("ZREMRANGEBYSCORE failed")?;
+
+    // Bookkeeping keys outlive every entry they govern.
+    let index_expiry = expire_time(ctx, index_key)?;
+    let wanted = bookkeeping_expiry(expire_ms, index_expiry);
+    if index_expiry != Some(wanted) {
+        expire_at(ctx, index_key, wanted)?;
+    }
+    if generations_exist {
+        if let Some(current_expiry) = expire_time(ctx, generations_key)? {
+            let wanted = bookkeeping_expiry(expire_ms, Some(current_expiry));
+            if wanted != current_expiry {
+                expire_at(ctx, generations_key, wanted)?;
+            }
+        }
+    }
+    stats::CACHE.sets.incr();
+    ctx.reply_integer(1);
+    Ok(())
+}
+
+fn invalidate(
+    ctx: Ctx,
+    argv: &Argv,
+    namespace: Option<&[u8]>,
+    generations: usize,
+    index: usize,
+) -> CommandResult {
+    let generations_key = argv.string(generations)?;
+    let index_key = argv.string(index)?;
+    ctx.expect_kind(generations_key, KeyKind::Hash)?;
+    let index_exists = ctx.expect_kind(index_key, KeyKind::SortedSet)?;
+    let field = namespace.map(NamespaceField::new);
+    let field_bytes = field.as_ref().map_or(USER_FIELD, NamespaceField::as_bytes);
+    let reply = Call::new(c"HINCRBY")
+        .key(generations_key)
+        .bytes(field_bytes)
+        .int(1)
+        .run(ctx, Replicate::Yes)?;
+    let checked = reply.get();
+    if checked.is_error() {
+        return Err(match checked.error_text() {
+            Some(text) if text.starts_with(b"WRONGTYPE") => CommandError::WrongType,
+            _ => CommandError::Foreign(CORRUPT_GENERATIONS),
+        });
+    }
+    let new_generation = checked
+        .integer()
+        .ok_or(CommandError::Internal("HINCRBY gave no integer"))?;
+    let now_ms = ctx.now_nanos() / 1_000_000;
+    let current_expiry = expire_time(ctx, generations_key)?;
+    let index_expiry = if index_exists {
+        expire_time(ctx, index_key)?
+    } else {
+        None
+    };
+    let wanted = invalidation_expiry(now_ms, index_expiry, current_expiry);
+    if current_expiry != Some(wanted) {
+        expire_at(ctx, generations_key, wanted)?;
+    }
+    if index_exists {
+        reclaim::enqueue(ctx, generations_key, index_key);
+    }
+    stats::CACHE.invalidations.incr();
+    ctx.reply_integer(new_generation);
+    Ok(())
+}
+
+/// `TK.CACHE.INVALIDATEUSER <generations_key> <index_key>` → the user's new
+/// generation: every entry of the user, in every namespace, is invisible.
+pub fn invalidate_user(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let parsed = parse_invalidate_user(argv)?;
+    invalidate(ctx, argv, None, parsed.generations, parsed.index)
+}
+
+/// `TK.CACHE.INVALIDATENS <generations_key> <index_key> <namespace>` → the
+/// namespace's new generation: that namespace's entries are invisible.
+pub fn invalidate_namespace(ctx: Ctx, argv: &Argv) -> CommandResult {
+    let parsed = parse_invalidate_namespace(argv)?;
+    invalidate(
+        ctx,
+        argv,
+        parsed.namespace,
+        parsed.generations,
+        parsed.index,
+    )
+}

@@ -1,0 +1,240 @@
+//! Frees the memory of invisible cache entries in the background.
+//!
+//! An invalidation only bumps a generation (O(1)); the entries it hides stay
+//! in memory until their TTL unless reclaimed. Each invalidation on a
+//! primary queues the user's index (`tk:ci:{tag}`); a module timer then
+//! walks it with `ZSCAN`, at most [`BATCH`] entries per tick, and deletes
+//! every entry whose generations are no longer current (`UNLINK` of the
+//! entry and `ZREM` from the index, replicated like any write), plus index
+//! members whose entry is already gone. Ticks are [`INTERVAL_MS`] apart, so
+//! other clients are served between batches however large the user's cache.
+//!
+//! Only a primary reclaims (replicas receive its deletions); only keys named
+//! by an invalidation are touched (no keyspace scan). The queue lives in
+//! memory: after a restart or failover, entries still pending simply expire
+//! with their TTL (at most 7 days, usually minutes).
+
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+
+use redis_module::raw;
+
+use crate::call::{Call, Replicate};
+use crate::error::CommandError;
+use crate::glue::{ArgString, Ctx};
+use crate::stats;
+
+use super::command::{current_generations, entry_generations};
+use super::generation::Generations;
+use super::{ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD};
+
+/// Most index members examined per tick.
+pub const BATCH: usize = 200;
+/// Pause between ticks, in ms.
+pub const INTERVAL_MS: i64 = 1;
+
+struct Job {
+    db: i32,
+    generations: Vec<u8>,
+    index: Vec<u8>,
+    /// ZSCAN cursor ("0" to start).
+    cursor: Vec<u8>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    timer_armed: bool,
+}
+
+static QUEUE: Mutex<Queue> = Mutex::new(Queue {
+    jobs: VecDeque::new(),
+    timer_armed: false,
+});
+
+fn queue() -> MutexGuard<'static, Queue> {
+    // A panic while holding the lock is caught by the guards; the queue is
+    // still consistent (jobs are whole), so poisoning is ignored.
+    QUEUE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Users (indexes) waiting to be swept.
+pub fn pending() -> u64 {
+    queue().jobs.len() as u64
+}
+
+/// Queues the index of a user who was just invalidated (primary only).
+/// A user already queued starts over, so entries the sweep had passed are
+/// checked against the new generation too.
+pub fn enqueue(ctx: Ctx, generations: ArgString, index: ArgString) {
+    if !ctx.is_writable_primary() {
+        return;
+    }
+    let db = ctx.selected_db();
+    let mut queue = queue();
+    match queue
+        .jobs
+        .iter_mut()
+        .find(|job| job.db == db && job.index == index.bytes())
+    {
+        Some(job) => job.cursor = b"0".to_vec(),
+        None => queue.jobs.push_back(Job {
+            db,
+            generations: generations.bytes().to_vec(),
+            index: index.bytes().to_vec(),
+            cursor: b"0".to_vec(),
+        }),
+    }
+    arm(ctx, &mut queue);
+}
+
+fn arm(ctx: Ctx, queue: &mut Queue) {
+    if queue.timer_armed || queue.jobs.is_empty() {
+        return;
+    }
+    // SAFETY: live context; the callback takes no data.
+    unsafe {
+        if let Some(create_timer) = raw::RedisModule_CreateTimer {
+            create_timer(ctx.as_ptr(), INTERVAL_MS, Some(tick), std::ptr::null_mut());
+            queue.timer_armed = true;
+        }
+    }
+}
+
+extern "C" fn tick(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void) {
+    // SAFETY: Redis passes the timer's live context.
+    let Some(ctx) = (unsafe { Ctx::from_raw(ctx) }) else {
+        return;
+    };
+    // A panic must not cross into Redis: drop the queue and log instead.
+    if catch_unwind(AssertUnwindSafe(|| run_tick(ctx))).is_err() {
+        stats::PANICS.incr();
+        let mut queue = queue();
+        queue.jobs.clear();
+        queue.timer_armed = false;
+        ctx.log(
+            c"warning",
+            "tk: the cache reclaimer panicked and dropped its queue (entries expire with their TTL); please report this bug",
+        );
+    }
+}
+
+fn run_tick(ctx: Ctx) {
+    let mut queue = queue();
+    queue.timer_armed = false;
+    if !ctx.is_writable_primary() {
+        // Demoted to replica: the new primary's deletions will arrive.
+        queue.jobs.clear();
+        return;
+    }
+    let Some(mut job) = queue.jobs.pop_front() else {
+        return;
+    };
+    ctx.select_db(job.db);
+    match sweep(ctx, &mut job) {
+        Ok(true) => {}
+        Ok(false) => queue.jobs.push_back(job),
+        Err(error) => ctx.log(
+            c"warning",
+            &format!("tk: cache reclaim of one index stopped: {error}"),
+        ),
+    }
+    arm(ctx, &mut queue);
+}
+
+/// One batch of one job. Returns whether the job is finished.
+fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
+    let scan = Call::new(c"ZSCAN")
+        .bytes(&job.index)
+        .bytes(&job.cursor)
+        .bytes(b"COUNT")
+        .uint(BATCH as u64)
+        .run(ctx, Replicate::No)?;
+    let scan = scan.get();
+    if scan.is_error() {
+        // The index was replaced by another type: nothing of ours to sweep.
+        return Ok(true);
+    }
+    let next_cursor = scan
+        .element(0)
+        .and_then(|cursor| cursor.bytes())
+        .unwrap_or(b"0");
+    let Some(members) = scan.element(1) else {
+        return Ok(true);
+    };
+    // Generations looked up once per namespace per batch.
+    let mut known: Vec<(Vec<u8>, Generations)> = Vec::new();
+    for position in (0..members.len()).step_by(2) {
+        let Some(member) = members.element(position).and_then(|member| member.bytes()) else {
+            continue;
+        };
+        let entry = Call::new(c"HMGET")
+            .bytes(member)
+            .bytes(ENTRY_USER_GENERATION_FIELD)
+            .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
+            .bytes(ENTRY_NAMESPACE_FIELD)
+            .run(ctx, Replicate::No)?;
+        let fields = entry.get();
+        let stale = if fields.is_error() {
+            // Replaced by a key of another type: not ours, only unlisted.
+            Stale::Unlist
+        } else {
+            let field = |index| fields.element(index).and_then(|element| element.bytes());
+            match (field(0), field(1), field(2)) {
+                (None, None, None) => Stale::Unlist,
+                (user, namespace_generation, namespace) => {
+                    let stored = entry_generations(user, namespace_generation);
+                    let current = match namespace {
+                        Some(namespace) => Some(generations_of(ctx, job, &mut known, namespace)?),
+                        None => None,
+                    };
+                    match (stored, current) {
+                        (Some(stored), Some(current)) if stored == current => Stale::Keep,
+                        _ => Stale::Delete,
+                    }
+                }
+            }
+        };
+        if stale == Stale::Delete {
+            Call::new(c"UNLINK")
+                .bytes(member)
+                .run(ctx, Replicate::Yes)?;
+            stats::CACHE.entries_reclaimed.incr();
+        }
+        if stale != Stale::Keep {
+            Call::new(c"ZREM")
+                .bytes(&job.index)
+                .bytes(member)
+                .run(ctx, Replicate::Yes)?;
+        }
+    }
+    if next_cursor == b"0" {
+        return Ok(true);
+    }
+    job.cursor = next_cursor.to_vec();
+    Ok(false)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    Keep,
+    Delete,
+    Unlist,
+}
+
+fn generations_of(
+    ctx: Ctx,
+    job: &Job,
+    known: &mut Vec<(Vec<u8>, Generations)>,
+    namespace: &[u8],
+) -> Result<Generations, CommandError> {
+    if let Some((_, generations)) = known.iter().find(|(name, _)| name == namespace) {
+        return Ok(*generations);
+    }
+    let generations = current_generations(ctx, &job.generations, namespace)?;
+    known.push((namespace.to_vec(), generations));
+    Ok(generations)
+}

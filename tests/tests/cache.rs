@@ -1,0 +1,586 @@
+//! TK.CACHE.* against real servers: visibility, invalidation (user and
+//! namespace), the IFGEN race, background reclaim of a 100,000-entry user,
+//! replication, AOF and every error path. No timing assertions: the PING
+//! latency during a large invalidation is reported, not asserted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+
+/// The three bookkeeping keys of a test user `u` (one hash tag).
+fn generations(user: &str) -> String {
+    format!("tk:cg:{{{user}}}")
+}
+fn index(user: &str) -> String {
+    format!("tk:ci:{{{user}}}")
+}
+fn entry(user: &str, namespace: &str, id: &str) -> String {
+    format!("tk:c:{{{user}}}:{namespace}:{id}")
+}
+
+async fn get(
+    conn: &mut MultiplexedConnection,
+    user: &str,
+    namespace: &str,
+    id: &str,
+) -> (i64, Vec<u8>) {
+    let reply: (i64, Vec<u8>) = redis::cmd("TK.CACHE.GET")
+        .arg(entry(user, namespace, id))
+        .arg(generations(user))
+        .arg(namespace)
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply
+}
+
+async fn set(
+    conn: &mut MultiplexedConnection,
+    user: &str,
+    namespace: &str,
+    id: &str,
+    ttl: &str,
+    value: &str,
+    ifgen: Option<&[u8]>,
+) -> i64 {
+    let mut cmd = redis::cmd("TK.CACHE.SET");
+    cmd.arg(entry(user, namespace, id))
+        .arg(generations(user))
+        .arg(index(user))
+        .arg(namespace)
+        .arg(ttl)
+        .arg(value);
+    if let Some(token) = ifgen {
+        cmd.arg("IFGEN").arg(token);
+    }
+    cmd.query_async(conn).await.unwrap()
+}
+
+async fn invalidate_user(conn: &mut MultiplexedConnection, user: &str) -> i64 {
+    redis::cmd("TK.CACHE.INVALIDATEUSER")
+        .arg(generations(user))
+        .arg(index(user))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn invalidate_namespace(
+    conn: &mut MultiplexedConnection,
+    user: &str,
+    namespace: &str,
+) -> i64 {
+    redis::cmd("TK.CACHE.INVALIDATENS")
+        .arg(generations(user))
+        .arg(index(user))
+        .arg(namespace)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
+}
+
+async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until the reclaimer has nothing pending.
+async fn wait_for_reclaim(conn: &mut MultiplexedConnection) {
+    for _ in 0..600 {
+        let info = info_section(conn, "tk").await;
+        if info.get("tk_cache_reclaim_pending").map(String::as_str) == Some("0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reclaimer did not finish within 30 s");
+}
+
+/// Every key with its type, value digest and absolute expiry.
+async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (String, i64)> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
+    let mut state = BTreeMap::new();
+    for key in keys {
+        let digest: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let expiry = pexpiretime(conn, &key).await;
+        state.insert(key, (digest.concat(), expiry));
+    }
+    state
+}
+
+#[tokio::test]
+async fn hit_miss_and_generation_tokens() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    assert_eq!(get(&mut conn, "a", "http", "1").await, (0, b"0.0".to_vec()));
+    assert_eq!(
+        set(&mut conn, "a", "http", "1", "5m", "page", Some(b"0.0")).await,
+        1
+    );
+    assert_eq!(
+        get(&mut conn, "a", "http", "1").await,
+        (1, b"page".to_vec())
+    );
+    // Native types: the entry is a readable hash with an absolute expiry.
+    let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(entry("a", "http", "1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields["v"], "page");
+    assert_eq!(fields["ns"], "http");
+    let entry_expiry = pexpiretime(&mut conn, &entry("a", "http", "1")).await;
+    assert!(entry_expiry > 0);
+    // The index outlives the entry it lists; no generations key until needed.
+    assert!(pexpiretime(&mut conn, &index("a")).await >= entry_expiry);
+    assert_eq!(pexpiretime(&mut conn, &generations("a")).await, -2);
+}
+
+#[tokio::test]
+async fn invalidating_one_user_leaves_another_untouched() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    for user in ["a", "b"] {
+        for namespace in ["http", "search", "analytics"] {
+            set(&mut conn, user, namespace, "x", "5m", user, None).await;
+        }
+    }
+    assert_eq!(invalidate_user(&mut conn, "a").await, 1);
+    for namespace in ["http", "search", "analytics"] {
+        assert_eq!(
+            get(&mut conn, "a", namespace, "x").await.0,
+            0,
+            "a/{namespace}"
+        );
+        assert_eq!(
+            get(&mut conn, "b", namespace, "x").await,
+            (1, b"b".to_vec()),
+            "b/{namespace}"
+        );
+    }
+    // The token of a miss after invalidation carries the new generation.
+    assert_eq!(get(&mut conn, "a", "http", "x").await.1, b"1.0");
+}
+
+#[tokio::test]
+async fn namespace_invalidation_only_hides_that_namespace() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    for namespace in ["http", "analytics"] {
+        set(&mut conn, "a", namespace, "x", "15m", namespace, None).await;
+    }
+    assert_eq!(invalidate_namespace(&mut conn, "a", "analytics").await, 1);
+    assert_eq!(
+        get(&mut conn, "a", "analytics", "x").await,
+        (0, b"0.1".to_vec())
+    );
+    assert_eq!(
+        get(&mut conn, "a", "http", "x").await,
+        (1, b"http".to_vec())
+    );
+    wait_for_reclaim(&mut conn).await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&[entry("a", "analytics", "x"), entry("a", "http", "x")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        exists, 1,
+        "the invalidated entry was reclaimed, the other kept"
+    );
+}
+
+#[tokio::test]
+async fn a_value_computed_before_an_invalidation_is_not_stored() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    set(&mut conn, "a", "search", "q", "5m", "old", None).await;
+    invalidate_user(&mut conn, "a").await;
+    // Reader misses and starts computing with the generations it saw...
+    let (hit, token) = get(&mut conn, "a", "search", "q").await;
+    assert_eq!(hit, 0);
+    // ...meanwhile the user's data changes and the cache is invalidated...
+    invalidate_namespace(&mut conn, "a", "search").await;
+    // ...so the now-stale result is refused, and nothing is visible.
+    assert_eq!(
+        set(&mut conn, "a", "search", "q", "5m", "stale", Some(&token)).await,
+        0
+    );
+    assert_eq!(get(&mut conn, "a", "search", "q").await.0, 0);
+    // A fresh computation with the current token is stored.
+    let (_, token) = get(&mut conn, "a", "search", "q").await;
+    assert_eq!(
+        set(&mut conn, "a", "search", "q", "5m", "fresh", Some(&token)).await,
+        1
+    );
+    assert_eq!(
+        get(&mut conn, "a", "search", "q").await,
+        (1, b"fresh".to_vec())
+    );
+    let info = info_section(&mut conn, "tk").await;
+    assert_eq!(info["tk_cache_sets_refused"], "1");
+}
+
+#[tokio::test]
+async fn entries_and_bookkeeping_expire_by_themselves() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    set(&mut conn, "a", "http", "1", "150ms", "v", None).await;
+    set(&mut conn, "a", "http", "2", "300ms", "v", None).await;
+    let last = pexpiretime(&mut conn, &entry("a", "http", "2")).await;
+    assert_eq!(
+        pexpiretime(&mut conn, &index("a")).await,
+        last,
+        "index expires with its last entry"
+    );
+    for _ in 0..100 {
+        if dbsize(&mut conn).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("entries or bookkeeping keys did not expire");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    set(&mut conn, "other", "http", "keep", "1h", "safe", None).await;
+    let baseline = dbsize(&mut conn).await;
+    const ENTRIES: usize = 100_000;
+    for chunk in 0..(ENTRIES / 5_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk * 5_000..(chunk + 1) * 5_000 {
+            pipe.cmd("TK.CACHE.SET")
+                .arg(entry("big", "http", &i.to_string()))
+                .arg(generations("big"))
+                .arg(index("big"))
+                .arg("http")
+                .arg("1h")
+                .arg("cached response body")
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    assert_eq!(dbsize(&mut conn).await, baseline + ENTRIES as i64 + 1);
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Another client pings throughout; its worst round trip is reported.
+    let mut pinger = server
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pings = tokio::spawn(async move {
+        let mut worst = Duration::ZERO;
+        let mut count = 0u32;
+        loop {
+            let started = Instant::now();
+            let _: String = redis::cmd("PING").query_async(&mut pinger).await.unwrap();
+            worst = worst.max(started.elapsed());
+            count += 1;
+            if stop_rx.try_recv().is_ok() {
+                return (worst, count);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    assert_eq!(invalidate_user(&mut conn, "big").await, 1);
+    let invalidate_took = started.elapsed();
+    // Invisible at once, before any reclaim: sample across the range.
+    for i in (0..ENTRIES).step_by(9_973) {
+        assert_eq!(
+            get(&mut conn, "big", "http", &i.to_string()).await.0,
+            0,
+            "entry {i}"
+        );
+    }
+    wait_for_reclaim(&mut conn).await;
+    stop_tx.send(()).unwrap();
+    let (worst_ping, pings) = pings.await.unwrap();
+    println!(
+        "100,000-entry invalidation: command round trip {invalidate_took:?}; \
+         worst PING round trip during invalidation and reclaim {worst_ping:?} over {pings} pings"
+    );
+    // Memory is back: only the generations key of the invalidated user remains.
+    assert_eq!(dbsize(&mut conn).await, baseline + 1);
+    assert_eq!(
+        get(&mut conn, "other", "http", "keep").await,
+        (1, b"safe".to_vec())
+    );
+    let info = info_section(&mut conn, "tk").await;
+    assert_eq!(info["tk_cache_entries_reclaimed"], ENTRIES.to_string());
+    // Nothing scanned the keyspace.
+    let stats = info_section(&mut conn, "commandstats").await;
+    assert!(!stats.contains_key("cmdstat_keys"), "{stats:?}");
+    assert!(!stats.contains_key("cmdstat_scan"), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_reaches_identical_state_including_reclaim() {
+    let primary = Server::start().await;
+    let replica = Server::replica_of(&primary).await;
+    wait_for_sync(&primary, &replica).await;
+    let mut conn = primary.conn().await;
+    for user in ["a", "b"] {
+        for i in 0..300 {
+            let namespace = ["http", "search", "analytics"][i % 3];
+            set(&mut conn, user, namespace, &i.to_string(), "1h", "v", None).await;
+        }
+    }
+    invalidate_namespace(&mut conn, "b", "search").await;
+    invalidate_user(&mut conn, "a").await;
+    let (_, token) = get(&mut conn, "b", "http", "x").await;
+    set(&mut conn, "b", "http", "x", "1h", "fresh", Some(&token)).await;
+    // Inside MULTI and scripts the effects replicate, not the calls.
+    let _: Vec<i64> = redis::pipe()
+        .atomic()
+        .cmd("TK.CACHE.SET")
+        .arg(&[
+            entry("c", "http", "t").as_str(),
+            &generations("c"),
+            &index("c"),
+            "http",
+            "1h",
+            "tx",
+        ])
+        .cmd("TK.CACHE.INVALIDATENS")
+        .arg(&[generations("c").as_str(), &index("c"), "http"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    wait_for_reclaim(&mut conn).await;
+    wait_for_sync(&primary, &replica).await;
+    let mut replica_conn = replica.conn().await;
+    let primary_state = snapshot(&mut conn).await;
+    assert_eq!(primary_state, snapshot(&mut replica_conn).await);
+    assert_eq!(
+        debug_digest(&mut conn).await,
+        debug_digest(&mut replica_conn).await
+    );
+    assert!(
+        primary_state.len() > 100,
+        "b's http and analytics entries remain"
+    );
+    // Reads run on the replica with the primary's answers.
+    let reply: (i64, Vec<u8>) = redis::cmd("TK.CACHE.GET")
+        .arg(&[entry("b", "http", "x").as_str(), &generations("b"), "http"])
+        .query_async(&mut replica_conn)
+        .await
+        .unwrap();
+    assert_eq!(reply, (1, b"fresh".to_vec()));
+}
+
+#[tokio::test]
+async fn aof_restart_keeps_entries_and_generations() {
+    let mut server = Server::builder().aof(true).start().await;
+    let mut conn = server.conn().await;
+    set(&mut conn, "a", "http", "1", "1h", "kept", None).await;
+    set(&mut conn, "a", "search", "1", "1h", "gone", None).await;
+    invalidate_namespace(&mut conn, "a", "search").await;
+    wait_for_reclaim(&mut conn).await;
+    let before = snapshot(&mut conn).await;
+    drop(conn);
+    server.restart().await;
+    let mut conn = server.conn().await;
+    assert_eq!(snapshot(&mut conn).await, before);
+    assert_eq!(
+        get(&mut conn, "a", "http", "1").await,
+        (1, b"kept".to_vec())
+    );
+    assert_eq!(
+        get(&mut conn, "a", "search", "1").await,
+        (0, b"0.1".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn every_error_path_replies_err_and_changes_nothing() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(&["str", "x"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&["badgen", "u", "not-a-number"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    set(&mut conn, "a", "http", "1", "1h", "v", None).await;
+    let before = snapshot(&mut conn).await;
+    let e = entry("a", "http", "2");
+    let g = generations("a");
+    let i = index("a");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["TK.CACHE.GET", &e, &g],
+            "ERR wrong number of arguments",
+        ),
+        (
+            vec!["TK.CACHE.GET", &e, &e, "http"],
+            "ERR syntax error: the same key",
+        ),
+        (
+            vec!["TK.CACHE.GET", &e, &g, "bad ns"],
+            "ERR syntax error: namespace must be",
+        ),
+        (vec!["TK.CACHE.GET", "str", &g, "http"], "WRONGTYPE"),
+        (vec!["TK.CACHE.GET", &e, "str", "http"], "WRONGTYPE"),
+        (
+            vec!["TK.CACHE.GET", &e, "badgen", "http"],
+            "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &i, "http", "5m"],
+            "ERR wrong number of arguments",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &i, "http", "0", "v"],
+            "ERR ttl must be between",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &i, "http", "8d", "v"],
+            "ERR ttl must be a duration",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &i, "http", "5m", "v", "IFGEN", "x"],
+            "ERR syntax error: IFGEN takes",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &i, "http", "5m", "v", "NX", "1"],
+            "ERR syntax error: unknown option",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &g, "http", "5m", "v"],
+            "ERR syntax error: the same key",
+        ),
+        (
+            vec!["TK.CACHE.SET", "str", &g, &i, "http", "5m", "v"],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, "str", "http", "5m", "v"],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, "badgen", &i, "http", "5m", "v"],
+            "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", &g],
+            "ERR wrong number of arguments",
+        ),
+        (vec!["TK.CACHE.INVALIDATEUSER", "str", &i], "WRONGTYPE"),
+        (vec!["TK.CACHE.INVALIDATEUSER", &g, "str"], "WRONGTYPE"),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", "badgen", &i],
+            "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATENS", &g, &i],
+            "ERR wrong number of arguments",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATENS", &g, &i, "a:b"],
+            "ERR syntax error: namespace must be",
+        ),
+    ];
+    for (args, expected) in &cases {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let text = match cmd.query_async::<Value>(&mut conn).await {
+            Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
+            Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
+        };
+        assert!(
+            text.starts_with(expected),
+            "{args:?}: got {text:?}, want {expected:?}"
+        );
+    }
+    assert_eq!(
+        snapshot(&mut conn).await,
+        before,
+        "an error changed the data"
+    );
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+}
+
+#[tokio::test]
+async fn key_specs_flags_docs_and_info() {
+    let server = Server::start().await;
+    let mut conn = server.conn().await;
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["GETKEYS", "TK.CACHE.SET", "e", "g", "i", "http", "5m", "v"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["e", "g", "i"]);
+    let keys: Vec<String> = redis::cmd("COMMAND")
+        .arg(&["GETKEYS", "TK.CACHE.INVALIDATENS", "g", "i", "http"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, ["g", "i"]);
+    let info: Value = redis::cmd("COMMAND")
+        .arg(&["INFO", "tk.cache.get"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(format!("{info:?}").contains("readonly"));
+    for name in [
+        "tk.cache.get",
+        "tk.cache.set",
+        "tk.cache.invalidateuser",
+        "tk.cache.invalidatens",
+    ] {
+        let docs: Value = redis::cmd("COMMAND")
+            .arg(&["DOCS", name])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(format!("{docs:?}").contains("complexity"), "{name}");
+    }
+    get(&mut conn, "a", "http", "1").await;
+    set(&mut conn, "a", "http", "1", "1m", "v", None).await;
+    get(&mut conn, "a", "http", "1").await;
+    invalidate_user(&mut conn, "a").await;
+    let info = info_section(&mut conn, "tk").await;
+    for (field, value) in [
+        ("tk_cache_hits", "1"),
+        ("tk_cache_misses", "1"),
+        ("tk_cache_sets", "1"),
+        ("tk_cache_invalidations", "1"),
+    ] {
+        assert_eq!(info.get(field).map(String::as_str), Some(value), "{field}");
+    }
+    assert!(info.contains_key("tk_cache_entries_reclaimed"));
+    assert!(info.contains_key("tk_cache_reclaim_pending"));
+}
