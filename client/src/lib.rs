@@ -1,8 +1,8 @@
 //! Async Rust client for the **tk** Redis module, and for everything else
 //! the app keeps in Redis.
 //!
-//! The tk module runs rate limiting and locks atomically inside Redis
-//! (sessions and caching come in later releases). This crate is the typed,
+//! The tk module runs rate limiting, locks and caching atomically inside
+//! Redis (sessions come in a later release). This crate is the typed,
 //! application-facing side: it builds the module's `TK.*` commands, parses
 //! their replies strictly and maps failures to a typed [`Error`]. It also
 //! covers the app's plain-Redis needs:
@@ -12,6 +12,7 @@
 //! | settings from `REDIS_*` variables, a builder or a URL | [`Config`] | — |
 //! | rate limiting, with an explicit policy when Redis is down | [`RateLimiter`], [`FailurePolicy`] | `TK.RATELIMIT*` |
 //! | a single-instance lock with fencing tokens | [`Lock`], [`LockGuard`] | `TK.LOCK.*` |
+//! | per-user response cache with instant invalidation | [`Cache`], [`RequestIdentity`] | `TK.CACHE.*` |
 //! | challenge leaderboards | [`Leaderboard`] | a sorted set |
 //! | typed pub/sub that survives reconnects | [`Publisher`], [`pubsub::subscribe`] | channels |
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
@@ -95,6 +96,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 mod error;
 mod exec;
@@ -108,6 +110,9 @@ mod reply;
 #[cfg(test)]
 mod test_support;
 
+pub use cache::{
+    Cache, CacheErrorPolicy, CacheMetrics, Generation, GetOrComputeError, Lookup, RequestIdentity,
+};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use error::{Error, Result};
 pub use health::{Health, HealthOptions, Status as HealthStatus};

@@ -584,3 +584,128 @@ async fn key_specs_flags_docs_and_info() {
     assert!(info.contains_key("tk_cache_entries_reclaimed"));
     assert!(info.contains_key("tk_cache_reclaim_pending"));
 }
+
+// ---- the client crate, end to end ----
+
+#[tokio::test]
+async fn client_get_or_compute_caches_per_user_and_invalidates() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tk_redis::{Cache, RequestIdentity};
+
+    let server = Server::start().await;
+    let cache = Cache::connect(server.url()).await.unwrap();
+    let computed = AtomicU32::new(0);
+    let page = |user: &str| {
+        RequestIdentity::for_user(
+            user,
+            "get",
+            "/api/bookmarks",
+            [("page", "1"), ("sort", "new")],
+        )
+    };
+    let compute = |value: &'static str| {
+        computed.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, std::convert::Infallible>(value.to_owned()) }
+    };
+    let ttl = Duration::from_secs(300);
+    let first: String = cache
+        .get_or_compute("alice", "http", &page("alice"), ttl, || compute("alice v1"))
+        .await
+        .unwrap();
+    assert_eq!(first, "alice v1");
+    // Cached: not computed again, even with the query in another order.
+    let reordered = RequestIdentity::for_user(
+        "alice",
+        "GET",
+        "/api/bookmarks",
+        [("sort", "new"), ("page", "1")],
+    );
+    let again: String = cache
+        .get_or_compute("alice", "http", &reordered, ttl, || compute("recomputed"))
+        .await
+        .unwrap();
+    assert_eq!(again, "alice v1");
+    assert_eq!(computed.load(Ordering::SeqCst), 1);
+    // Another user never sees alice's page.
+    let bob: String = cache
+        .get_or_compute("bob", "http", &page("bob"), ttl, || compute("bob v1"))
+        .await
+        .unwrap();
+    assert_eq!(bob, "bob v1");
+    // Invalidating alice recomputes hers only.
+    cache.invalidate_user("alice").await.unwrap();
+    let fresh: String = cache
+        .get_or_compute("alice", "http", &page("alice"), ttl, || compute("alice v2"))
+        .await
+        .unwrap();
+    assert_eq!(fresh, "alice v2");
+    let bob_again: String = cache
+        .get_or_compute("bob", "http", &page("bob"), ttl, || compute("bob v2"))
+        .await
+        .unwrap();
+    assert_eq!(bob_again, "bob v1");
+    // Namespaces are independent.
+    let query = RequestIdentity::for_user_from_parts("alice", ["tags:rust"]);
+    cache
+        .set("alice", "analytics", &query, &42u32, ttl, None)
+        .await
+        .unwrap();
+    cache
+        .invalidate_namespace("alice", "analytics")
+        .await
+        .unwrap();
+    assert!(!cache
+        .get::<u32>("alice", "analytics", &query)
+        .await
+        .unwrap()
+        .is_hit());
+    assert!(cache
+        .get::<String>("alice", "http", &page("alice"))
+        .await
+        .unwrap()
+        .is_hit());
+    let metrics = cache.metrics();
+    assert!(metrics.hits >= 2 && metrics.misses >= 3, "{metrics:?}");
+}
+
+#[tokio::test]
+async fn client_refuses_a_stale_store_and_reports_module_missing() {
+    use tk_redis::{Cache, Lookup, RequestIdentity};
+
+    let server = Server::start().await;
+    let cache = Cache::connect(server.url()).await.unwrap();
+    let id = RequestIdentity::for_user_from_parts("carol", ["search", "rust"]);
+    let Lookup::Miss(generation) = cache.get::<String>("carol", "search", &id).await.unwrap()
+    else {
+        panic!("expected a miss");
+    };
+    cache.invalidate_user("carol").await.unwrap();
+    let stored = cache
+        .set(
+            "carol",
+            "search",
+            &id,
+            "stale",
+            Duration::from_secs(60),
+            Some(&generation),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !stored,
+        "a value computed before the invalidation was stored"
+    );
+    assert!(!cache
+        .get::<String>("carol", "search", &id)
+        .await
+        .unwrap()
+        .is_hit());
+
+    let plain = Server::builder().without_module().start().await;
+    let cache = Cache::connect(plain.url()).await.unwrap();
+    let error = cache
+        .get::<String>("carol", "search", &id)
+        .await
+        .unwrap_err();
+    assert!(error.is_module_not_loaded(), "{error:?}");
+}
