@@ -135,7 +135,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -881,16 +881,7 @@ impl Cache<ConnectionManager> {
     /// This does not check that the tk module is loaded; the first call
     /// reports [`Error::ModuleNotLoaded`] if it is not.
     pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        // Not a TK command: no error here can mean "module not loaded".
-        const CONNECT: &str = "";
-        let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(crate::DEFAULT_TIMEOUT))
-            .set_response_timeout(None);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|err| Error::from_redis(err, CONNECT))?;
-        Ok(Cache::new(manager))
+        Ok(Self::new(exec::connect_manager(info).await?))
     }
 }
 
@@ -906,17 +897,7 @@ impl<C> Cache<C> {
         }
     }
 
-    /// Sets the per-command timeout.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The per-command timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+    crate::exec::connection_accessors!();
 
     /// Sets what [`get_or_compute`](Cache::get_or_compute) does with
     /// transient errors (see [`CacheErrorPolicy`]). The counters stay shared
@@ -936,16 +917,6 @@ impl<C> Cache<C> {
     /// [`CacheMetrics`].
     pub fn metrics(&self) -> CacheMetrics {
         self.counters.snapshot()
-    }
-
-    /// The underlying connection.
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// Returns the underlying connection.
-    pub fn into_connection(self) -> C {
-        self.conn
     }
 
     /// Counts an error returned to the caller.

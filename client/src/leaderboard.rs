@@ -138,31 +138,11 @@ impl<C> Leaderboard<C> {
         }
     }
 
-    /// Sets the per-call timeout.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+    crate::exec::connection_accessors!();
 
     /// The Redis key of this leaderboard.
     pub fn key(&self) -> &str {
         &self.key
-    }
-
-    /// The underlying connection.
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// Returns the underlying connection.
-    pub fn into_connection(self) -> C {
-        self.conn
     }
 }
 

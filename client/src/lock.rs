@@ -62,7 +62,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 
 use crate::error::{Error, Result};
@@ -196,16 +196,7 @@ impl Lock<ConnectionManager> {
     /// This does not check that the tk module is loaded; the first call
     /// reports [`Error::ModuleNotLoaded`] if it is not.
     pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        // Not a TK command: no error here can mean "module not loaded".
-        const CONNECT: &str = "";
-        let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(crate::DEFAULT_TIMEOUT))
-            .set_response_timeout(None);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|err| Error::from_redis(err, CONNECT))?;
-        Ok(Lock::new(manager))
+        Ok(Self::new(exec::connect_manager(info).await?))
     }
 }
 
@@ -218,27 +209,7 @@ impl<C> Lock<C> {
         }
     }
 
-    /// Sets the per-call timeout (also used by the guards this hands out).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The underlying connection.
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// Returns the underlying connection.
-    pub fn into_connection(self) -> C {
-        self.conn
-    }
+    crate::exec::connection_accessors!();
 }
 
 /// One ACQUIRE's answer.

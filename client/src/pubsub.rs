@@ -188,27 +188,7 @@ impl<C> Publisher<C> {
         }
     }
 
-    /// Sets the per-call timeout.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// The underlying connection.
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// Returns the underlying connection.
-    pub fn into_connection(self) -> C {
-        self.conn
-    }
+    crate::exec::connection_accessors!();
 }
 
 impl<C> Publisher<C>

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, IntoConnectionInfo};
 
 use crate::error::{Error, Result};
@@ -436,16 +436,7 @@ impl RateLimiter<ConnectionManager> {
     /// This does not check that the tk module is loaded; the first call
     /// reports [`Error::ModuleNotLoaded`] if it is not.
     pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        // Not a TK command: no error here can mean "module not loaded".
-        const CONNECT: &str = "";
-        let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(DEFAULT_TIMEOUT))
-            .set_response_timeout(None);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|err| Error::from_redis(err, CONNECT))?;
-        Ok(RateLimiter::new(manager))
+        Ok(Self::new(exec::connect_manager(info).await?))
     }
 }
 
@@ -461,17 +452,7 @@ impl<C> RateLimiter<C> {
         }
     }
 
-    /// Sets the per-call timeout.
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The per-call timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
+    crate::exec::connection_accessors!();
 
     /// Sets what `check`, `check_all` and `peek` answer when Redis is
     /// unreachable (see [`FailurePolicy`]). The counters stay shared with
@@ -519,16 +500,6 @@ impl<C> RateLimiter<C> {
                 Err(err)
             }
         }
-    }
-
-    /// The underlying connection.
-    pub fn connection(&self) -> &C {
-        &self.conn
-    }
-
-    /// Returns the underlying connection.
-    pub fn into_connection(self) -> C {
-        self.conn
     }
 }
 
