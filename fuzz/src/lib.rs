@@ -14,6 +14,8 @@ pub mod error;
 pub mod lock;
 #[path = "../../module/src/ratelimit/mod.rs"]
 pub mod ratelimit;
+#[path = "../../module/src/session/mod.rs"]
+pub mod session;
 
 /// Splits fuzz input into command arguments at 0x00 bytes (argv[0] is a
 /// placeholder command name, as Redis passes it).

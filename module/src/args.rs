@@ -286,6 +286,27 @@ fn in_range(value: i128, what: &'static str, min: u64, max: u64) -> Result<u64, 
     u64::try_from(value).map_err(|_| ArgError::OutOfRange { what, min, max })
 }
 
+/// Errors if two of `keys` (argv indexes) name the same key: a command that
+/// writes several keys must not be handed one key in two roles.
+pub fn distinct_keys<S, I>(source: &S, keys: I) -> Result<(), ArgError>
+where
+    S: ArgSource + ?Sized,
+    I: IntoIterator<Item = usize> + Clone,
+{
+    for (position, key) in keys.clone().into_iter().enumerate() {
+        let name = source.bytes(key);
+        if keys
+            .clone()
+            .into_iter()
+            .take(position)
+            .any(|earlier| source.bytes(earlier) == name)
+        {
+            return Err(ArgError::Syntax("the same key is given twice"));
+        }
+    }
+    Ok(())
+}
+
 /// Tracks which options a command has seen, to reject repeats.
 #[derive(Default)]
 pub struct SeenOptions(u32);

@@ -18,7 +18,7 @@ use crate::error::CommandError;
 use crate::glue::{ArgString, Ctx};
 
 /// The most arguments one call can carry.
-pub const MAX_ARGS: usize = 12;
+pub const MAX_ARGS: usize = 20;
 
 /// Whether the call's effect is propagated to replicas and the AOF.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,9 @@ pub enum CommandError {
     /// A key of the right Redis type holds data tk did not write (e.g. a
     /// cache generations hash edited by hand). Renders as `WRONGTYPE <what>`.
     Foreign(&'static str),
+    /// The arguments are fine but the state refuses the operation (e.g.
+    /// `session already exists`). Renders as `ERR <what>`.
+    Refused(&'static str),
     /// A nested Redis call failed; should not happen.
     Internal(&'static str),
 }
@@ -69,6 +72,7 @@ impl fmt::Display for CommandError {
                 "WRONGTYPE key holds a string that is not {expected} state (another algorithm's, or set by hand); TK.RATELIMIT.RESET it first"
             ),
             CommandError::Foreign(what) => write!(f, "WRONGTYPE {what}"),
+            CommandError::Refused(what) => write!(f, "ERR {what}"),
             CommandError::Internal(what) => write!(f, "ERR internal error: {what}"),
         }
     }

@@ -1,10 +1,11 @@
-//! tk-redis: atomic rate limiting and distributed locks (and, as issues
-//! land, sessions and caching) inside Redis.
+//! tk-redis: atomic rate limiting, sessions, caching and distributed locks
+//! inside Redis.
 //!
-//! Layout: `args` is the one argument parser; `glue` and `effects` are the
-//! only code touching Redis's C API; `registry` registers commands and guards
-//! every call against panics; each command family (`ratelimit`, `lock`)
-//! keeps its pure algorithms apart from its thin command layer.
+//! Layout: `args` is the one argument parser; `glue`, `call` and `effects`
+//! are the only code touching Redis's C API; `registry` registers commands
+//! and guards every call against panics; each command family (`ratelimit`,
+//! `session`, `cache`, `lock`) keeps its pure rules and parsing apart from
+//! its thin command layer.
 
 pub mod args;
 pub mod cache;
@@ -12,9 +13,11 @@ pub mod call;
 pub mod effects;
 pub mod error;
 pub mod glue;
+pub mod keyslot;
 pub mod lock;
 pub mod ratelimit;
 pub mod registry;
+pub mod session;
 pub mod stats;
 
 // The module proper exists only in the cdylib: unit tests and fuzzers

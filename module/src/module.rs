@@ -15,6 +15,7 @@ use crate::registry::{
     self, ArgDoc, ArgKind, CommandResult, CommandSpec, KeySpec, Keys, KEY_DELETE, KEY_READ,
     KEY_READ_DELETE, KEY_UPDATE,
 };
+use crate::session::command as session;
 use crate::stats;
 
 const LIMIT_ARGS: &[ArgDoc] = &[
@@ -80,6 +81,100 @@ const CACHE_INVALIDATE_NAMESPACE_ARGS: &[ArgDoc] = &[
     ArgDoc::key(c"index_key", false),
     ArgDoc::required(c"namespace", ArgKind::String),
 ];
+
+const SESSION_CREATE_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"session_key", false),
+    ArgDoc::key(c"index_key", false),
+    ArgDoc::required(c"user", ArgKind::String),
+    ArgDoc::required(c"idle_ttl", ArgKind::String),
+    ArgDoc::required(c"data", ArgKind::String),
+    ArgDoc::option(c"lifetime", c"MAXLIFETIME", ArgKind::String),
+    ArgDoc::option(c"count EVICT|REJECT", c"MAXSESSIONS", ArgKind::String),
+];
+const SESSION_TOUCH_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"session_key", false),
+    ArgDoc::option(c"idle_ttl", c"IDLE", ArgKind::String),
+    ArgDoc::option(c"gap", c"MINGAP", ArgKind::String),
+];
+const SESSION_KEY_ARGS: &[ArgDoc] = &[ArgDoc::key(c"session_key", false)];
+const SESSION_SET_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"session_key", false),
+    ArgDoc::required(c"data", ArgKind::String),
+    ArgDoc::option(c"version", c"IFVERSION", ArgKind::Integer),
+];
+const SESSION_DESTROY_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"session_key", false),
+    ArgDoc::key(c"index_key", false),
+];
+const SESSION_ROTATE_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"old_session_key", false),
+    ArgDoc::key(c"new_session_key", false),
+    ArgDoc::key(c"index_key", false),
+];
+const SESSION_INDEX_ARGS: &[ArgDoc] = &[ArgDoc::key(c"index_key", false)];
+const SESSION_REVOKEALL_ARGS: &[ArgDoc] = &[
+    ArgDoc::key(c"index_key", false),
+    ArgDoc::option(c"session_key", c"EXCEPT", ArgKind::String),
+];
+
+/// One TK.SESSION command's table entry.
+#[allow(clippy::too_many_arguments)]
+const fn session_command(
+    name: &'static CStr,
+    entry: registry::Entry,
+    flags: &'static CStr,
+    last_key: i32,
+    arity: i32,
+    summary: &'static CStr,
+    complexity: &'static CStr,
+    key_flags: u64,
+    args: &'static [ArgDoc],
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        entry,
+        flags,
+        first_key: 1,
+        last_key: 1 + last_key,
+        key_step: 1,
+        arity,
+        summary,
+        complexity,
+        since: c"0.1.0",
+        key_spec: Some(KeySpec {
+            keys: Keys::Range { last: last_key },
+            flags: key_flags,
+        }),
+        args,
+    }
+}
+
+fn session_commands() -> [CommandSpec; 8] {
+    [
+        session_command(c"TK.SESSION.CREATE", command_entry!(session::create), c"write deny-oom", 1, -6,
+            c"Creates a session and adds it to the user's index, pruning dead entries and enforcing MAXSESSIONS atomically.",
+            c"O(N), N = the user's possibly-live sessions", KEY_UPDATE, SESSION_CREATE_ARGS),
+        session_command(c"TK.SESSION.TOUCH", command_entry!(session::touch), c"write deny-oom fast", 0, -2,
+            c"Records activity (last_active = now, expiry = min(now + idle, max lifetime)) and returns the session.",
+            c"O(1)", KEY_UPDATE, SESSION_TOUCH_ARGS),
+        session_command(c"TK.SESSION.GET", command_entry!(session::get), c"readonly fast", 0, 2,
+            c"Returns the session, without side effects.", c"O(1)", KEY_READ, SESSION_KEY_ARGS),
+        session_command(c"TK.SESSION.SET", command_entry!(session::set), c"write deny-oom fast", 0, -3,
+            c"Replaces the session's data keeping its expiry and increments its version; IFVERSION refuses a stale update.",
+            c"O(1)", KEY_UPDATE, SESSION_SET_ARGS),
+        session_command(c"TK.SESSION.DESTROY", command_entry!(session::destroy), c"write fast", 1, 3,
+            c"Deletes a session and its index entry.", c"O(log N)", KEY_READ_DELETE, SESSION_DESTROY_ARGS),
+        session_command(c"TK.SESSION.ROTATE", command_entry!(session::rotate), c"write fast", 2, 4,
+            c"Moves a session to a new key (a new token at login), keeping its data and expiry.",
+            c"O(log N)", KEY_UPDATE, SESSION_ROTATE_ARGS),
+        session_command(c"TK.SESSION.LIST", command_entry!(session::list), c"readonly", 0, 2,
+            c"Lists the user's live sessions (key, created, last_active, expires_at), most recent first.",
+            c"O(N), N = the user's possibly-live sessions", KEY_READ, SESSION_INDEX_ARGS),
+        session_command(c"TK.SESSION.REVOKEALL", command_entry!(session::revoke_all), c"write", 0, -2,
+            c"Deletes all of the user's sessions, except optionally one; returns how many were deleted.",
+            c"O(N), N = the user's possibly-live sessions", KEY_READ_DELETE, SESSION_REVOKEALL_ARGS),
+    ]
+}
 
 pub fn commands() -> [CommandSpec; 11] {
     [
@@ -303,7 +398,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         .iter()
         .any(|arg| arg.as_slice().eq_ignore_ascii_case(b"DEBUG-COMMANDS"));
     let extra: &[CommandSpec] = if debug { &debug_commands() } else { &[] };
-    for spec in commands().iter().chain(extra) {
+    for spec in commands().iter().chain(&session_commands()).chain(extra) {
         if let Err(error) = registry::register(ctx, spec) {
             ctx.log_warning(&format!("tk: {error}"));
             return Status::Err;
@@ -381,6 +476,26 @@ extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) 
     add_field(ctx, c"lock_release_refused", lock.release_refused.get());
     add_field(ctx, c"lock_extended", lock.extended.get());
     add_field(ctx, c"lock_extend_refused", lock.extend_refused.get());
+    let session = &stats::SESSION;
+    add_field(ctx, c"session_created", session.created.get());
+    add_field(ctx, c"session_touched", session.touched.get());
+    add_field(ctx, c"session_touch_skipped", session.touch_skipped.get());
+    add_field(
+        ctx,
+        c"session_expired_on_read",
+        session.expired_on_read.get(),
+    );
+    add_field(ctx, c"session_updated", session.updated.get());
+    add_field(
+        ctx,
+        c"session_version_conflicts",
+        session.version_conflicts.get(),
+    );
+    add_field(ctx, c"session_destroyed", session.destroyed.get());
+    add_field(ctx, c"session_rotated", session.rotated.get());
+    add_field(ctx, c"session_revoked", session.revoked.get());
+    add_field(ctx, c"session_evicted", session.evicted.get());
+    add_field(ctx, c"session_rejected", session.rejected.get());
     let cache = &stats::CACHE;
     add_field(ctx, c"cache_hits", cache.hits.get());
     add_field(ctx, c"cache_misses", cache.misses.get());

@@ -135,6 +135,43 @@ pub static CACHE: CacheStats = CacheStats {
     entries_reclaimed: Counter::new(),
 };
 
+/// TK.SESSION.* outcomes.
+pub struct SessionStats {
+    pub created: Counter,
+    /// TOUCH that wrote (last activity and expiry moved).
+    pub touched: Counter,
+    /// TOUCH skipped by MINGAP (nothing written or replicated).
+    pub touch_skipped: Counter,
+    /// GET, TOUCH, SET or ROTATE that found no session (expired, destroyed
+    /// or unknown).
+    pub expired_on_read: Counter,
+    pub updated: Counter,
+    /// SET refused by IFVERSION.
+    pub version_conflicts: Counter,
+    pub destroyed: Counter,
+    pub rotated: Counter,
+    /// Sessions deleted by REVOKEALL.
+    pub revoked: Counter,
+    /// Sessions deleted by CREATE's MAXSESSIONS EVICT.
+    pub evicted: Counter,
+    /// CREATE refused by MAXSESSIONS REJECT.
+    pub rejected: Counter,
+}
+
+pub static SESSION: SessionStats = SessionStats {
+    created: Counter::new(),
+    touched: Counter::new(),
+    touch_skipped: Counter::new(),
+    expired_on_read: Counter::new(),
+    updated: Counter::new(),
+    version_conflicts: Counter::new(),
+    destroyed: Counter::new(),
+    rotated: Counter::new(),
+    revoked: Counter::new(),
+    evicted: Counter::new(),
+    rejected: Counter::new(),
+};
+
 /// Error replies sent, and panics caught by the guard (each one a bug).
 pub static ERRORS: Counter = Counter::new();
 pub static PANICS: Counter = Counter::new();

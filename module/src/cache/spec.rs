@@ -1,6 +1,6 @@
 //! Argument parsing for the TK.CACHE commands (pure; fuzzed).
 
-use crate::args::{ArgError, ArgSource, Args};
+use crate::args::{distinct_keys, ArgError, ArgSource, Args};
 use crate::error::CommandError;
 
 use super::generation::Generations;
@@ -59,18 +59,6 @@ fn next_namespace<'a, S: ArgSource + ?Sized>(args: &mut Args<'a, S>) -> Result<&
     Ok(namespace)
 }
 
-fn distinct_keys<S: ArgSource + ?Sized>(source: &S, keys: &[usize]) -> Result<(), ArgError> {
-    for (position, &key) in keys.iter().enumerate() {
-        if keys[..position]
-            .iter()
-            .any(|&earlier| source.bytes(earlier) == source.bytes(key))
-        {
-            return Err(ArgError::Syntax("the same key is given twice"));
-        }
-    }
-    Ok(())
-}
-
 fn exact_arity<S: ArgSource + ?Sized>(
     source: &S,
     args: &Args<'_, S>,
@@ -88,7 +76,7 @@ pub fn parse_get<S: ArgSource + ?Sized>(source: &S) -> Result<GetArgs<'_>, Comma
     exact_arity(source, &args, &[4])?;
     let entry = args.next_index()?;
     let generations = args.next_index()?;
-    distinct_keys(source, &[entry, generations])?;
+    distinct_keys(source, [entry, generations])?;
     let namespace = next_namespace(&mut args)?;
     Ok(GetArgs {
         entry,
@@ -103,7 +91,7 @@ pub fn parse_set<S: ArgSource + ?Sized>(source: &S) -> Result<SetArgs<'_>, Comma
     let entry = args.next_index()?;
     let generations = args.next_index()?;
     let index = args.next_index()?;
-    distinct_keys(source, &[entry, generations, index])?;
+    distinct_keys(source, [entry, generations, index])?;
     let namespace = next_namespace(&mut args)?;
     let ttl_ms = args.next_duration_ms("ttl", 1, MAX_TTL_MS)?;
     let value = args.next_index()?;
@@ -135,7 +123,7 @@ fn parse_invalidate<'a, S: ArgSource + ?Sized>(
     exact_arity(source, &args, &[if with_namespace { 4 } else { 3 }])?;
     let generations = args.next_index()?;
     let index = args.next_index()?;
-    distinct_keys(source, &[generations, index])?;
+    distinct_keys(source, [generations, index])?;
     let namespace = if with_namespace {
         Some(next_namespace(&mut args)?)
     } else {

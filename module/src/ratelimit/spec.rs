@@ -2,7 +2,7 @@
 //! limit to report: pure code (no Redis types), shared by the command layer,
 //! the unit tests and the fuzz targets.
 
-use crate::args::{parse_integer, ArgError, ArgSource, Args, SeenOptions, Token};
+use crate::args::{distinct_keys, parse_integer, ArgError, ArgSource, Args, SeenOptions, Token};
 use crate::error::CommandError;
 
 use super::{Algorithm, Outcome, Quota, MAX_COUNT, MAX_SPAN_MS};
@@ -93,12 +93,7 @@ pub fn parse_all<S: ArgSource + ?Sized>(source: &S) -> Result<AllArgs, CommandEr
     for _ in 0..count {
         args.next_index()?;
     }
-    for (index, key) in (first_key..first_key + count).enumerate() {
-        let name = source.bytes(key);
-        if (first_key..first_key + index).any(|earlier| source.bytes(earlier) == name) {
-            return Err(ArgError::Syntax("the same key is given twice").into());
-        }
-    }
+    distinct_keys(source, first_key..first_key + count)?;
     let mut specs = [None; MAX_ALL_KEYS];
     for spec in specs.iter_mut().take(count) {
         // Between limits, anything that is not a number is a stray option.
