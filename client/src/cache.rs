@@ -143,7 +143,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::reply::{type_name, Count};
+use crate::keys::{self, hex, tag_of, tagged, user_digest};
+use crate::reply::{type_name, Count, Flag};
 
 /// `TK.CACHE.GET <entry_key> <gen_key> <namespace>` (read-only).
 pub(crate) const CMD_GET: &str = "TK.CACHE.GET";
@@ -177,31 +178,7 @@ pub const MAX_NAMESPACE_LEN: usize = 64;
 /// ```
 pub const NO_QUERY: [(&str, &str); 0] = [];
 
-/// How many hex digits of the user id's SHA-256 make the hash tag.
-const TAG_HEX_LEN: usize = 16;
-
 // ---- keys ------------------------------------------------------------------
-
-/// The SHA-256 of a user id.
-fn user_digest(user: &str) -> [u8; 32] {
-    Sha256::digest(user.as_bytes()).into()
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    out
-}
-
-/// The hash tag of a user's digest.
-fn tag_of(digest: &[u8; 32]) -> String {
-    hex(&digest[..TAG_HEX_LEN / 2])
-}
 
 /// The hash tag of all of `user`'s cache keys: the first 16 hex digits
 /// (lowercase) of the SHA-256 of the user id's bytes.
@@ -210,7 +187,7 @@ fn tag_of(digest: &[u8; 32]) -> String {
 /// assert_eq!(tk_redis::cache::user_tag("abc"), "ba7816bf8f01cfea");
 /// ```
 pub fn user_tag(user: &str) -> String {
-    tag_of(&user_digest(user))
+    keys::user_tag(user)
 }
 
 /// `user`'s generations key: `tk:cg:{<tag>}` (see [`user_tag`]).
@@ -248,15 +225,6 @@ pub fn index_key(user: &str) -> String {
 pub fn entry_key(user: &str, namespace: &str, identity: &RequestIdentity) -> Result<String> {
     check_namespace(namespace)?;
     Ok(entry_key_for_tag(&user_tag(user), namespace, identity))
-}
-
-fn tagged(prefix: &str, tag: &str) -> String {
-    let mut key = String::with_capacity(prefix.len() + tag.len() + 2);
-    key.push_str(prefix);
-    key.push('{');
-    key.push_str(tag);
-    key.push('}');
-    key
 }
 
 fn entry_key_for_tag(tag: &str, namespace: &str, identity: &RequestIdentity) -> String {
@@ -1190,7 +1158,7 @@ where
         if let Some(generation) = if_generation {
             cmd.arg("IFGEN").arg(generation.to_string());
         }
-        let Stored(stored) = exec::query(&self.conn, self.timeout, CMD_SET, &cmd).await?;
+        let Flag(stored) = exec::query(&self.conn, self.timeout, CMD_SET, &cmd).await?;
         Counters::bump(if stored {
             &self.counters.stores
         } else {
@@ -1284,27 +1252,10 @@ impl FromRedisValue for GetReply {
     }
 }
 
-/// `TK.CACHE.SET`'s reply: `1` stored, `0` refused as stale.
-struct Stored(bool);
-
-impl FromRedisValue for Stored {
-    fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
-        match unwrap_attribute(value) {
-            Value::Int(0) => Ok(Stored(false)),
-            Value::Int(1) => Ok(Stored(true)),
-            Value::Int(other) => Err(format!("expected 0 or 1, got {other}").into()),
-            other => Err(format!("expected the integer 0 or 1, got {}", type_name(other)).into()),
-        }
-    }
-
-    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        Self::from_redis_value_ref(&value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{crc16, key_slot};
     use crate::test_support::*;
     use redis::RedisResult;
     use std::collections::HashSet;
@@ -1348,49 +1299,6 @@ mod tests {
     }
 
     // ---- keys ------------------------------------------------------------
-
-    /// Redis Cluster's CRC16 (XMODEM: polynomial 0x1021, initial value 0).
-    fn crc16(bytes: &[u8]) -> u16 {
-        let mut crc = 0u16;
-        for &byte in bytes {
-            crc ^= u16::from(byte) << 8;
-            for _ in 0..8 {
-                crc = if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                };
-            }
-        }
-        crc
-    }
-
-    /// `CLUSTER KEYSLOT`: the CRC16 of the hash tag (the bytes between the
-    /// first `{` and the next `}`, when not empty) or of the whole key,
-    /// modulo 16384.
-    fn key_slot(key: &str) -> u16 {
-        let bytes = key.as_bytes();
-        let hashed = bytes
-            .iter()
-            .position(|&b| b == b'{')
-            .and_then(|open| {
-                let rest = &bytes[open + 1..];
-                let len = rest.iter().position(|&b| b == b'}')?;
-                (len > 0).then(|| &rest[..len])
-            })
-            .unwrap_or(bytes);
-        crc16(hashed) % 16384
-    }
-
-    #[test]
-    fn key_slot_matches_redis() {
-        // The CRC16/XMODEM check value, and slots Redis reports.
-        assert_eq!(crc16(b"123456789"), 0x31c3);
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("bar"), 5061);
-        assert_eq!(key_slot("{foo}:x"), key_slot("foo"));
-        assert_eq!(key_slot("a{}b"), crc16(b"a{}b") % 16384);
-    }
 
     #[test]
     fn user_tag_is_the_start_of_the_sha256() {
@@ -1696,11 +1604,11 @@ mod tests {
 
     #[test]
     fn set_replies() {
-        assert!(parse::<Stored>(Value::Int(1)).unwrap().0);
-        assert!(!parse::<Stored>(Value::Int(0)).unwrap().0);
-        assert!(parse::<Stored>(Value::Int(2)).is_err());
-        assert!(parse::<Stored>(Value::Okay).is_err());
-        assert!(parse::<Stored>(bulk("1")).is_err());
+        assert!(parse::<Flag>(Value::Int(1)).unwrap().0);
+        assert!(!parse::<Flag>(Value::Int(0)).unwrap().0);
+        assert!(parse::<Flag>(Value::Int(2)).is_err());
+        assert!(parse::<Flag>(Value::Okay).is_err());
+        assert!(parse::<Flag>(bulk("1")).is_err());
     }
 
     // ---- commands sent -----------------------------------------------------

@@ -34,6 +34,89 @@ pub fn ratelimit(key: &str) -> String {
     prefixed(RATELIMIT_PREFIX, key)
 }
 
+// ---- per-user hash tags (shared by the cache and the sessions) -------------
+
+/// How many hex digits of the user id's SHA-256 make a user's hash tag.
+pub(crate) const TAG_HEX_LEN: usize = 16;
+
+/// The SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+/// The SHA-256 of a user id.
+pub(crate) fn user_digest(user: &str) -> [u8; 32] {
+    sha256(user.as_bytes())
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// The hash tag of a user's digest: its first [`TAG_HEX_LEN`] hex digits.
+pub(crate) fn tag_of(digest: &[u8; 32]) -> String {
+    hex(&digest[..TAG_HEX_LEN / 2])
+}
+
+/// The hash tag of all of `user`'s keys: the first 16 hex digits
+/// (lowercase) of the SHA-256 of the user id's bytes.
+pub(crate) fn user_tag(user: &str) -> String {
+    tag_of(&user_digest(user))
+}
+
+/// `prefix` followed by `{<tag>}`.
+pub(crate) fn tagged(prefix: &str, tag: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + tag.len() + 2);
+    key.push_str(prefix);
+    key.push('{');
+    key.push_str(tag);
+    key.push('}');
+    key
+}
+
+/// Redis Cluster's CRC16 (XMODEM: polynomial 0x1021, initial value 0).
+#[cfg(test)]
+pub(crate) fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// `CLUSTER KEYSLOT`: the CRC16 of the hash tag (the bytes between the
+/// first `{` and the next `}`, when not empty) or of the whole key,
+/// modulo 16384.
+#[cfg(test)]
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &bytes[open + 1..];
+            let len = rest.iter().position(|&b| b == b'}')?;
+            (len > 0).then(|| &rest[..len])
+        })
+        .unwrap_or(bytes);
+    crc16(hashed) % 16384
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +126,24 @@ mod tests {
         assert_eq!(prefixed("", "k"), "k");
         assert_eq!(prefixed("p:", ""), "p:");
         assert_eq!(ratelimit("{u1}:min"), "tk:rl:{u1}:min");
+    }
+
+    #[test]
+    fn key_slot_matches_redis() {
+        // The CRC16/XMODEM check value, and slots Redis reports.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("bar"), 5061);
+        assert_eq!(key_slot("{foo}:x"), key_slot("foo"));
+        assert_eq!(key_slot("a{}b"), crc16(b"a{}b") % 16384);
+    }
+
+    #[test]
+    fn hex_helpers() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
+        // SHA-256("abc") = ba7816bf 8f01cfea ...
+        assert_eq!(user_tag("abc"), "ba7816bf8f01cfea");
+        assert_eq!(tagged("p:", "t"), "p:{t}");
     }
 }

@@ -1,8 +1,8 @@
 //! Async Rust client for the **tk** Redis module, and for everything else
 //! the app keeps in Redis.
 //!
-//! The tk module runs rate limiting, locks and caching atomically inside
-//! Redis (sessions come in a later release). This crate is the typed,
+//! The tk module runs rate limiting, sessions, locks and caching
+//! atomically inside Redis. This crate is the typed,
 //! application-facing side: it builds the module's `TK.*` commands, parses
 //! their replies strictly and maps failures to a typed [`Error`]. It also
 //! covers the app's plain-Redis needs:
@@ -13,6 +13,7 @@
 //! | rate limiting, with an explicit policy when Redis is down | [`RateLimiter`], [`FailurePolicy`] | `TK.RATELIMIT*` |
 //! | a single-instance lock with fencing tokens | [`Lock`], [`LockGuard`] | `TK.LOCK.*` |
 //! | per-user response cache with instant invalidation | [`Cache`], [`RequestIdentity`] | `TK.CACHE.*` |
+//! | login sessions: touch, versioned updates, rotation, per-user caps, log out everywhere | [`SessionStore`], [`SessionToken`] | `TK.SESSION.*` |
 //! | challenge leaderboards | [`Leaderboard`] | a sorted set |
 //! | typed pub/sub that survives reconnects | [`Publisher`], [`pubsub::subscribe`] | channels |
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
@@ -107,6 +108,7 @@ pub mod lock;
 pub mod pubsub;
 mod ratelimit;
 mod reply;
+pub mod session;
 #[cfg(test)]
 mod test_support;
 
@@ -122,6 +124,10 @@ pub use pubsub::{Channel, Event, Publisher, Subscription};
 pub use ratelimit::{
     Algorithm, AllDecision, Decision, FailurePolicy, Quota, RateLimitMetrics, RateLimiter,
     DEFAULT_TIMEOUT, FAIL_CLOSED_RETRY_AFTER,
+};
+pub use session::{
+    is_session_limit, CapPolicy, Session, SessionInfo, SessionOptions, SessionStore, SessionToken,
+    TouchOptions, UpdateOutcome,
 };
 
 /// The [`redis`] crate this client is built on, re-exported so that

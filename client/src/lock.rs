@@ -67,6 +67,7 @@ use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 
 use crate::error::{Error, Result};
 use crate::exec;
+use crate::reply::Flag;
 
 /// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl_ms>`.
 pub(crate) const CMD_ACQUIRE: &str = "TK.LOCK.ACQUIRE";
@@ -466,24 +467,6 @@ impl FromRedisValue for AcquireReply {
                 remaining_ms: Some(remaining as u64),
             }),
             other => Err(format!("unexpected values {other:?}").into()),
-        }
-    }
-
-    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        Self::from_redis_value_ref(&value)
-    }
-}
-
-/// A `0`/`1` integer reply (RELEASE, EXTEND).
-struct Flag(bool);
-
-impl FromRedisValue for Flag {
-    fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
-        match unwrap_attribute(value) {
-            Value::Int(0) => Ok(Flag(false)),
-            Value::Int(1) => Ok(Flag(true)),
-            Value::Int(other) => Err(format!("expected 0 or 1, got {other}").into()),
-            _ => Err("expected the integer 0 or 1".into()),
         }
     }
 

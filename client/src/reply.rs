@@ -151,10 +151,38 @@ impl FromRedisValue for Count {
     }
 }
 
+/// A `1`/`0` integer reply (stored/refused, deleted/none, released/not held).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Flag(pub(crate) bool);
+
+impl FromRedisValue for Flag {
+    fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
+        match unwrap_attribute(value) {
+            Value::Int(0) => Ok(Flag(false)),
+            Value::Int(1) => Ok(Flag(true)),
+            Value::Int(other) => Err(format!("expected 0 or 1, got {other}").into()),
+            other => Err(format!("expected the integer 0 or 1, got {}", type_name(other)).into()),
+        }
+    }
+
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        Self::from_redis_value_ref(&value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn flags_are_strictly_zero_or_one() {
+        assert_eq!(parse::<Flag>(Value::Int(1)).unwrap(), Flag(true));
+        assert_eq!(parse::<Flag>(Value::Int(0)).unwrap(), Flag(false));
+        assert!(parse::<Flag>(Value::Int(2)).is_err());
+        assert!(parse::<Flag>(Value::Nil).is_err());
+        assert!(parse::<Flag>(Value::Okay).is_err());
+    }
 
     fn ints(values: &[i64]) -> Value {
         Value::Array(values.iter().copied().map(Value::Int).collect())
