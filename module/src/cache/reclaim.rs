@@ -31,7 +31,7 @@ use super::generation::Generations;
 use super::{ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD};
 
 /// Most index members examined per tick.
-pub const BATCH: usize = 200;
+pub const BATCH: usize = 64;
 /// Pause between ticks, in ms.
 pub const INTERVAL_MS: i64 = 1;
 

@@ -1,386 +1,385 @@
-//! Side-by-side benchmark of six ways to enforce "100 requests per 60 s per
-//! key", all against one `redis-server` (with the tk module) started by the
-//! test harness, in one run:
+//! Side-by-side benchmark of the tk module's commands and the plain-Redis
+//! ways the app did the same thing, all against one `redis-server` (with
+//! the module) that the test harness starts:
 //!
-//! 1. `TK.RATELIMIT k 100 60s` (GCRA)
-//! 2. `TK.RATELIMIT k 100 60s ALGO SLIDING`
-//! 3. `TK.RATELIMIT k 100 60s ALGO FIXED`
-//! 4. client-side sorted-set sliding window, one round trip per command:
-//!    `ZREMRANGEBYSCORE`, `ZCARD`, then (only when admitted) `ZADD`, `EXPIRE`
-//! 5. the same sorted-set window as one Lua script (`EVALSHA`, atomic)
-//! 6. a Lua token bucket in a hash (`HMGET`, refill, `HSET` + `PEXPIRE`)
+//! 1. rate limiting: INCR / SET (the floor for a write), the Lua token
+//!    bucket (EVALSHA: HMGET, HMSET, EXPIRE), the 4-command sorted-set
+//!    window, TK.RATELIMIT in each algorithm, TK.RATELIMIT.ALL with 2 limits
+//!    vs two separate calls; memory per key after 50 requests each
+//! 2. sessions: TK.SESSION.TOUCH vs GET + JSON decode/encode + SET vs HGETALL
+//! 3. cache invalidation: TK.CACHE.INVALIDATEUSER vs KEYS + DEL vs a
+//!    SCAN-based delete, on a 1,000,000-key keyspace, with the worst PING a
+//!    second client saw meanwhile
+//! 4. client overhead: the typed tk-redis call vs a raw `redis::cmd`
 //!
-//! It only reports; nothing here asserts on timings. The markdown table goes
-//! to stdout, progress to stderr. See docs/BENCHMARKS.md for what each column
-//! means and how it is measured.
+//! It only reports; nothing asserts on timings. The report goes to stdout
+//! and (unless `--no-write`) to docs/BENCHMARKS.md, with the raw numbers in
+//! docs/bench/results.json and results.csv and a chart in
+//! docs/bench/server_us.png. Progress goes to stderr.
 //!
-//! Usage: `bench [--requests N] [--concurrency C] [--keys K] [--seed S]`
-//! (or `BENCH_REQUESTS`, `BENCH_CONCURRENCY`, `BENCH_KEYS`, `BENCH_SEED`).
+//! Usage: `bench [--quick] [--no-write] [--out DIR]`
+
+mod bench {
+    pub mod chart;
+}
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
-use redis::RedisResult;
-use tk_redis_tests::{info_section, Server};
+use redis::{RedisResult, Value};
+use serde_json::json;
+use tk_redis_tests::{info_section, workspace_dir, Server};
 
-/// Requests admitted per period, for every approach.
-const LIMIT: u64 = 100;
-/// The period in milliseconds (`60s`).
-const PERIOD_MS: u64 = 60_000;
-/// The period as given to TK.RATELIMIT.
-const PERIOD_ARG: &str = "60s";
-/// The race: this many tasks, each on its own connection ...
-///
-/// Not 50 × 4: 50 tasks moving in lock step take the count of the
-/// client-side window from 0 to 50 to exactly 100, which hides its race;
-/// with 40 the lock-step rounds go 40, 80, 120.
-const RACE_TASKS: usize = 40;
-/// ... each sending this many requests for one key, back to back ...
-const RACE_PER_TASK: usize = 5;
-/// ... repeated on fresh keys this many times (the outcome varies).
-const RACE_ROUNDS: usize = 5;
-/// How many "typical" keys `MEMORY USAGE` is asked about per approach.
+/// Distinct keys every load run spreads over.
+const KEYS: usize = 10_000;
+/// Concurrent connections (one task each) in every load run.
+const CONNS: usize = 50;
+/// Every measurement is repeated this many times (median and spread).
+const REPEATS: usize = 3;
+/// Pipeline depths of the load runs.
+const PIPELINES: [usize; 2] = [1, 16];
+/// Requests per key in the memory runs.
+const MEMORY_REQUESTS: usize = 50;
+/// Keys whose `MEMORY USAGE` is averaged.
 const MEMORY_SAMPLES: usize = 32;
-/// Spacing of the requests that fill the "full" keys: far enough apart
-/// that every request gets its own millisecond and the sliding log's time
-/// deltas take as many bytes as at the real pace of a saturated key
-/// (60 s / 100 = 600 ms: LEB128 of 1.2e6 is 3 bytes, like 2 × 20 000).
-const PACED_FILL_INTERVAL: Duration = Duration::from_millis(20);
-/// Requests sent (to other keys) before the measured run of each approach.
-const WARMUP_REQUESTS: usize = 500;
-/// Share of the requests aimed at the hot keys (1 in `HOT_ONE_IN`).
-const HOT_ONE_IN: u64 = 4;
-/// One key in `HOT_KEYS_PER` is hot.
-const HOT_KEYS_PER: usize = 100;
+/// Filler keys of the cache-invalidation keyspace.
+const KEYSPACE: usize = 1_000_000;
+/// Cache entries per user in the invalidation runs.
+const USER_SIZES: [usize; 3] = [10, 1_000, 100_000];
+/// Sequential calls per repeat in the client-overhead run.
+const CLIENT_CALLS: usize = 20_000;
 
-const DEFAULT_REQUESTS: usize = 20_000;
-const DEFAULT_CONCURRENCY: usize = 32;
-const DEFAULT_KEYS: usize = 1_000;
-const DEFAULT_SEED: u64 = 0x5eed_2026_1125;
-
-/// Approach 5: the sorted-set sliding window of approach 4 as one script.
-/// KEYS[1] key; ARGV limit, window (ms), unique member. Server time.
-/// Replies like TK.RATELIMIT: allowed, limit, remaining, retry_after_ms, reset_after_ms.
-const ZSET_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('EXPIRE', KEYS[1], math.ceil(window / 1000))
-  return {1, limit, limit - count - 1, 0, window}
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-return {0, limit, 0, tonumber(oldest[2]) + window - now, tonumber(newest[2]) + window - now}
-"#;
-
-/// Approach 6: a token bucket of `capacity` tokens refilled by `capacity`
-/// per `period` ms. KEYS[1] key; ARGV capacity, period (ms). Server time.
-/// Writes only when admitting (a refusal changes nothing). Same reply shape.
+/// The app's Lua token bucket: capacity ARGV[1] refilled by ARGV[1] per
+/// ARGV[2] ms, state in a hash (HMGET, HMSET, EXPIRE). Server time.
 const BUCKET_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cap = tonumber(ARGV[1])
 local rate = cap / tonumber(ARGV[2])
 local st = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(st[1])
-local ts = tonumber(st[2])
-if tokens == nil or ts == nil then
-  tokens = cap
-  ts = now
-end
+local tokens = tonumber(st[1]) or cap
+local ts = tonumber(st[2]) or now
 if now > ts then
   tokens = math.min(cap, tokens + (now - ts) * rate)
   ts = now
 end
 if tokens >= 1 then
   tokens = tokens - 1
-  local reset = math.ceil((cap - tokens) / rate)
-  redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', ts)
-  redis.call('PEXPIRE', KEYS[1], reset)
-  return {1, cap, math.floor(tokens), 0, reset}
+  redis.call('HMSET', KEYS[1], 'tokens', tokens, 'ts', ts)
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000))
+  return {1, cap, math.floor(tokens), 0, 0}
 end
-return {0, cap, 0, math.ceil((1 - tokens) / rate), math.ceil((cap - tokens) / rate)}
+return {0, cap, 0, math.ceil((1 - tokens) / rate), 0}
 "#;
 
-// ---------------------------------------------------------------------------
-// Configuration
-// ---------------------------------------------------------------------------
-
-struct Config {
-    requests: usize,
-    concurrency: usize,
-    keys: usize,
-    seed: u64,
-}
-
-const USAGE: &str = "\
-usage: bench [--requests N] [--concurrency C] [--keys K] [--seed S]
-
-  --requests N     logical requests per approach in the load run (default 20000; env BENCH_REQUESTS)
-  --concurrency C  concurrent tasks, one connection each (default 32; env BENCH_CONCURRENCY)
-  --keys K         keys the requests are spread over (default 1000; env BENCH_KEYS)
-  --seed S         seed of the request-to-key sequence (env BENCH_SEED)
-
-Starts its own redis-server with the module (see tk_redis_tests::harness for
-TK_MODULE_PATH, TK_REDIS_SERVER, TK_TEST_BACKEND) and prints a markdown table.";
-
-enum CliError {
-    Help,
-    Bad(String),
-}
-
-fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, CliError> {
-    value
-        .trim()
-        .replace('_', "")
-        .parse()
-        .map_err(|_| CliError::Bad(format!("{name}: not a valid number: {value:?}")))
-}
-
-fn env_number<T: std::str::FromStr>(var: &str, default: T) -> Result<T, CliError> {
-    match std::env::var(var) {
-        Ok(value) if !value.trim().is_empty() => parse_number(var, &value),
-        _ => Ok(default),
-    }
-}
-
-fn parse_config(args: impl IntoIterator<Item = String>) -> Result<Config, CliError> {
-    let mut cfg = Config {
-        requests: env_number("BENCH_REQUESTS", DEFAULT_REQUESTS)?,
-        concurrency: env_number("BENCH_CONCURRENCY", DEFAULT_CONCURRENCY)?,
-        keys: env_number("BENCH_KEYS", DEFAULT_KEYS)?,
-        seed: env_number("BENCH_SEED", DEFAULT_SEED)?,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || arg == "--help" {
-            return Err(CliError::Help);
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_string(), Some(value.to_string())),
-            None => (arg.clone(), None),
-        };
-        if !matches!(
-            name.as_str(),
-            "--requests" | "--concurrency" | "--keys" | "--seed"
-        ) {
-            return Err(CliError::Bad(format!("unknown argument: {arg:?}")));
-        }
-        let value = match inline.or_else(|| args.next()) {
-            Some(value) => value,
-            None => return Err(CliError::Bad(format!("{name} needs a value"))),
-        };
-        match name.as_str() {
-            "--requests" => cfg.requests = parse_number(&name, &value)?,
-            "--concurrency" => cfg.concurrency = parse_number(&name, &value)?,
-            "--keys" => cfg.keys = parse_number(&name, &value)?,
-            _ => cfg.seed = parse_number(&name, &value)?,
-        }
-    }
-    if cfg.requests == 0 || cfg.concurrency == 0 || cfg.keys == 0 {
-        return Err(CliError::Bad(
-            "--requests, --concurrency and --keys must be at least 1".into(),
-        ));
-    }
-    if cfg.keys > 999_999 {
-        return Err(CliError::Bad("--keys must be at most 999999".into()));
-    }
-    Ok(cfg)
-}
+/// A session as the app stored it (JSON in a string) and as TK keeps `data`.
+const SESSION_JSON: &str = r#"{"user_id":"u-000042","email":"someone@example.com","roles":["member","beta"],"csrf":"6f1c2a9e0b7d4e3f8a5c1b2d3e4f5a6b","locale":"en-GB","created":1767225600000,"last_active":1767225600000}"#;
 
 // ---------------------------------------------------------------------------
-// Approaches
+// Cases
 // ---------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Approach {
+enum Case {
+    Incr,
+    Set,
+    LuaBucket,
+    ZsetWindow,
     Gcra,
     Sliding,
     Fixed,
-    ZsetClient,
-    ZsetLua,
-    BucketLua,
+    All2,
+    TwoCalls,
+    Touch,
+    JsonSession,
+    Hgetall,
+    Typed,
+    Raw,
 }
 
-impl Approach {
-    const ALL: [Approach; 6] = [
-        Approach::Gcra,
-        Approach::Sliding,
-        Approach::Fixed,
-        Approach::ZsetClient,
-        Approach::ZsetLua,
-        Approach::BucketLua,
+impl Case {
+    const LOAD: [Case; 14] = [
+        Case::Incr,
+        Case::Set,
+        Case::LuaBucket,
+        Case::ZsetWindow,
+        Case::Gcra,
+        Case::Sliding,
+        Case::Fixed,
+        Case::All2,
+        Case::TwoCalls,
+        Case::Touch,
+        Case::JsonSession,
+        Case::Hgetall,
+        Case::Typed,
+        Case::Raw,
+    ];
+    /// Rate-limit cases whose memory per key is measured.
+    const MEMORY: [Case; 6] = [
+        Case::Incr,
+        Case::LuaBucket,
+        Case::ZsetWindow,
+        Case::Gcra,
+        Case::Sliding,
+        Case::Fixed,
     ];
 
-    fn number(self) -> usize {
-        Approach::ALL
-            .iter()
-            .position(|a| *a == self)
-            .expect("listed")
-            + 1
+    fn id(self) -> &'static str {
+        match self {
+            Case::Incr => "incr",
+            Case::Set => "set",
+            Case::LuaBucket => "lua_bucket",
+            Case::ZsetWindow => "zset_window",
+            Case::Gcra => "tk_gcra",
+            Case::Sliding => "tk_sliding",
+            Case::Fixed => "tk_fixed",
+            Case::All2 => "tk_all_2",
+            Case::TwoCalls => "tk_two_calls",
+            Case::Touch => "tk_session_touch",
+            Case::JsonSession => "json_get_set",
+            Case::Hgetall => "hgetall",
+            Case::Typed => "client_typed",
+            Case::Raw => "client_raw",
+        }
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            Case::Touch | Case::JsonSession | Case::Hgetall => "2. sessions",
+            Case::Typed | Case::Raw => "4. client",
+            _ => "1. rate limit",
+        }
     }
 
     fn label(self) -> &'static str {
         match self {
-            Approach::Gcra => "TK.RATELIMIT (GCRA)",
-            Approach::Sliding => "TK.RATELIMIT ALGO SLIDING",
-            Approach::Fixed => "TK.RATELIMIT ALGO FIXED",
-            Approach::ZsetClient => "ZSET window, 4 round trips (client-side)",
-            Approach::ZsetLua => "ZSET window, Lua (EVALSHA)",
-            Approach::BucketLua => "token bucket, Lua (EVALSHA)",
+            Case::Incr => "INCR (floor)",
+            Case::Set => "SET (floor)",
+            Case::LuaBucket => "Lua token bucket (EVALSHA)",
+            Case::ZsetWindow => "ZSET window, 4 commands",
+            Case::Gcra => "TK.RATELIMIT GCRA",
+            Case::Sliding => "TK.RATELIMIT SLIDING",
+            Case::Fixed => "TK.RATELIMIT FIXED",
+            Case::All2 => "TK.RATELIMIT.ALL, 2 limits",
+            Case::TwoCalls => "2 × TK.RATELIMIT",
+            Case::Touch => "TK.SESSION.TOUCH",
+            Case::JsonSession => "GET + JSON + SET",
+            Case::Hgetall => "HGETALL (same hash)",
+            Case::Typed => "typed RateLimiter::check",
+            Case::Raw => "raw redis::cmd TK.RATELIMIT",
         }
     }
 
-    /// The top-level commands whose `INFO commandstats` time is summed.
-    /// Commands called from inside a script or by the module (the module's
-    /// own `SET`, a script's `ZADD`) are in commandstats too, but their time
-    /// is already part of the caller's, so they are left out.
-    fn counted_commands(self) -> &'static [&'static str] {
+    /// Top-level commands whose commandstats time one logical operation
+    /// needs. Commands run inside a script or by the module are part of
+    /// their caller's time and are not counted again.
+    fn counted(self) -> &'static [&'static str] {
         match self {
-            Approach::Gcra | Approach::Sliding | Approach::Fixed => &["tk.ratelimit"],
-            Approach::ZsetClient => &["zremrangebyscore", "zcard", "zadd", "expire"],
-            Approach::ZsetLua | Approach::BucketLua => &["evalsha"],
+            Case::Incr => &["incr"],
+            Case::Set => &["set"],
+            Case::LuaBucket => &["evalsha"],
+            Case::ZsetWindow => &["zremrangebyscore", "zcard", "zadd", "expire"],
+            Case::Gcra | Case::Sliding | Case::Fixed | Case::TwoCalls => &["tk.ratelimit"],
+            Case::Typed | Case::Raw => &["tk.ratelimit"],
+            Case::All2 => &["tk.ratelimit.all"],
+            Case::Touch => &["tk.session.touch"],
+            Case::JsonSession => &["get", "set"],
+            Case::Hgetall => &["hgetall"],
         }
     }
 
-    /// A key of this approach. Every key has the same length, so the key
-    /// name weighs the same in `MEMORY USAGE` for every approach.
-    /// `kind`: `k` load run, `w` warm-up, `p` paced full key, `b` burst-filled
-    /// full key, `r` race.
-    fn key(self, kind: char, index: usize) -> String {
-        format!("rl:{}:{kind}{index:06}", self.number())
+    fn number(self) -> usize {
+        Case::LOAD.iter().position(|c| *c == self).expect("listed")
+    }
+
+    /// Key `index` of this case; equal length for every rate-limit case.
+    fn key(self, index: usize) -> String {
+        match self {
+            Case::Touch | Case::Hgetall => format!("tk:s:{{u{index:06}}}:s"),
+            Case::JsonSession => format!("sess:{index:06}"),
+            _ => format!("rl:{{{:02}:{index:06}}}", self.number()),
+        }
     }
 }
 
-/// What the request functions share.
-struct Shared {
-    zset_sha: String,
+struct Ctx {
     bucket_sha: String,
-    /// Makes sorted-set members unique.
-    member_seq: AtomicU64,
-}
-
-impl Shared {
-    fn member(&self) -> (u64, String) {
-        let now_us = unix_micros();
-        // Fixed width (23 bytes), so members weigh the same in every
-        // approach; unique since two requests never share both the
-        // microsecond and the counter modulo 10^6.
-        let seq = self.member_seq.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-        (now_us, format!("{now_us}-{seq:06}"))
-    }
-}
-
-fn unix_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    seq: AtomicU64,
 }
 
 fn unix_millis() -> u64 {
-    unix_micros() / 1000
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
-/// One logical request; `Ok(true)` when admitted.
-async fn request(
-    approach: Approach,
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    shared: &Shared,
-) -> RedisResult<bool> {
-    match approach {
-        Approach::Gcra => tk_ratelimit(conn, key, None).await,
-        Approach::Sliding => tk_ratelimit(conn, key, Some("SLIDING")).await,
-        Approach::Fixed => tk_ratelimit(conn, key, Some("FIXED")).await,
-        Approach::ZsetClient => {
-            let (now_us, member) = shared.member();
-            let now_ms = now_us / 1000;
-            let _: () = redis::cmd("ZREMRANGEBYSCORE")
-                .arg(key)
-                .arg(0)
-                .arg(now_ms.saturating_sub(PERIOD_MS))
-                .query_async(conn)
-                .await?;
-            let count: u64 = redis::cmd("ZCARD").arg(key).query_async(conn).await?;
-            if count >= LIMIT {
-                return Ok(false);
-            }
-            let _: () = redis::cmd("ZADD")
-                .arg(key)
-                .arg(now_ms)
-                .arg(member)
-                .query_async(conn)
-                .await?;
-            let _: () = redis::cmd("EXPIRE")
-                .arg(key)
-                .arg(PERIOD_MS / 1000)
-                .query_async(conn)
-                .await?;
-            Ok(true)
-        }
-        Approach::ZsetLua => {
-            let (_, member) = shared.member();
-            let reply: Vec<i64> = redis::cmd("EVALSHA")
-                .arg(&shared.zset_sha)
-                .arg(1)
-                .arg(key)
-                .arg(LIMIT)
-                .arg(PERIOD_MS)
-                .arg(member)
-                .query_async(conn)
-                .await?;
-            Ok(reply.first() == Some(&1))
-        }
-        Approach::BucketLua => {
-            let reply: Vec<i64> = redis::cmd("EVALSHA")
-                .arg(&shared.bucket_sha)
-                .arg(1)
-                .arg(key)
-                .arg(LIMIT)
-                .arg(PERIOD_MS)
-                .query_async(conn)
-                .await?;
-            Ok(reply.first() == Some(&1))
-        }
-    }
-}
-
-async fn tk_ratelimit(
-    conn: &mut MultiplexedConnection,
-    key: &str,
-    algo: Option<&str>,
-) -> RedisResult<bool> {
+fn tk_ratelimit(key: &str, algo: Option<&str>) -> redis::Cmd {
     let mut cmd = redis::cmd("TK.RATELIMIT");
-    cmd.arg(key).arg(LIMIT).arg(PERIOD_ARG);
+    // Exactly what the typed client sends for `Quota::per_minute(100)`.
+    cmd.arg(key).arg(100).arg(60_000);
     if let Some(algo) = algo {
         cmd.arg("ALGO").arg(algo);
     }
-    let reply: Vec<i64> = cmd.query_async(conn).await?;
-    if reply.len() != 5 {
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::UnexpectedReturnType,
-            "TK.RATELIMIT did not reply with 5 integers",
-        )));
-    }
-    Ok(reply[0] == 1)
+    cmd
+}
+
+/// Runs one batch of logical operations (one per key index, pipelined
+/// round by round). Returns the round trips the batch took.
+async fn run_batch(
+    case: Case,
+    conn: &mut MultiplexedConnection,
+    idx: &[usize],
+    ctx: &Ctx,
+    limiter: Option<&tk_redis::RateLimiter<MultiplexedConnection>>,
+) -> RedisResult<usize> {
+    let keys: Vec<String> = idx.iter().map(|&i| case.key(i)).collect();
+    let single = |f: &dyn Fn(&str) -> redis::Cmd| {
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.add_command(f(key));
+        }
+        pipe
+    };
+    let pipe = match case {
+        Case::Incr => single(&|k| redis::cmd("INCR").arg(k).clone()),
+        Case::Set => single(&|k| redis::cmd("SET").arg(k).arg("1").clone()),
+        Case::LuaBucket => single(&|k| {
+            redis::cmd("EVALSHA")
+                .arg(&ctx.bucket_sha)
+                .arg(1)
+                .arg(k)
+                .arg(100)
+                .arg(60_000)
+                .clone()
+        }),
+        Case::Gcra | Case::Raw => single(&|k| tk_ratelimit(k, None)),
+        Case::Sliding => single(&|k| tk_ratelimit(k, Some("SLIDING"))),
+        Case::Fixed => single(&|k| tk_ratelimit(k, Some("FIXED"))),
+        Case::All2 => single(&|k| {
+            redis::cmd("TK.RATELIMIT.ALL")
+                .arg(2)
+                .arg(format!("{k}:s"))
+                .arg(format!("{k}:h"))
+                .arg(1000)
+                .arg("1s")
+                .arg(100_000)
+                .arg("1h")
+                .clone()
+        }),
+        Case::Touch => single(&|k| redis::cmd("TK.SESSION.TOUCH").arg(k).clone()),
+        Case::Hgetall => single(&|k| redis::cmd("HGETALL").arg(k).clone()),
+        Case::TwoCalls => {
+            for suffix in [":s", ":h"] {
+                let (limit, period) = if suffix == ":s" {
+                    (1000, "1s")
+                } else {
+                    (100_000, "1h")
+                };
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.cmd("TK.RATELIMIT")
+                        .arg(format!("{key}{suffix}"))
+                        .arg(limit)
+                        .arg(period);
+                }
+                let _: Value = pipe.query_async(conn).await?;
+            }
+            return Ok(2);
+        }
+        Case::ZsetWindow => {
+            let now = unix_millis();
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(now.saturating_sub(60_000))
+                    .ignore();
+            }
+            let _: Value = pipe.query_async(conn).await?;
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("ZCARD").arg(key);
+            }
+            let counts: Vec<u64> = pipe.query_async(conn).await?;
+            let admitted: Vec<&String> = keys
+                .iter()
+                .zip(&counts)
+                .filter(|(_, &n)| n < 100)
+                .map(|(k, _)| k)
+                .collect();
+            if admitted.is_empty() {
+                return Ok(2);
+            }
+            let mut pipe = redis::pipe();
+            for key in &admitted {
+                let seq = ctx.seq.fetch_add(1, Ordering::Relaxed);
+                pipe.cmd("ZADD")
+                    .arg(*key)
+                    .arg(now)
+                    .arg(format!("{now}-{seq:010}"))
+                    .ignore();
+            }
+            let _: Value = pipe.query_async(conn).await?;
+            let mut pipe = redis::pipe();
+            for key in &admitted {
+                pipe.cmd("EXPIRE").arg(*key).arg(60).ignore();
+            }
+            let _: Value = pipe.query_async(conn).await?;
+            return Ok(4);
+        }
+        Case::JsonSession => {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("GET").arg(key);
+            }
+            let blobs: Vec<Option<String>> = pipe.query_async(conn).await?;
+            let now = unix_millis();
+            let mut pipe = redis::pipe();
+            for (key, blob) in keys.iter().zip(blobs) {
+                let Some(blob) = blob else { continue };
+                let mut session: serde_json::Value =
+                    serde_json::from_str(&blob).expect("session JSON");
+                session["last_active"] = json!(now);
+                let text = serde_json::to_string(&session).expect("encode");
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(text)
+                    .arg("EX")
+                    .arg(86_400)
+                    .ignore();
+            }
+            let _: Value = pipe.query_async(conn).await?;
+            return Ok(2);
+        }
+        Case::Typed => {
+            let limiter = limiter.expect("typed case has a limiter");
+            let quota = tk_redis::Quota::per_minute(100);
+            let calls = keys.iter().map(|k| limiter.check(k, &quota, 1));
+            for result in futures_util::future::join_all(calls).await {
+                result.map_err(|e| {
+                    redis::RedisError::from((redis::ErrorKind::Io, "typed", e.to_string()))
+                })?;
+            }
+            return Ok(1);
+        }
+    };
+    let _: Value = pipe.query_async(conn).await?;
+    Ok(1)
 }
 
 // ---------------------------------------------------------------------------
-// Workload
+// Measuring
 // ---------------------------------------------------------------------------
 
-/// splitmix64: a small, seedable generator (the workload must be the same
-/// sequence for every approach; no statistical finesse needed).
+/// splitmix64: a seedable generator for key choice.
 struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -391,113 +390,8 @@ impl SplitMix64 {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
 }
 
-fn hot_keys(keys: usize) -> usize {
-    (keys / HOT_KEYS_PER).max(1)
-}
-
-/// The key index of every request of the load run: one in [`HOT_ONE_IN`]
-/// goes to one of the hot keys (the first `keys / 100`), the rest to any key
-/// uniformly, so hot keys are refused a lot and most keys hold some state.
-fn key_sequence(cfg: &Config) -> Vec<usize> {
-    let hot = hot_keys(cfg.keys);
-    let mut rng = SplitMix64(cfg.seed);
-    (0..cfg.requests)
-        .map(|_| {
-            if rng.next_u64().is_multiple_of(HOT_ONE_IN) {
-                rng.below(hot)
-            } else {
-                rng.below(cfg.keys)
-            }
-        })
-        .collect()
-}
-
-/// Evenly spread non-hot key indices whose memory is sampled.
-fn typical_keys(cfg: &Config) -> Vec<usize> {
-    let hot = hot_keys(cfg.keys);
-    let (first, span) = if cfg.keys > hot {
-        (hot, cfg.keys - hot)
-    } else {
-        (0, cfg.keys)
-    };
-    let samples = MEMORY_SAMPLES.min(span);
-    (0..samples).map(|j| first + j * span / samples).collect()
-}
-
-// ---------------------------------------------------------------------------
-// Measurements
-// ---------------------------------------------------------------------------
-
-struct LoadRun {
-    elapsed: Duration,
-    admitted: usize,
-    /// Per request, µs, sorted.
-    latencies_us: Vec<u64>,
-    /// Unix ms at start and end (to tell whether a fixed window boundary was crossed).
-    start_ms: u64,
-    end_ms: u64,
-}
-
-/// Sends `keys.len()` requests from one task per connection; each task takes
-/// the next request index from a shared counter until all are sent.
-async fn run_load(
-    approach: Approach,
-    conns: &[MultiplexedConnection],
-    kind: char,
-    keys: Arc<Vec<usize>>,
-    shared: &Arc<Shared>,
-) -> LoadRun {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start_ms = unix_millis();
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(conns.len());
-    for conn in conns {
-        let mut conn = conn.clone();
-        let next = next.clone();
-        let keys = keys.clone();
-        let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut admitted = 0usize;
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&index) = keys.get(i) else { break };
-                let key = approach.key(kind, index);
-                let t0 = Instant::now();
-                let ok = request(approach, &mut conn, &key, &shared)
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: request on {key}: {e}", approach.label()));
-                latencies.push(t0.elapsed().as_micros() as u64);
-                admitted += usize::from(ok);
-            }
-            (admitted, latencies)
-        }));
-    }
-    let mut admitted = 0;
-    let mut latencies_us = Vec::with_capacity(keys.len());
-    for task in tasks {
-        let (a, l) = task.await.expect("load task panicked");
-        admitted += a;
-        latencies_us.extend(l);
-    }
-    let elapsed = start.elapsed();
-    latencies_us.sort_unstable();
-    LoadRun {
-        elapsed,
-        admitted,
-        latencies_us,
-        start_ms,
-        end_ms: unix_millis(),
-    }
-}
-
-/// `(calls, usec)` per lowercased command name from `INFO commandstats`.
 async fn commandstats(conn: &mut MultiplexedConnection) -> HashMap<String, (u64, u64)> {
     let info = info_section(conn, "commandstats").await;
     let mut out = HashMap::new();
@@ -520,239 +414,776 @@ async fn commandstats(conn: &mut MultiplexedConnection) -> HashMap<String, (u64,
 }
 
 /// CPU seconds of the server's main thread (user + system), from `INFO cpu`.
-async fn server_cpu_seconds(conn: &mut MultiplexedConnection) -> f64 {
-    let info = info_section(conn, "cpu").await;
-    let get = |name: &str| info.get(name).and_then(|v| v.parse::<f64>().ok());
-    match (
-        get("used_cpu_user_main_thread"),
-        get("used_cpu_sys_main_thread"),
-    ) {
-        (Some(user), Some(sys)) => user + sys,
-        _ => get("used_cpu_user").unwrap_or(0.0) + get("used_cpu_sys").unwrap_or(0.0),
-    }
+async fn server_cpu_seconds(ctl: &mut MultiplexedConnection) -> f64 {
+    let info = info_section(ctl, "cpu").await;
+    let get = |name: &str| {
+        info.get(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    get("used_cpu_user_main_thread") + get("used_cpu_sys_main_thread")
 }
 
-async fn memory_usage(conn: &mut MultiplexedConnection, key: &str) -> Option<u64> {
-    redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(key)
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("MEMORY USAGE {key}: {e}"))
-}
-
-/// `RACE_TASKS` tasks on their own connections, released together, each
-/// sending `RACE_PER_TASK` requests for the same fresh key (number `round`).
-/// Returns the number admitted and how long the race took.
-async fn race(
-    approach: Approach,
-    conns: &[MultiplexedConnection],
-    shared: &Arc<Shared>,
-    round: usize,
-) -> (usize, Duration) {
-    let key = Arc::new(approach.key('r', round));
-    let barrier = Arc::new(tokio::sync::Barrier::new(conns.len() + 1));
-    let mut tasks = Vec::with_capacity(conns.len());
-    for conn in conns {
-        let mut conn = conn.clone();
-        let key = key.clone();
-        let barrier = barrier.clone();
-        let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let mut admitted = 0usize;
-            for _ in 0..RACE_PER_TASK {
-                let ok = request(approach, &mut conn, &key, &shared)
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: race request: {e}", approach.label()));
-                admitted += usize::from(ok);
-            }
-            admitted
-        }));
-    }
-    let start = Instant::now();
-    barrier.wait().await;
-    let mut admitted = 0;
-    for task in tasks {
-        admitted += task.await.expect("race task panicked");
-    }
-    (admitted, start.elapsed())
-}
-
-struct Row {
-    approach: Approach,
-    server_us_per_request: f64,
-    calls_per_request: f64,
-    cpu_us_per_request: f64,
-    requests_per_sec: f64,
-    admitted: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    typical_bytes: Option<f64>,
-    typical_found: usize,
-    /// Filled at [`PACED_FILL_INTERVAL`] (see [`fill_paced`]).
-    full_bytes: Option<u64>,
-    /// Filled with 100 back-to-back requests.
-    burst_full_bytes: Option<u64>,
-    /// Admitted in each race round.
-    race_admitted: Vec<usize>,
-    /// Mean duration of a race round.
-    race_ms: f64,
-    notes: Vec<String>,
-}
-
-async fn measure(
-    approach: Approach,
-    cfg: &Config,
-    ctl: &mut MultiplexedConnection,
-    load_conns: &[MultiplexedConnection],
-    race_conns: &[MultiplexedConnection],
-    sequence: &Arc<Vec<usize>>,
-    shared: &Arc<Shared>,
-) -> Row {
-    eprintln!("==> {}. {}", approach.number(), approach.label());
-    let mut notes = Vec::new();
-
-    // Warm-up on keys that are not measured (connections, allocator, scripts).
-    let warm: Vec<usize> = (0..WARMUP_REQUESTS.min(cfg.requests))
-        .map(|i| i % cfg.keys)
-        .collect();
-    run_load(approach, load_conns, 'w', Arc::new(warm), shared).await;
-
+async fn reset_stats(ctl: &mut MultiplexedConnection) {
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(ctl)
         .await
         .expect("CONFIG RESETSTAT");
+}
+
+/// One load run's results.
+struct Run {
+    us_per_op: f64,
+    cpu_us_per_op: f64,
+    calls_per_op: f64,
+    round_trips_per_op: f64,
+    ops_per_sec: f64,
+}
+
+/// `ops` logical operations over [`KEYS`] keys, `pipeline` per batch, from
+/// [`CONNS`] tasks with one connection each.
+async fn load(
+    case: Case,
+    ctl: &mut MultiplexedConnection,
+    conns: &[MultiplexedConnection],
+    ops: usize,
+    pipeline: usize,
+    ctx: &Arc<Ctx>,
+    seed: u64,
+) -> Run {
+    reset_stats(ctl).await;
     let cpu_before = server_cpu_seconds(ctl).await;
-    let run = run_load(approach, load_conns, 'k', sequence.clone(), shared).await;
+    let batches = Arc::new(AtomicUsize::new(ops / pipeline));
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (t, conn) in conns.iter().enumerate() {
+        let mut conn = conn.clone();
+        let (batches, rounds, ctx) = (batches.clone(), rounds.clone(), ctx.clone());
+        let limiter = (case == Case::Typed).then(|| tk_redis::RateLimiter::new(conn.clone()));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = SplitMix64(seed ^ (t as u64) << 32);
+            let mut idx = Vec::with_capacity(pipeline);
+            while batches
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                idx.clear();
+                idx.extend((0..pipeline).map(|_| (rng.next_u64() % KEYS as u64) as usize));
+                let n = run_batch(case, &mut conn, &idx, &ctx, limiter.as_ref())
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.label()));
+                rounds.fetch_add(n, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("load task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = server_cpu_seconds(ctl).await;
     let stats = commandstats(ctl).await;
-
-    let n = sequence.len() as f64;
-    let (calls, usec) = approach
-        .counted_commands()
+    let done = (ops / pipeline * pipeline) as f64;
+    let (calls, usec) = case
+        .counted()
         .iter()
         .filter_map(|name| stats.get(*name))
-        .fold((0u64, 0u64), |(c, u), (calls, usec)| (c + calls, u + usec));
-    if approach == Approach::Fixed && run.start_ms / PERIOD_MS != run.end_ms / PERIOD_MS {
-        notes.push("the load run crossed a fixed-window boundary".into());
+        .fold((0, 0), |(c, u), (calls, usec)| (c + calls, u + usec));
+    Run {
+        us_per_op: usec as f64 / done,
+        cpu_us_per_op: (cpu_after - cpu_before).max(0.0) * 1e6 / done,
+        calls_per_op: calls as f64 / done,
+        round_trips_per_op: rounds.load(Ordering::Relaxed) as f64 / (ops / pipeline) as f64,
+        ops_per_sec: done / elapsed,
     }
+}
 
-    // Memory of typical keys right away (GCRA/FIXED/bucket keys expire).
+/// Median and (min, max) of a sample.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Spread as ± half the min–max range, in percent of the median.
+fn spread_pct(values: &[f64]) -> f64 {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let m = median(values);
+    if m == 0.0 || !m.is_finite() {
+        0.0
+    } else {
+        (max - min) / 2.0 / m * 100.0
+    }
+}
+
+fn fmt_ms(values: &[f64], decimals: usize) -> String {
+    format!(
+        "{:.*} ±{:.0}%",
+        decimals,
+        median(values),
+        spread_pct(values)
+    )
+}
+
+#[derive(Default)]
+struct CaseResult {
+    us_per_op: Vec<f64>,
+    cpu_us_per_op: Vec<f64>,
+    calls_per_op: f64,
+    round_trips: f64,
+    ops_p1: Vec<f64>,
+    ops_p16: Vec<f64>,
+}
+
+async fn memory_usage(ctl: &mut MultiplexedConnection, key: &str) -> Option<u64> {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(ctl)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn used_memory(ctl: &mut MultiplexedConnection) -> f64 {
+    info_section(ctl, "memory")
+        .await
+        .get("used_memory")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn sample_usage(ctl: &mut MultiplexedConnection, case: Case) -> f64 {
+    let mut total = 0;
     let mut found = 0;
-    let mut total = 0u64;
-    for index in typical_keys(cfg) {
-        if let Some(bytes) = memory_usage(ctl, &approach.key('k', index)).await {
-            found += 1;
+    for i in 0..MEMORY_SAMPLES {
+        if let Some(bytes) = memory_usage(ctl, &case.key(i * KEYS / MEMORY_SAMPLES)).await {
             total += bytes;
+            found += 1;
         }
     }
-    let typical_bytes = (found > 0).then(|| total as f64 / found as f64);
+    total as f64 / found.max(1) as f64
+}
 
-    // One key that has admitted LIMIT requests sent back to back (the paced
-    // variant, the one in the main table, is filled later for all at once).
-    let burst_key = approach.key('b', 0);
-    let mut burst_admitted = 0;
-    for _ in 0..LIMIT {
-        let ok = request(approach, ctl, &burst_key, shared)
-            .await
-            .unwrap_or_else(|e| panic!("{}: full-key request: {e}", approach.label()));
-        burst_admitted += usize::from(ok);
-    }
-    if burst_admitted as u64 != LIMIT {
-        notes.push(format!(
-            "the burst-filled key admitted {burst_admitted} of {LIMIT} back-to-back requests"
-        ));
-    }
-    let burst_full_bytes = memory_usage(ctl, &burst_key).await;
+async fn flushall(ctl: &mut MultiplexedConnection) {
+    let _: () = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query_async(ctl)
+        .await
+        .expect("FLUSHALL");
+}
 
-    let race_start_ms = unix_millis();
-    let mut race_admitted = Vec::with_capacity(RACE_ROUNDS);
-    let mut race_time = Duration::ZERO;
-    for round in 0..RACE_ROUNDS {
-        let (admitted, took) = race(approach, race_conns, shared, round).await;
-        race_admitted.push(admitted);
-        race_time += took;
-    }
-    if approach == Approach::Fixed && race_start_ms / PERIOD_MS != unix_millis() / PERIOD_MS {
-        notes.push("the race crossed a fixed-window boundary".into());
-    }
+#[derive(Default, Clone)]
+struct MemoryResult {
+    usage_after_1: f64,
+    usage_after_50: f64,
+    delta_per_key: Vec<f64>,
+}
 
-    let secs = run.elapsed.as_secs_f64();
-    Row {
-        approach,
-        server_us_per_request: usec as f64 / n,
-        calls_per_request: calls as f64 / n,
-        cpu_us_per_request: (cpu_after - cpu_before).max(0.0) * 1e6 / n,
-        requests_per_sec: if secs > 0.0 { n / secs } else { 0.0 },
-        admitted: run.admitted,
-        p50_ms: percentile_ms(&run.latencies_us, 0.50),
-        p99_ms: percentile_ms(&run.latencies_us, 0.99),
-        typical_bytes,
-        typical_found: found,
-        full_bytes: None,
-        burst_full_bytes,
-        race_admitted,
-        race_ms: race_time.as_secs_f64() * 1e3 / RACE_ROUNDS as f64,
-        notes,
+/// [`KEYS`] keys, each sent [`MEMORY_REQUESTS`] requests (round by round
+/// over all keys, so a key's requests are milliseconds apart).
+async fn memory_run(
+    case: Case,
+    ctl: &mut MultiplexedConnection,
+    conns: &[MultiplexedConnection],
+    ctx: &Arc<Ctx>,
+    result: &mut MemoryResult,
+    first: bool,
+) {
+    flushall(ctl).await;
+    let before = used_memory(ctl).await;
+    let per_conn = KEYS / conns.len();
+    for round in 0..MEMORY_REQUESTS {
+        let mut tasks = Vec::new();
+        for (t, conn) in conns.iter().enumerate() {
+            let mut conn = conn.clone();
+            let ctx = ctx.clone();
+            let range = t * per_conn..if t + 1 == conns.len() {
+                KEYS
+            } else {
+                (t + 1) * per_conn
+            };
+            tasks.push(tokio::spawn(async move {
+                let idx: Vec<usize> = range.collect();
+                for chunk in idx.chunks(500) {
+                    run_batch(case, &mut conn, chunk, &ctx, None)
+                        .await
+                        .unwrap_or_else(|e| panic!("{}: {e}", case.label()));
+                    if case == Case::Incr && round == 0 {
+                        let mut pipe = redis::pipe();
+                        for &i in chunk {
+                            pipe.cmd("EXPIRE").arg(case.key(i)).arg(60).ignore();
+                        }
+                        let _: Value = pipe.query_async(&mut conn).await.expect("EXPIRE");
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.expect("memory task");
+        }
+        if round == 0 && first {
+            result.usage_after_1 = sample_usage(ctl, case).await;
+        }
+    }
+    let after = used_memory(ctl).await;
+    if first {
+        result.usage_after_50 = sample_usage(ctl, case).await;
+    }
+    result.delta_per_key.push((after - before) / KEYS as f64);
+    flushall(ctl).await;
+}
+
+// ---------------------------------------------------------------------------
+// Cache invalidation
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Invalidation {
+    Tk,
+    Keys,
+    Scan,
+}
+
+impl Invalidation {
+    const ALL: [Invalidation; 3] = [Invalidation::Tk, Invalidation::Keys, Invalidation::Scan];
+    fn label(self) -> &'static str {
+        match self {
+            Invalidation::Tk => "TK.CACHE.INVALIDATEUSER",
+            Invalidation::Keys => "KEYS pattern + UNLINK",
+            Invalidation::Scan => "SCAN MATCH (COUNT 1000) + UNLINK",
+        }
     }
 }
 
-/// Fills one key per approach with LIMIT requests, one round of all
-/// approaches every [`PACED_FILL_INTERVAL`], then sets each row's
-/// `full_bytes` to the key's `MEMORY USAGE`.
-async fn fill_paced(ctl: &mut MultiplexedConnection, rows: &mut [Row], shared: &Shared) {
-    eprintln!(
-        "==> filling one key per approach with {LIMIT} requests, {} ms apart",
-        PACED_FILL_INTERVAL.as_millis()
-    );
-    let mut admitted = vec![0u64; rows.len()];
-    let start_ms = unix_millis();
-    let mut tick = tokio::time::interval(PACED_FILL_INTERVAL);
-    // Never closer than the interval, even after a stall.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for _ in 0..LIMIT {
-        tick.tick().await;
-        for (row, admitted) in rows.iter().zip(admitted.iter_mut()) {
-            let approach = row.approach;
-            let ok = request(approach, ctl, &approach.key('p', 0), shared)
+#[derive(Default, Clone)]
+struct InvalidationResult {
+    /// Longest single command the server ran (slowlog), µs.
+    longest_us: Vec<f64>,
+    /// Server time of all commands the invalidation sent, µs.
+    total_us: Vec<f64>,
+    /// Wall time until the user's entries were gone (incl. background reclaim), ms.
+    wall_ms: Vec<f64>,
+    /// Worst PING round trip another client saw meanwhile, ms.
+    worst_ping_ms: Vec<f64>,
+    round_trips: f64,
+}
+
+async fn fill_user(conn: &mut MultiplexedConnection, user: usize, entries: usize) {
+    let value = "x".repeat(100);
+    for start in (0..entries).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + 1000).min(entries) {
+            pipe.cmd("TK.CACHE.SET")
+                .arg(format!("tk:c:{{u{user}}}:http:{i:08}"))
+                .arg(format!("tk:cg:{{u{user}}}"))
+                .arg(format!("tk:ci:{{u{user}}}"))
+                .arg("http")
+                .arg("10m")
+                .arg(&value)
+                .ignore();
+        }
+        let _: Value = pipe.query_async(conn).await.expect("TK.CACHE.SET");
+    }
+}
+
+/// The longest slowlog entry among the commands named in `only`, µs.
+async fn slowlog_max(ctl: &mut MultiplexedConnection, only: &[&str]) -> f64 {
+    let entries: Vec<Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(ctl)
+        .await
+        .expect("SLOWLOG GET");
+    let mut max = 0i64;
+    for entry in entries {
+        let Value::Array(items) = entry else { continue };
+        let (Some(Value::Int(us)), Some(Value::Array(args))) = (items.get(2), items.get(3)) else {
+            continue;
+        };
+        let name = match args.first() {
+            Some(Value::BulkString(b)) => String::from_utf8_lossy(b).to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        if only.contains(&name.as_str()) {
+            max = max.max(*us);
+        }
+    }
+    max as f64
+}
+
+async fn invalidate(
+    how: Invalidation,
+    user: usize,
+    conn: &mut MultiplexedConnection,
+) -> (usize, Duration) {
+    let start = Instant::now();
+    let gen = format!("tk:cg:{{u{user}}}");
+    let index = format!("tk:ci:{{u{user}}}");
+    let pattern = format!("tk:c:{{u{user}}}:*");
+    let mut round_trips = 0;
+    match how {
+        Invalidation::Tk => {
+            let _: i64 = redis::cmd("TK.CACHE.INVALIDATEUSER")
+                .arg(&gen)
+                .arg(&index)
+                .query_async(conn)
                 .await
-                .unwrap_or_else(|e| panic!("{}: paced request: {e}", approach.label()));
-            *admitted += u64::from(ok);
+                .expect("INVALIDATEUSER");
+            round_trips += 1;
+            // Wait for the background reclaim (not round trips of the app).
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let exists: i64 = redis::cmd("EXISTS")
+                    .arg(&index)
+                    .query_async(conn)
+                    .await
+                    .expect("EXISTS");
+                if exists == 0 || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        Invalidation::Keys => {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(conn)
+                .await
+                .expect("KEYS");
+            round_trips += 1;
+            for chunk in keys.chunks(1000) {
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async(conn)
+                    .await
+                    .expect("UNLINK");
+                round_trips += 1;
+            }
+        }
+        Invalidation::Scan => {
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn)
+                    .await
+                    .expect("SCAN");
+                round_trips += 1;
+                if !keys.is_empty() {
+                    let _: i64 = redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async(conn)
+                        .await
+                        .expect("UNLINK");
+                    round_trips += 1;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
         }
     }
-    let crossed = start_ms / PERIOD_MS != unix_millis() / PERIOD_MS;
-    for (row, admitted) in rows.iter_mut().zip(admitted) {
-        let approach = row.approach;
-        row.full_bytes = memory_usage(ctl, &approach.key('p', 0)).await;
-        if admitted != LIMIT {
-            row.notes.push(format!(
-                "the paced full key admitted {admitted} of {LIMIT} requests"
-            ));
-        }
-        if approach == Approach::Fixed && crossed {
-            row.notes.push(
-                "the paced fill crossed a fixed-window boundary: its key holds fewer than 100"
-                    .into(),
-            );
-        }
-    }
+    let elapsed = start.elapsed();
+    // Baselines leave the user's bookkeeping keys behind; drop them.
+    let _: i64 = redis::cmd("DEL")
+        .arg(&gen)
+        .arg(&index)
+        .query_async(conn)
+        .await
+        .expect("DEL");
+    (round_trips, elapsed)
 }
 
-fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
+async fn cache_runs(
+    server: &Server,
+    ctl: &mut MultiplexedConnection,
+    quick: bool,
+) -> Vec<(usize, Invalidation, InvalidationResult)> {
+    eprintln!("==> cache: DEBUG POPULATE {KEYSPACE}");
+    flushall(ctl).await;
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(KEYSPACE)
+        .arg("filler")
+        .arg(64)
+        .query_async(ctl)
+        .await
+        .expect("DEBUG POPULATE");
+    for (name, value) in [
+        ("slowlog-log-slower-than", "0"),
+        ("slowlog-max-len", "200000"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(ctl)
+            .await
+            .expect("CONFIG SET");
     }
-    let rank = (p * (sorted_us.len() - 1) as f64).round() as usize;
-    sorted_us[rank.min(sorted_us.len() - 1)] as f64 / 1e3
+    let mut out = Vec::new();
+    let mut conn = server.conn().await;
+    let mut fill_conn = server.conn().await;
+    let repeats = if quick { 1 } else { REPEATS };
+    let mut user = 0;
+    for &size in &USER_SIZES {
+        for how in Invalidation::ALL {
+            eprintln!("==> cache: {} for a user with {size} entries", how.label());
+            let mut result = InvalidationResult::default();
+            for _ in 0..repeats {
+                user += 1;
+                fill_user(&mut fill_conn, user, size).await;
+                let _: () = redis::cmd("SLOWLOG")
+                    .arg("RESET")
+                    .query_async(ctl)
+                    .await
+                    .expect("SLOWLOG RESET");
+                reset_stats(ctl).await;
+                // The prober: another client pinging back to back.
+                let stop = Arc::new(AtomicBool::new(false));
+                let worst = Arc::new(AtomicU64::new(0));
+                let mut probe_conn = server.conn().await;
+                let prober = {
+                    let (stop, worst) = (stop.clone(), worst.clone());
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            let t = Instant::now();
+                            let _: String = redis::cmd("PING")
+                                .query_async(&mut probe_conn)
+                                .await
+                                .expect("PING");
+                            worst.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        }
+                    })
+                };
+                let (round_trips, elapsed) = invalidate(how, user, &mut conn).await;
+                stop.store(true, Ordering::Relaxed);
+                prober.await.expect("prober");
+                let stats = commandstats(ctl).await;
+                let names: &[&str] = match how {
+                    Invalidation::Tk => &["tk.cache.invalidateuser"],
+                    Invalidation::Keys => &["keys", "unlink"],
+                    Invalidation::Scan => &["scan", "unlink"],
+                };
+                let total: u64 = names
+                    .iter()
+                    .filter_map(|n| stats.get(*n))
+                    .map(|s| s.1)
+                    .sum();
+                // INVALIDATEUSER is one call, so its commandstats time is
+                // its duration (the slowlog can be rotated out by the
+                // reclaimer's UNLINK / ZREM calls of a large user).
+                let longest = match how {
+                    Invalidation::Tk => total as f64,
+                    _ => slowlog_max(ctl, names).await,
+                };
+                result.longest_us.push(longest);
+                result.total_us.push(total as f64);
+                result.wall_ms.push(elapsed.as_secs_f64() * 1e3);
+                result
+                    .worst_ping_ms
+                    .push(worst.load(Ordering::Relaxed) as f64 / 1e3);
+                result.round_trips = round_trips as f64;
+            }
+            out.push((size, how, result));
+        }
+    }
+    for (name, value) in [
+        ("slowlog-log-slower-than", "10000"),
+        ("slowlog-max-len", "128"),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(ctl)
+            .await
+            .expect("CONFIG SET");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------
+
+struct Options {
+    quick: bool,
+    write: bool,
+    out: PathBuf,
+}
+
+fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let mut opts = Options {
+        quick: false,
+        write: true,
+        out: workspace_dir().join("docs"),
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--no-write" => opts.write = false,
+            "--out" => opts.out = PathBuf::from(args.next().ok_or("--out needs a directory")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument: {other:?}")),
+        }
+    }
+    Ok(opts)
+}
+
+const USAGE: &str = "usage: bench [--quick] [--no-write] [--out DIR]
+
+  --quick     fewer operations per run and one repeat of the cache runs (a smoke test)
+  --no-write  print the report only; leave docs/ alone
+  --out DIR   where BENCHMARKS.md and bench/ go (default: the workspace's docs/)";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match parse_options(std::env::args().skip(1)) {
+        Ok(opts) => opts,
+        Err(msg) if msg.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            eprintln!("error: {msg}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    eprintln!("==> starting redis-server with the module");
+    let server = Server::start().await;
+    let mut ctl = server.conn().await;
+    let version = info_section(&mut ctl, "server")
+        .await
+        .get("redis_version")
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let bucket_sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(BUCKET_SCRIPT)
+        .query_async(&mut ctl)
+        .await
+        .expect("SCRIPT LOAD");
+    let ctx = Arc::new(Ctx {
+        bucket_sha,
+        seq: AtomicU64::new(0),
+    });
+    let mut conns = Vec::new();
+    for _ in 0..CONNS {
+        conns.push(server.conn().await);
+    }
+
+    // Memory per key first, on an empty server.
+    let mut memory: Vec<(Case, MemoryResult)> = Vec::new();
+    for case in Case::MEMORY {
+        eprintln!("==> memory: {}", case.label());
+        let mut result = MemoryResult::default();
+        for rep in 0..REPEATS {
+            memory_run(case, &mut ctl, &conns[..4], &ctx, &mut result, rep == 0).await;
+        }
+        memory.push((case, result));
+    }
+
+    // Sessions: the TK hash and the app's JSON string, KEYS of each.
+    eprintln!("==> sessions: creating {KEYS} TK sessions and {KEYS} JSON sessions");
+    let before = used_memory(&mut ctl).await;
+    for start in (0..KEYS).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..start + 1000 {
+            pipe.cmd("TK.SESSION.CREATE")
+                .arg(Case::Touch.key(i))
+                .arg(format!("tk:si:{{u{i:06}}}:u{i:06}"))
+                .arg(format!("u{i:06}"))
+                .arg("24h")
+                .arg(SESSION_JSON)
+                .ignore();
+        }
+        let _: Value = pipe.query_async(&mut ctl).await.expect("TK.SESSION.CREATE");
+    }
+    let tk_session_bytes = (used_memory(&mut ctl).await - before) / KEYS as f64;
+    let before = used_memory(&mut ctl).await;
+    for start in (0..KEYS).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..start + 1000 {
+            pipe.cmd("SET")
+                .arg(Case::JsonSession.key(i))
+                .arg(SESSION_JSON)
+                .arg("EX")
+                .arg(86_400)
+                .ignore();
+        }
+        let _: Value = pipe.query_async(&mut ctl).await.expect("SET");
+    }
+    let json_session_bytes = (used_memory(&mut ctl).await - before) / KEYS as f64;
+    let tk_session_usage = sample_usage(&mut ctl, Case::Touch).await;
+    let json_session_usage = sample_usage(&mut ctl, Case::JsonSession).await;
+
+    // Load runs: every case, pipeline 1 and 16, REPEATS times, interleaved
+    // so that a noisy moment hits every case alike.
+    let ops = |pipeline: usize| match (opts.quick, pipeline) {
+        (true, 1) => 5_000,
+        (true, _) => 16_000,
+        (false, 1) => 20_000,
+        (false, _) => 64_000,
+    };
+    // Live keys: one request per key before measuring.
+    for case in Case::LOAD {
+        let idx: Vec<usize> = (0..KEYS).collect();
+        let mut conn = conns[0].clone();
+        let limiter = tk_redis::RateLimiter::new(conn.clone());
+        for chunk in idx.chunks(500) {
+            run_batch(case, &mut conn, chunk, &ctx, Some(&limiter))
+                .await
+                .unwrap_or_else(|e| panic!("{}: warm-up: {e}", case.label()));
+        }
+    }
+    let mut results: Vec<CaseResult> = Case::LOAD.iter().map(|_| CaseResult::default()).collect();
+    for rep in 0..REPEATS {
+        for (n, case) in Case::LOAD.into_iter().enumerate() {
+            eprintln!("==> load {}/{REPEATS}: {}", rep + 1, case.label());
+            for pipeline in PIPELINES {
+                let run = load(
+                    case,
+                    &mut ctl,
+                    &conns,
+                    ops(pipeline),
+                    pipeline,
+                    &ctx,
+                    (rep * 100 + n) as u64,
+                )
+                .await;
+                let r = &mut results[n];
+                if pipeline == 1 {
+                    r.us_per_op.push(run.us_per_op);
+                    r.cpu_us_per_op.push(run.cpu_us_per_op);
+                    r.calls_per_op = run.calls_per_op;
+                    r.round_trips = run.round_trips_per_op;
+                    r.ops_p1.push(run.ops_per_sec);
+                } else {
+                    r.ops_p16.push(run.ops_per_sec);
+                }
+            }
+        }
+    }
+
+    // Client overhead: one connection, sequential calls, alternating.
+    eprintln!("==> client overhead: {CLIENT_CALLS} sequential calls each, {REPEATS} rounds");
+    let mut typed_us = Vec::new();
+    let mut raw_us = Vec::new();
+    {
+        let mut conn = server.conn().await;
+        let limiter = tk_redis::RateLimiter::new(conn.clone());
+        let quota = tk_redis::Quota::per_minute(100);
+        let calls = if opts.quick { 2_000 } else { CLIENT_CALLS };
+        // Blocks of 250 calls, alternating, so drift on the noisy machine
+        // hits both alike.
+        const BLOCK: usize = 250;
+        for _ in 0..REPEATS {
+            let (mut typed, mut raw) = (Duration::ZERO, Duration::ZERO);
+            for block in 0..calls / BLOCK {
+                let t = Instant::now();
+                for i in block * BLOCK..(block + 1) * BLOCK {
+                    let key = Case::Typed.key(i % KEYS);
+                    limiter.check(&key, &quota, 1).await.expect("typed check");
+                }
+                typed += t.elapsed();
+                let t = Instant::now();
+                for i in block * BLOCK..(block + 1) * BLOCK {
+                    let key = Case::Raw.key(i % KEYS);
+                    let _: Vec<i64> = tk_ratelimit(&key, None)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("raw");
+                }
+                raw += t.elapsed();
+            }
+            let n = (calls / BLOCK * BLOCK) as f64;
+            typed_us.push(typed.as_secs_f64() * 1e6 / n);
+            raw_us.push(raw.as_secs_f64() * 1e6 / n);
+        }
+    }
+
+    let cache = cache_runs(&server, &mut ctl, opts.quick).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("==> done in {elapsed:.0} s");
+
+    let data = Data {
+        version,
+        results,
+        memory,
+        tk_session_bytes,
+        json_session_bytes,
+        tk_session_usage,
+        json_session_usage,
+        typed_us,
+        raw_us,
+        cache,
+        elapsed,
+        quick: opts.quick,
+    };
+    let report = report(&data);
+    println!("{report}");
+    if opts.write {
+        let dir = opts.out.join("bench");
+        if let Err(e) = write_outputs(&opts.out, &dir, &report, &data) {
+            eprintln!("error: writing the report: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("==> wrote {}", opts.out.join("BENCHMARKS.md").display());
+    }
+    ExitCode::SUCCESS
 }
 
 // ---------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------
+
+struct Data {
+    version: String,
+    results: Vec<CaseResult>,
+    memory: Vec<(Case, MemoryResult)>,
+    tk_session_bytes: f64,
+    json_session_bytes: f64,
+    tk_session_usage: f64,
+    json_session_usage: f64,
+    typed_us: Vec<f64>,
+    raw_us: Vec<f64>,
+    cache: Vec<(usize, Invalidation, InvalidationResult)>,
+    elapsed: f64,
+    quick: bool,
+}
+
+impl Data {
+    fn us(&self, case: Case) -> f64 {
+        median(&self.results[case.number()].us_per_op)
+    }
+    fn mem(&self, case: Case) -> Option<&MemoryResult> {
+        self.memory.iter().find(|(c, _)| *c == case).map(|(_, m)| m)
+    }
+    /// Bytes per logged request of the sliding log and its fixed header,
+    /// from MEMORY USAGE after 1 and after 50 requests.
+    fn sliding_slope(&self) -> (f64, f64) {
+        let m = self.mem(Case::Sliding).expect("measured");
+        let per = (m.usage_after_50 - m.usage_after_1) / (MEMORY_REQUESTS - 1) as f64;
+        (per, m.usage_after_1 - per)
+    }
+}
 
 /// `12345.6` → `12,346`.
 fn thousands(value: f64) -> String {
@@ -767,285 +1198,377 @@ fn thousands(value: f64) -> String {
     out
 }
 
-/// `[100, 118, 104]` → `100–118`; `[100, 100]` → `100`.
-fn min_max(values: &[usize]) -> String {
-    match (values.iter().min(), values.iter().max()) {
-        (Some(min), Some(max)) if min == max => min.to_string(),
-        (Some(min), Some(max)) => format!("{min}–{max}"),
-        _ => "n/a".into(),
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**not met**"
     }
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn module_version(tk_version: Option<&String>) -> String {
-    match tk_version.and_then(|v| v.parse::<u64>().ok()) {
-        Some(v) => format!(
-            "{}.{}.{} (tk_version {v})",
-            v / 10000,
-            v / 100 % 100,
-            v % 100
+/// The targets: (what, measured, met).
+fn targets(d: &Data) -> Vec<(String, String, bool)> {
+    let gcra = d.us(Case::Gcra);
+    let incr = d.us(Case::Incr);
+    let lua = d.us(Case::LuaBucket);
+    let zset = d.us(Case::ZsetWindow);
+    let mut out = vec![
+        (
+            "TK.RATELIMIT GCRA ≤ 6× INCR µs/call".into(),
+            format!("{:.2}× ({gcra:.2} vs {incr:.2} µs)", gcra / incr),
+            gcra <= 6.0 * incr,
         ),
-        None => "unknown".into(),
+        (
+            "GCRA ≥ 7× cheaper than the Lua bucket".into(),
+            format!("{:.2}× ({lua:.2} vs {gcra:.2} µs)", lua / gcra),
+            lua >= 7.0 * gcra,
+        ),
+        (
+            "GCRA ≥ 5× cheaper than the 4-command window".into(),
+            format!("{:.2}× ({zset:.2} vs {gcra:.2} µs)", zset / gcra),
+            zset >= 5.0 * gcra,
+        ),
+    ];
+    if let (Some(g), Some(i)) = (d.mem(Case::Gcra), d.mem(Case::Incr)) {
+        let (g, i) = (median(&g.delta_per_key), median(&i.delta_per_key));
+        out.push((
+            "GCRA state ≤ 1.25× an INCR counter with expiry (used_memory Δ / key)".into(),
+            format!("{:.2}× ({g:.0} vs {i:.0} B)", g / i),
+            g <= 1.25 * i,
+        ));
     }
-}
-
-fn print_report(cfg: &Config, server_version: &str, module: &str, rows: &[Row]) {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let hot = hot_keys(cfg.keys);
-    let typical_requests =
-        cfg.requests as f64 * (HOT_ONE_IN - 1) as f64 / HOT_ONE_IN as f64 / cfg.keys as f64;
-    println!("# tk-redis rate-limit benchmark");
-    println!();
-    println!("- redis-server: {server_version}");
-    println!("- module: {module}");
-    println!("- CPUs: {cpus} ({})", cpu_model());
-    println!(
-        "- requests: {} per approach, concurrency: {} tasks (one MultiplexedConnection each)",
-        cfg.requests, cfg.concurrency
-    );
-    println!(
-        "- keys: {} ({hot} hot keys get 1/{HOT_ONE_IN} of the requests; the rest go to any key \
-         uniformly, ~{typical_requests:.0} per typical key), seed {}",
-        cfg.keys, cfg.seed
-    );
-    println!("- limit: {LIMIT} requests per {PERIOD_ARG} per key, every approach");
-    println!(
-        "- race: {RACE_TASKS} tasks (own connection each) × {RACE_PER_TASK} requests on one \
-         fresh key, {RACE_ROUNDS} rounds; the table shows min–max admitted"
-    );
-    println!();
-    println!(
-        "| approach | server µs/request | requests/s | bytes per key (typical) \
-         | bytes for a key with {LIMIT} admitted | admitted in {}-request race |",
-        RACE_TASKS * RACE_PER_TASK
-    );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for row in rows {
-        let typical = row
-            .typical_bytes
-            .map(|b| format!("{b:.0}"))
-            .unwrap_or_else(|| "n/a".into());
-        let full = row
-            .full_bytes
-            .map(|b| b.to_string())
-            .unwrap_or_else(|| "n/a".into());
-        println!(
-            "| {}. {} | {:.2} | {} | {typical} | {full} | {} |",
-            row.approach.number(),
-            row.approach.label(),
-            row.server_us_per_request,
-            thousands(row.requests_per_sec),
-            min_max(&row.race_admitted),
-        );
-    }
-    println!();
-    println!("Details:");
-    println!();
-    println!(
-        "| approach | counted commands | calls/request | server main-thread CPU µs/request \
-         | admitted in load run | latency p50 / p99 ms | typical keys found \
-         | bytes, {LIMIT} admitted back to back | race rounds (admitted) | race ms |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|---:|");
-    for row in rows {
-        println!(
-            "| {}. | {} | {:.2} | {:.2} | {} ({:.1}%) | {:.2} / {:.2} | {}/{} | {} | {} | {:.1} |",
-            row.approach.number(),
-            row.approach.counted_commands().join(", "),
-            row.calls_per_request,
-            row.cpu_us_per_request,
-            row.admitted,
-            100.0 * row.admitted as f64 / cfg.requests as f64,
-            row.p50_ms,
-            row.p99_ms,
-            row.typical_found,
-            typical_keys(cfg).len(),
-            row.burst_full_bytes
-                .map(|b| b.to_string())
-                .unwrap_or_else(|| "n/a".into()),
-            row.race_admitted
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            row.race_ms,
-        );
-    }
-    let notes: Vec<String> = rows
+    let (per, header) = d.sliding_slope();
+    out.push((
+        "sliding log ≤ 8 B per logged request + fixed header".into(),
+        format!("{per:.1} B/request + {header:.0} B (MEMORY USAGE, 1 vs 50 requests)"),
+        per <= 8.0,
+    ));
+    let touch = &d.results[Case::Touch.number()];
+    out.push((
+        "TK.SESSION.TOUCH: one round trip".into(),
+        format!("{:.2}", touch.round_trips),
+        (touch.round_trips - 1.0).abs() < 1e-9,
+    ));
+    let (t, h) = (d.us(Case::Touch), d.us(Case::Hgetall));
+    out.push((
+        "TOUCH ≤ 2× HGETALL of the same session".into(),
+        format!("{:.2}× ({t:.2} vs {h:.2} µs)", t / h),
+        t <= 2.0 * h,
+    ));
+    let tk_max = d
+        .cache
         .iter()
-        .flat_map(|row| {
-            row.notes
-                .iter()
-                .map(move |n| format!("- {}.: {n}", row.approach.number()))
-        })
-        .collect();
-    if !notes.is_empty() {
-        println!();
-        println!("Notes:");
-        println!();
-        for note in notes {
-            println!("{note}");
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Main
-// ---------------------------------------------------------------------------
-
-async fn connections(server: &Server, n: usize) -> Vec<MultiplexedConnection> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        out.push(server.conn().await);
-    }
+        .filter(|(_, how, _)| *how == Invalidation::Tk)
+        .map(|(_, _, r)| r.longest_us.iter().copied().fold(0.0, f64::max))
+        .fold(0.0, f64::max);
+    out.push((
+        "INVALIDATEUSER: longest server command < 0.5 ms at any user size".into(),
+        format!("{tk_max:.0} µs (worst of all runs)"),
+        tk_max < 500.0,
+    ));
+    let keys_1m = d
+        .cache
+        .iter()
+        .filter(|(_, how, _)| *how == Invalidation::Keys)
+        .map(|(_, _, r)| median(&r.longest_us))
+        .fold(f64::INFINITY, f64::min);
+    let ratio = keys_1m / tk_max.max(1.0);
+    out.push((
+        "≥ 400× less blocking than KEYS at 1M keys".into(),
+        format!("{ratio:.0}× ({keys_1m:.0} µs KEYS vs {tk_max:.0} µs)"),
+        ratio >= 400.0,
+    ));
+    let (typed, raw) = (median(&d.typed_us), median(&d.raw_us));
+    let overhead = (typed / raw - 1.0) * 100.0;
+    out.push((
+        "typed client ≤ 5% over a raw redis::cmd".into(),
+        format!("{overhead:+.1}% ({typed:.1} vs {raw:.1} µs per sequential call)"),
+        overhead <= 5.0,
+    ));
     out
 }
 
-async fn script_load(conn: &mut MultiplexedConnection, source: &str) -> String {
-    redis::cmd("SCRIPT")
-        .arg("LOAD")
-        .arg(source)
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("SCRIPT LOAD: {e}"))
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cfg = match parse_config(std::env::args().skip(1)) {
-        Ok(cfg) => cfg,
-        Err(CliError::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(CliError::Bad(msg)) => {
-            eprintln!("error: {msg}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-
-    eprintln!("==> starting redis-server with the module");
-    let server = Server::start().await;
-    let mut ctl = server.conn().await;
-    let server_info = info_section(&mut ctl, "server").await;
-    let server_version = server_info
-        .get("redis_version")
-        .cloned()
-        .unwrap_or_else(|| "unknown".into());
-    let tk_info = info_section(&mut ctl, "tk").await;
-    let module = module_version(tk_info.get("tk_version"));
-
-    let shared = Arc::new(Shared {
-        zset_sha: script_load(&mut ctl, ZSET_SCRIPT).await,
-        bucket_sha: script_load(&mut ctl, BUCKET_SCRIPT).await,
-        member_seq: AtomicU64::new(0),
-    });
-    let load_conns = connections(&server, cfg.concurrency).await;
-    let race_conns = connections(&server, RACE_TASKS).await;
-    let sequence = Arc::new(key_sequence(&cfg));
-
-    let started = Instant::now();
-    let mut rows = Vec::new();
-    for approach in Approach::ALL {
-        rows.push(
-            measure(
-                approach,
-                &cfg,
-                &mut ctl,
-                &load_conns,
-                &race_conns,
-                &sequence,
-                &shared,
-            )
-            .await,
+fn report(d: &Data) -> String {
+    let mut s = String::new();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let w = &mut s;
+    let _ = writeln!(w, "## Results\n");
+    let _ = writeln!(
+        w,
+        "redis-server {}, {cpus} CPUs, {KEYS} keys, {CONNS} connections, {REPEATS} runs per \
+         number (median ±half the min–max range), run took {:.0} s{}.\n",
+        d.version,
+        d.elapsed,
+        if d.quick { " (--quick)" } else { "" }
+    );
+    let _ = writeln!(w, "### Targets\n");
+    let _ = writeln!(w, "| target | measured | |");
+    let _ = writeln!(w, "|---|---|---|");
+    for (what, measured, ok) in targets(d) {
+        let _ = writeln!(w, "| {what} | {measured} | {} |", met(ok));
+    }
+    let _ = writeln!(w, "\n### Cases 1, 2, 4: per operation\n");
+    let _ = writeln!(
+        w,
+        "| group | case | server µs/op | server main-thread CPU µs/op, incl. I/O | commands/op | round trips/op | ops/s, pipeline 1 | ops/s, pipeline 16 |"
+    );
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for case in Case::LOAD {
+        let r = &d.results[case.number()];
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {:.2} | {:.2} | {} ±{:.0}% | {} ±{:.0}% |",
+            case.group(),
+            case.label(),
+            fmt_ms(&r.us_per_op, 2),
+            fmt_ms(&r.cpu_us_per_op, 2),
+            r.calls_per_op,
+            r.round_trips,
+            thousands(median(&r.ops_p1)),
+            spread_pct(&r.ops_p1),
+            thousands(median(&r.ops_p16)),
+            spread_pct(&r.ops_p16),
         );
     }
-    fill_paced(&mut ctl, &mut rows, &shared).await;
-    eprintln!(
-        "==> done in {:.1} s (server at {})",
-        started.elapsed().as_secs_f64(),
-        server.addr()
+    let _ = writeln!(w, "\n### Memory per key\n");
+    let _ = writeln!(
+        w,
+        "Rate limits: {KEYS} keys, {MEMORY_REQUESTS} requests each (limit 100 per 60 s, all \
+         admitted). Sessions: {KEYS} sessions with the same ~230-byte JSON.\n"
     );
-    print_report(&cfg, &server_version, &module, &rows);
-    ExitCode::SUCCESS
+    let _ = writeln!(
+        w,
+        "| case | used_memory Δ / key | MEMORY USAGE after 1 request | MEMORY USAGE after {MEMORY_REQUESTS} |"
+    );
+    let _ = writeln!(w, "|---|---:|---:|---:|");
+    for (case, m) in &d.memory {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {:.0} | {:.0} |",
+            case.label(),
+            fmt_ms(&m.delta_per_key, 0),
+            m.usage_after_1,
+            m.usage_after_50
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| TK session (hash + per-user index) | {:.0} | {:.0} (hash only) | |",
+        d.tk_session_bytes, d.tk_session_usage
+    );
+    let _ = writeln!(
+        w,
+        "| JSON session (string) | {:.0} | {:.0} | |",
+        d.json_session_bytes, d.json_session_usage
+    );
+    let (per, header) = d.sliding_slope();
+    let _ = writeln!(
+        w,
+        "\nSliding log: {per:.1} bytes per logged request + {header:.0} bytes fixed. \
+         Sorted set: {:.1} bytes per request.",
+        d.mem(Case::ZsetWindow)
+            .map(|m| (m.usage_after_50 - m.usage_after_1) / (MEMORY_REQUESTS - 1) as f64)
+            .unwrap_or(f64::NAN)
+    );
+    let _ = writeln!(w, "\n### Case 3: cache invalidation on {KEYSPACE} keys\n");
+    let _ = writeln!(
+        w,
+        "| entries | approach | longest server command µs | server µs, all commands | round trips | wall ms (incl. reclaim) | worst PING ms, other client |"
+    );
+    let _ = writeln!(w, "|---:|---|---:|---:|---:|---:|---:|");
+    for (size, how, r) in &d.cache {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {:.0} | {} | {} |",
+            thousands(*size as f64),
+            how.label(),
+            fmt_ms(&r.longest_us, 0),
+            fmt_ms(&r.total_us, 0),
+            r.round_trips,
+            fmt_ms(&r.wall_ms, 1),
+            fmt_ms(&r.worst_ping_ms, 2),
+        );
+    }
+    let reclaim_ping = d
+        .cache
+        .iter()
+        .filter(|(_, how, _)| *how == Invalidation::Tk)
+        .map(|(_, _, r)| median(&r.worst_ping_ms))
+        .fold(0.0, f64::max);
+    let _ = writeln!(
+        w,
+        "\nTK.CACHE.INVALIDATEUSER's longest command is the invalidation itself; the \
+         background reclaim that deletes the entries afterwards runs in module timer \
+         ticks, not as a command, and the worst PING seen meanwhile (median of the runs, \
+         worst user size) was {reclaim_ping:.2} ms."
+    );
+    let _ = writeln!(
+        w,
+        "\n### Case 4: client overhead (one connection, sequential)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| call | µs per call (client + round trip + server) |\n|---|---:|\n| typed `RateLimiter::check` | {} |\n| raw `redis::cmd(\"TK.RATELIMIT\")` | {} |",
+        fmt_ms(&d.typed_us, 1),
+        fmt_ms(&d.raw_us, 1)
+    );
+    let _ = writeln!(
+        w,
+        "\nChart: [bench/server_us.png](bench/server_us.png). Raw numbers: \
+         [bench/results.json](bench/results.json), [bench/results.csv](bench/results.csv)."
+    );
+    s
+}
+
+fn to_json(d: &Data) -> serde_json::Value {
+    let cases: Vec<_> = Case::LOAD
+        .iter()
+        .map(|case| {
+            let r = &d.results[case.number()];
+            json!({
+                "id": case.id(), "label": case.label(), "group": case.group(),
+                "server_us_per_op": r.us_per_op,
+                "server_main_thread_cpu_us_per_op": r.cpu_us_per_op, "commands_per_op": r.calls_per_op,
+                "round_trips_per_op": r.round_trips,
+                "ops_per_sec_pipeline_1": r.ops_p1, "ops_per_sec_pipeline_16": r.ops_p16,
+            })
+        })
+        .collect();
+    let memory: Vec<_> = d
+        .memory
+        .iter()
+        .map(|(case, m)| {
+            json!({
+                "id": case.id(), "used_memory_delta_per_key": m.delta_per_key,
+                "memory_usage_after_1": m.usage_after_1,
+                "memory_usage_after_50": m.usage_after_50,
+            })
+        })
+        .collect();
+    let cache: Vec<_> = d
+        .cache
+        .iter()
+        .map(|(size, how, r)| {
+            json!({
+                "entries": size, "approach": how.label(), "longest_command_us": r.longest_us,
+                "server_us_total": r.total_us, "round_trips": r.round_trips,
+                "wall_ms": r.wall_ms, "worst_ping_ms": r.worst_ping_ms,
+            })
+        })
+        .collect();
+    let targets: Vec<_> = targets(d)
+        .into_iter()
+        .map(|(what, measured, ok)| json!({"target": what, "measured": measured, "met": ok}))
+        .collect();
+    json!({
+        "redis_version": d.version, "keys": KEYS, "connections": CONNS, "repeats": REPEATS,
+        "elapsed_s": d.elapsed, "quick": d.quick,
+        "cases": cases, "memory": memory,
+        "sessions": {
+            "tk_used_memory_delta_per_session": d.tk_session_bytes,
+            "json_used_memory_delta_per_session": d.json_session_bytes,
+            "tk_memory_usage": d.tk_session_usage, "json_memory_usage": d.json_session_usage,
+        },
+        "client_overhead": {"typed_us": d.typed_us, "raw_us": d.raw_us},
+        "cache_invalidation": cache, "targets": targets,
+    })
+}
+
+fn to_csv(d: &Data) -> String {
+    let mut s = String::from("section,case,metric,run,value\n");
+    let mut row = |section: &str, case: &str, metric: &str, values: &[f64]| {
+        for (i, v) in values.iter().enumerate() {
+            let _ = writeln!(s, "{section},{case},{metric},{},{v}", i + 1);
+        }
+    };
+    for case in Case::LOAD {
+        let r = &d.results[case.number()];
+        row("load", case.id(), "server_us_per_op", &r.us_per_op);
+        row("load", case.id(), "server_cpu_us_per_op", &r.cpu_us_per_op);
+        row("load", case.id(), "ops_per_sec_p1", &r.ops_p1);
+        row("load", case.id(), "ops_per_sec_p16", &r.ops_p16);
+        row("load", case.id(), "round_trips_per_op", &[r.round_trips]);
+    }
+    for (case, m) in &d.memory {
+        row(
+            "memory",
+            case.id(),
+            "used_memory_delta_per_key",
+            &m.delta_per_key,
+        );
+        row(
+            "memory",
+            case.id(),
+            "memory_usage_after_1",
+            &[m.usage_after_1],
+        );
+        row(
+            "memory",
+            case.id(),
+            "memory_usage_after_50",
+            &[m.usage_after_50],
+        );
+    }
+    row("client", "client_typed", "us_per_call", &d.typed_us);
+    row("client", "client_raw", "us_per_call", &d.raw_us);
+    for (size, how, r) in &d.cache {
+        let id = format!("{:?}_{size}", how).to_ascii_lowercase();
+        row("cache", &id, "longest_command_us", &r.longest_us);
+        row("cache", &id, "server_us_total", &r.total_us);
+        row("cache", &id, "wall_ms", &r.wall_ms);
+        row("cache", &id, "worst_ping_ms", &r.worst_ping_ms);
+    }
+    s
+}
+
+fn write_outputs(
+    docs: &std::path::Path,
+    dir: &std::path::Path,
+    report: &str,
+    d: &Data,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(&to_json(d)).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("results.json"), json + "\n")?;
+    std::fs::write(dir.join("results.csv"), to_csv(d))?;
+    let bars: Vec<(String, f64)> = Case::LOAD
+        .iter()
+        .map(|c| (c.label().to_string(), d.us(*c)))
+        .collect();
+    bench::chart::bars(
+        &dir.join("server_us.png"),
+        "server µs per operation (median, INFO commandstats)",
+        &bars,
+    )
+    .map_err(std::io::Error::other)?;
+    let doc = format!("{}\n{report}", include_str!("bench/header.md"));
+    std::fs::write(docs.join("BENCHMARKS.md"), doc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
-    fn cli() {
-        let cfg = parse_config(args(&["--requests", "500", "--concurrency=4"]))
-            .ok()
-            .expect("valid");
-        assert_eq!(cfg.requests, 500);
-        assert_eq!(cfg.concurrency, 4);
-        assert!(matches!(
-            parse_config(args(&["--requests", "0"])),
-            Err(CliError::Bad(_))
-        ));
-        assert!(matches!(
-            parse_config(args(&["--bogus"])),
-            Err(CliError::Bad(_))
-        ));
-        assert!(matches!(parse_config(args(&["-h"])), Err(CliError::Help)));
-    }
-
-    #[test]
-    fn workload_is_deterministic_and_in_range() {
-        let cfg = Config {
-            requests: 1000,
-            concurrency: 1,
-            keys: 50,
-            seed: 7,
-        };
-        let a = key_sequence(&cfg);
-        assert_eq!(a, key_sequence(&cfg));
-        assert!(a.iter().all(|&k| k < 50));
-        let typical = typical_keys(&cfg);
-        assert!(!typical.is_empty() && typical.iter().all(|&k| (1..50).contains(&k)));
+    fn stats() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[1.0, 2.0]), 1.5);
+        assert_eq!(spread_pct(&[90.0, 100.0, 110.0]), 10.0);
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
     }
 
     #[test]
     fn keys_have_equal_length() {
-        let lens: Vec<usize> = Approach::ALL
-            .iter()
-            .flat_map(|a| [a.key('k', 1), a.key('f', 0), a.key('r', 999_999)])
-            .map(|k| k.len())
-            .collect();
+        let lens: Vec<usize> = Case::MEMORY.iter().map(|c| c.key(9_999).len()).collect();
         assert!(lens.windows(2).all(|w| w[0] == w[1]), "{lens:?}");
     }
 
     #[test]
-    fn formatting() {
-        assert_eq!(thousands(0.4), "0");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(1234.4), "1,234");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(min_max(&[100, 118, 104]), "100–118");
-        assert_eq!(min_max(&[100, 100]), "100");
-        assert_eq!(min_max(&[]), "n/a");
-        assert_eq!(
-            module_version(Some(&"10203".to_string())),
-            "1.2.3 (tk_version 10203)"
-        );
+    fn options() {
+        let o = parse_options(["--quick".to_string(), "--no-write".to_string()]).expect("ok");
+        assert!(o.quick && !o.write);
+        assert!(parse_options(["--bogus".to_string()]).is_err());
     }
 }
