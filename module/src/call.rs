@@ -27,6 +27,32 @@ pub enum Replicate {
     No,
 }
 
+/// A key for a nested call: a string from argv (passed on as is) or a name
+/// read from elsewhere (an index member, a queued job).
+#[derive(Clone, Copy)]
+pub enum Key<'a> {
+    Arg(ArgString<'a>),
+    Name(&'a [u8]),
+}
+
+impl<'a> From<ArgString<'a>> for Key<'a> {
+    fn from(key: ArgString<'a>) -> Self {
+        Key::Arg(key)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Key<'a> {
+    fn from(name: &'a [u8]) -> Self {
+        Key::Name(name)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Key<'a> {
+    fn from(name: &'a Vec<u8>) -> Self {
+        Key::Name(name)
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Arg<'a> {
     /// A string Redis gave us (a key or value from argv): passed as is.
@@ -61,8 +87,11 @@ impl<'a> Call<'a> {
         self
     }
 
-    pub fn key(self, key: ArgString<'a>) -> Self {
-        self.push(Arg::Existing(key.as_ptr()))
+    pub fn key(self, key: impl Into<Key<'a>>) -> Self {
+        match key.into() {
+            Key::Arg(key) => self.push(Arg::Existing(key.as_ptr())),
+            Key::Name(name) => self.push(Arg::Bytes(name)),
+        }
     }
 
     pub fn string(self, string: *mut raw::RedisModuleString) -> Self {
@@ -94,8 +123,7 @@ impl<'a> Call<'a> {
         // SAFETY: live context; strings we create are freed below, the
         // others belong to Redis and outlive the call.
         unsafe {
-            let (Some(call), Some(create), Some(create_ll), Some(free)) = (
-                raw::RedisModule_Call,
+            let (Some(create), Some(create_ll), Some(free)) = (
                 raw::RedisModule_CreateString,
                 raw::RedisModule_CreateStringFromLongLong,
                 raw::RedisModule_FreeString,
@@ -115,28 +143,45 @@ impl<'a> Call<'a> {
                     }
                 };
             }
-            let format = match replicate {
-                Replicate::Yes => c"!Ev",
-                Replicate::No => c"Ev",
-            };
-            let reply = call(
-                ctx.as_ptr(),
-                self.name.as_ptr(),
-                format.as_ptr(),
-                strings.as_mut_ptr(),
-                self.len,
-            );
+            let reply = call_argv(ctx, self.name, &strings[..self.len], replicate);
             for (index, string) in strings[..self.len].iter().enumerate() {
                 if created[index] && !string.is_null() {
                     free(ctx.as_ptr(), *string);
                 }
             }
-            if reply.is_null() {
-                return Err(CommandError::Internal("a nested Redis call failed"));
-            }
-            Ok(Reply(reply))
+            reply
         }
     }
+}
+
+/// The one place that calls `RedisModule_Call`: `name` with `strings` as its
+/// arguments (format `v`, so any number of them, e.g. every key of a
+/// variadic command).
+pub fn call_argv(
+    ctx: Ctx,
+    name: &CStr,
+    strings: &[*mut raw::RedisModuleString],
+    replicate: Replicate,
+) -> Result<Reply, CommandError> {
+    let format = match replicate {
+        Replicate::Yes => c"!Ev",
+        Replicate::No => c"Ev",
+    };
+    // SAFETY: live context; "v" takes an array of live strings and its
+    // length, and only reads it (the C signature is not const).
+    let reply = unsafe {
+        let Some(call) = raw::RedisModule_Call else {
+            return Err(CommandError::Internal("RedisModule_Call unavailable"));
+        };
+        call(
+            ctx.as_ptr(),
+            name.as_ptr(),
+            format.as_ptr(),
+            strings.as_ptr().cast_mut(),
+            strings.len(),
+        )
+    };
+    Reply::from_raw(reply)
 }
 
 /// An owned call reply, freed on drop.
@@ -155,6 +200,14 @@ impl Drop for Reply {
 }
 
 impl Reply {
+    /// Takes ownership of what `RedisModule_Call` returned (null = failure).
+    pub fn from_raw(reply: *mut raw::RedisModuleCallReply) -> Result<Reply, CommandError> {
+        if reply.is_null() {
+            return Err(CommandError::Internal("a nested Redis call failed"));
+        }
+        Ok(Reply(reply))
+    }
+
     pub fn get(&self) -> ReplyRef<'_> {
         ReplyRef {
             reply: self.0,

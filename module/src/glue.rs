@@ -201,32 +201,61 @@ fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
     }
 }
 
-/// A key opened for reading whose value, if any, is a string.
-pub struct StringKey {
-    key: *mut raw::RedisModuleKey,
+/// A key opened for reading, closed on drop.
+struct ReadKey(*mut raw::RedisModuleKey);
+
+impl ReadKey {
+    /// `None` when Redis returns no handle (the key does not exist).
+    fn open(ctx: Ctx, name: ArgString) -> Result<Option<ReadKey>, CommandError> {
+        // SAFETY: live context and key name; the handle is closed on drop.
+        unsafe {
+            let Some(open) = raw::RedisModule_OpenKey else {
+                return Err(CommandError::Internal("key API unavailable"));
+            };
+            let key = open(ctx.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
+                .cast::<raw::RedisModuleKey>();
+            Ok((!key.is_null()).then_some(ReadKey(key)))
+        }
+    }
+
+    fn kind(&self) -> KeyKind {
+        // SAFETY: an open key.
+        let kind = unsafe { raw::RedisModule_KeyType.map_or(-1, |key_type| key_type(self.0)) };
+        match kind as isize {
+            raw::REDISMODULE_KEYTYPE_EMPTY => KeyKind::Absent,
+            raw::REDISMODULE_KEYTYPE_STRING => KeyKind::String,
+            raw::REDISMODULE_KEYTYPE_HASH => KeyKind::Hash,
+            raw::REDISMODULE_KEYTYPE_ZSET => KeyKind::SortedSet,
+            _ => KeyKind::Other,
+        }
+    }
 }
+
+impl Drop for ReadKey {
+    fn drop(&mut self) {
+        // SAFETY: opened by RedisModule_OpenKey and closed once.
+        unsafe {
+            if let Some(close) = raw::RedisModule_CloseKey {
+                close(self.0);
+            }
+        }
+    }
+}
+
+/// A key opened for reading whose value, if any, is a string.
+pub struct StringKey(ReadKey);
 
 impl StringKey {
     /// Opens `name` for reading. `Ok(None)` when the key does not exist;
     /// `WrongType` when it holds anything but a string.
     pub fn open(ctx: Ctx, name: ArgString) -> Result<Option<StringKey>, CommandError> {
-        // SAFETY: live context and key name; the key is closed on drop.
-        unsafe {
-            let (Some(open), Some(key_type)) = (raw::RedisModule_OpenKey, raw::RedisModule_KeyType)
-            else {
-                return Err(CommandError::Internal("key API unavailable"));
-            };
-            let key = open(ctx.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
-                .cast::<raw::RedisModuleKey>();
-            if key.is_null() {
-                return Ok(None);
-            }
-            let opened = StringKey { key };
-            match key_type(key) as isize {
-                raw::REDISMODULE_KEYTYPE_EMPTY => Ok(None),
-                raw::REDISMODULE_KEYTYPE_STRING => Ok(Some(opened)),
-                _ => Err(CommandError::WrongType),
-            }
+        let Some(key) = ReadKey::open(ctx, name)? else {
+            return Ok(None);
+        };
+        match key.kind() {
+            KeyKind::Absent => Ok(None),
+            KeyKind::String => Ok(Some(StringKey(key))),
+            _ => Err(CommandError::WrongType),
         }
     }
 
@@ -238,7 +267,7 @@ impl StringKey {
             let Some(dma) = raw::RedisModule_StringDMA else {
                 return &[];
             };
-            let data = dma(self.key, &mut len, raw::REDISMODULE_READ as c_int);
+            let data = dma((self.0).0, &mut len, raw::REDISMODULE_READ as c_int);
             if data.is_null() {
                 return &[];
             }
@@ -253,26 +282,15 @@ impl StringKey {
         // SAFETY: open key; function pointers filled in by RedisModule_Init.
         unsafe {
             if let Some(absolute) = raw::RedisModule_GetAbsExpire {
-                return u64::try_from(absolute(self.key)).ok();
+                return u64::try_from(absolute((self.0).0)).ok();
             }
             let (Some(relative), Some(millis)) =
                 (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
             else {
                 return None;
             };
-            let left = u64::try_from(relative(self.key)).ok()?;
+            let left = u64::try_from(relative((self.0).0)).ok()?;
             Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
-        }
-    }
-}
-
-impl Drop for StringKey {
-    fn drop(&mut self) {
-        // SAFETY: opened by RedisModule_OpenKey and closed once.
-        unsafe {
-            if let Some(close) = raw::RedisModule_CloseKey {
-                close(self.key);
-            }
         }
     }
 }
@@ -290,30 +308,7 @@ pub enum KeyKind {
 impl Ctx {
     /// The type of `name` (opened for reading and closed again).
     pub fn key_kind(self, name: ArgString) -> Result<KeyKind, CommandError> {
-        // SAFETY: live context and key name; the key is closed before returning.
-        unsafe {
-            let (Some(open), Some(key_type), Some(close)) = (
-                raw::RedisModule_OpenKey,
-                raw::RedisModule_KeyType,
-                raw::RedisModule_CloseKey,
-            ) else {
-                return Err(CommandError::Internal("key API unavailable"));
-            };
-            let key = open(self.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
-                .cast::<raw::RedisModuleKey>();
-            if key.is_null() {
-                return Ok(KeyKind::Absent);
-            }
-            let kind = match key_type(key) as isize {
-                raw::REDISMODULE_KEYTYPE_EMPTY => KeyKind::Absent,
-                raw::REDISMODULE_KEYTYPE_STRING => KeyKind::String,
-                raw::REDISMODULE_KEYTYPE_HASH => KeyKind::Hash,
-                raw::REDISMODULE_KEYTYPE_ZSET => KeyKind::SortedSet,
-                _ => KeyKind::Other,
-            };
-            close(key);
-            Ok(kind)
-        }
+        Ok(ReadKey::open(self, name)?.map_or(KeyKind::Absent, |key| key.kind()))
     }
 
     /// Errors with WRONGTYPE unless `name` is absent or of `expected` kind.

@@ -6,9 +6,10 @@
 //! HINCRBY) → reply. Invalidations also queue the user's index for the
 //! background reclaimer (`reclaim.rs`).
 
-use crate::call::{Call, Replicate, Reply};
+use crate::call::{Call, Key, Replicate, Reply};
+use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{ArgString, Argv, Ctx, KeyKind};
+use crate::glue::{Argv, Ctx, KeyKind};
 use crate::registry::CommandResult;
 use crate::stats;
 
@@ -52,23 +53,9 @@ impl NamespaceField {
 }
 
 /// The current generations of `namespace` (0 when never invalidated).
-pub fn current_generations(
+pub fn current_generations<'a>(
     ctx: Ctx,
-    generations_key: &[u8],
-    namespace: &[u8],
-) -> Result<Generations, CommandError> {
-    let field = NamespaceField::new(namespace);
-    let reply = Call::new(c"HMGET")
-        .bytes(generations_key)
-        .bytes(USER_FIELD)
-        .bytes(field.as_bytes())
-        .run(ctx, Replicate::No)?;
-    generations_from(&reply)
-}
-
-fn current_generations_of(
-    ctx: Ctx,
-    generations_key: ArgString,
+    generations_key: impl Into<Key<'a>>,
     namespace: &[u8],
 ) -> Result<Generations, CommandError> {
     let field = NamespaceField::new(namespace);
@@ -99,32 +86,14 @@ pub fn entry_generations(user: Option<&[u8]>, namespace: Option<&[u8]>) -> Optio
     })
 }
 
-/// `PEXPIRETIME key`: `Some(ms)` for a key with an expiry, `None` otherwise.
-fn expire_time(ctx: Ctx, key: ArgString) -> Result<Option<u64>, CommandError> {
-    let reply = Call::new(c"PEXPIRETIME").key(key).run(ctx, Replicate::No)?;
-    let value = reply.get().check("PEXPIRETIME failed")?.integer();
-    Ok(value.and_then(|ms| u64::try_from(ms).ok()))
-}
-
-fn expire_at(ctx: Ctx, key: ArgString, at_ms: u64) -> CommandResult {
-    Call::new(c"PEXPIREAT")
-        .key(key)
-        .uint(at_ms)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("PEXPIREAT failed")?;
-    Ok(())
-}
-
 /// `TK.CACHE.GET <entry_key> <generations_key> <namespace>` →
 /// `[1, value]` on a hit, `[0, "<user>.<namespace generation>"]` on a miss.
 pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_get(argv)?;
     let entry_key = argv.string(parsed.entry)?;
     let generations_key = argv.string(parsed.generations)?;
-    ctx.expect_kind(entry_key, KeyKind::Hash)?;
-    ctx.expect_kind(generations_key, KeyKind::Hash)?;
-    let current = current_generations_of(ctx, generations_key, parsed.namespace)?;
+    // Read-only: the HMGETs themselves report a key of another type.
+    let current = current_generations(ctx, generations_key, parsed.namespace)?;
     let entry = Call::new(c"HMGET")
         .key(entry_key)
         .bytes(VALUE_FIELD)
@@ -170,7 +139,7 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     ctx.expect_kind(entry_key, KeyKind::Hash)?;
     let generations_exist = ctx.expect_kind(generations_key, KeyKind::Hash)?;
     ctx.expect_kind(index_key, KeyKind::SortedSet)?;
-    let current = current_generations_of(ctx, generations_key, parsed.namespace)?;
+    let current = current_generations(ctx, generations_key, parsed.namespace)?;
     let stored_under = match decide_set(current, parsed.if_generations) {
         SetDecision::RefuseStale => {
             stats::CACHE.sets_refused.incr();
@@ -181,11 +150,7 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     };
     let now_ms = ctx.now_nanos() / 1_000_000;
     let expire_ms = now_ms.saturating_add(parsed.ttl_ms);
-    let (mut user_buffer, mut namespace_buffer, mut now_buffer) = (
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-        itoa::Buffer::new(),
-    );
+    let (mut user_buffer, mut namespace_buffer) = (itoa::Buffer::new(), itoa::Buffer::new());
     let user_generation = user_buffer.format(stored_under.user).as_bytes();
     let namespace_generation = namespace_buffer.format(stored_under.namespace).as_bytes();
     Call::new(c"HSET")
@@ -201,7 +166,7 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
         .run(ctx, Replicate::Yes)?
         .get()
         .check("HSET failed")?;
-    expire_at(ctx, entry_key, expire_ms)?;
+    effects::expire_at(ctx, entry_key, expire_ms)?;
 
     // The index lists the user's entries with their expiry, for the
     // reclaimer; members whose entry has expired are dropped here, so it
@@ -213,29 +178,19 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
         .run(ctx, Replicate::Yes)?
         .get()
         .check("ZADD failed")?;
-    let mut upto = [0u8; 21];
-    upto[0] = b'(';
-    let now_text = now_buffer.format(now_ms).as_bytes();
-    upto[1..1 + now_text.len()].copy_from_slice(now_text);
-    Call::new(c"ZREMRANGEBYSCORE")
-        .key(index_key)
-        .bytes(b"-inf")
-        .bytes(&upto[..1 + now_text.len()])
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZREMRANGEBYSCORE failed")?;
+    effects::remove_scores_below(ctx, index_key, now_ms)?;
 
     // Bookkeeping keys outlive every entry they govern.
-    let index_expiry = expire_time(ctx, index_key)?;
+    let index_expiry = effects::expire_time(ctx, index_key)?;
     let wanted = bookkeeping_expiry(expire_ms, index_expiry);
     if index_expiry != Some(wanted) {
-        expire_at(ctx, index_key, wanted)?;
+        effects::expire_at(ctx, index_key, wanted)?;
     }
     if generations_exist {
-        if let Some(current_expiry) = expire_time(ctx, generations_key)? {
+        if let Some(current_expiry) = effects::expire_time(ctx, generations_key)? {
             let wanted = bookkeeping_expiry(expire_ms, Some(current_expiry));
             if wanted != current_expiry {
-                expire_at(ctx, generations_key, wanted)?;
+                effects::expire_at(ctx, generations_key, wanted)?;
             }
         }
     }
@@ -273,15 +228,15 @@ fn invalidate(
         .integer()
         .ok_or(CommandError::Internal("HINCRBY gave no integer"))?;
     let now_ms = ctx.now_nanos() / 1_000_000;
-    let current_expiry = expire_time(ctx, generations_key)?;
+    let current_expiry = effects::expire_time(ctx, generations_key)?;
     let index_expiry = if index_exists {
-        expire_time(ctx, index_key)?
+        effects::expire_time(ctx, index_key)?
     } else {
         None
     };
     let wanted = invalidation_expiry(now_ms, index_expiry, current_expiry);
     if current_expiry != Some(wanted) {
-        expire_at(ctx, generations_key, wanted)?;
+        effects::expire_at(ctx, generations_key, wanted)?;
     }
     if index_exists {
         reclaim::enqueue(ctx, generations_key, index_key);

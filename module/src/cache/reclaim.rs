@@ -22,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use redis_module::raw;
 
 use crate::call::{Call, Replicate};
+use crate::effects;
 use crate::error::CommandError;
 use crate::glue::{ArgString, Ctx};
 use crate::stats;
@@ -199,16 +200,11 @@ fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
             }
         };
         if stale == Stale::Delete {
-            Call::new(c"UNLINK")
-                .bytes(member)
-                .run(ctx, Replicate::Yes)?;
+            effects::delete(ctx, member)?;
             stats::CACHE.entries_reclaimed.incr();
         }
         if stale != Stale::Keep {
-            Call::new(c"ZREM")
-                .bytes(&job.index)
-                .bytes(member)
-                .run(ctx, Replicate::Yes)?;
+            effects::remove_member(ctx, &job.index, member)?;
         }
     }
     if next_cursor == b"0" {

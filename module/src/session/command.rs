@@ -11,7 +11,8 @@
 //! of the index key they declare.
 
 use crate::args::parse_integer;
-use crate::call::{Call, Replicate, Reply};
+use crate::call::{Call, Key, Replicate, Reply};
+use crate::effects;
 use crate::error::CommandError;
 use crate::glue::{ArgString, Argv, Ctx, KeyKind};
 use crate::keyslot;
@@ -73,10 +74,13 @@ fn number(bytes: Option<&[u8]>) -> Option<u64> {
     parse_integer(bytes?).and_then(|value| u64::try_from(value).ok())
 }
 
-/// Reads the session at `key`: `None` when there is none.
-fn read(ctx: Ctx, key: &[u8]) -> Result<Option<Stored>, CommandError> {
+/// Reads the session at `key`: `None` when there is none. A key of another
+/// type is WRONGTYPE (reported by HMGET itself), as is a hash that is not a
+/// session.
+fn read<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<Option<Stored>, CommandError> {
+    let key = key.into();
     let reply = Call::new(c"HMGET")
-        .bytes(key)
+        .key(key)
         .bytes(USER_FIELD)
         .bytes(DATA_FIELD)
         .bytes(CREATED_FIELD)
@@ -90,7 +94,7 @@ fn read(ctx: Ctx, key: &[u8]) -> Result<Option<Stored>, CommandError> {
     let field = |index| fields.element(index).and_then(|element| element.bytes());
     if (0..8).all(|index| field(index).is_none()) {
         // No session fields: either no key, or a hash that is not ours.
-        let exists = Call::new(c"EXISTS").bytes(key).run(ctx, Replicate::No)?;
+        let exists = Call::new(c"EXISTS").key(key).run(ctx, Replicate::No)?;
         return match exists.get().integer() {
             Some(0) => Ok(None),
             _ => Err(CommandError::Foreign(NOT_A_SESSION)),
@@ -137,16 +141,6 @@ fn reply_null(ctx: Ctx) {
     }
 }
 
-fn expire_at(ctx: Ctx, key: &[u8], at_ms: u64) -> CommandResult {
-    Call::new(c"PEXPIREAT")
-        .bytes(key)
-        .uint(at_ms)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("PEXPIREAT failed")?;
-    Ok(())
-}
-
 /// Writes the times (and optionally user and data) of a session, and its expiry.
 fn write_session(
     ctx: Ctx,
@@ -179,7 +173,8 @@ fn write_session(
         .run(ctx, Replicate::Yes)?
         .get()
         .check("HSET failed")?;
-    expire_at(ctx, key, times.expires_at)
+    effects::expire_at(ctx, key, times.expires_at)?;
+    Ok(())
 }
 
 /// The index's members (session keys), all of them. The index only holds
@@ -194,40 +189,11 @@ fn index_members(ctx: Ctx, index: &[u8]) -> Result<Reply, CommandError> {
     Ok(reply)
 }
 
-fn unlist(ctx: Ctx, index: &[u8], session: &[u8]) -> CommandResult {
-    Call::new(c"ZREM")
-        .bytes(index)
-        .bytes(session)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZREM failed")?;
-    Ok(())
-}
-
-/// Deletes a session key; returns whether it existed.
-fn unlink(ctx: Ctx, session: &[u8]) -> Result<bool, CommandError> {
-    let reply = Call::new(c"UNLINK")
-        .bytes(session)
-        .run(ctx, Replicate::Yes)?;
-    Ok(reply.get().check("UNLINK failed")?.integer().unwrap_or(0) > 0)
-}
-
 /// Drops index entries whose session can no longer be alive: past their
 /// max lifetime (by score), or gone (idle expiry, deleted).
 /// Returns the live sessions with their last activity.
 fn prune(ctx: Ctx, index: &[u8], now: u64) -> Result<Vec<(Vec<u8>, u64)>, CommandError> {
-    let mut upto = [0u8; 21];
-    upto[0] = b'(';
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(now).as_bytes();
-    upto[1..1 + digits.len()].copy_from_slice(digits);
-    Call::new(c"ZREMRANGEBYSCORE")
-        .bytes(index)
-        .bytes(b"-inf")
-        .bytes(&upto[..1 + digits.len()])
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZREMRANGEBYSCORE failed")?;
+    effects::remove_scores_below(ctx, index, now)?;
     let members = index_members(ctx, index)?;
     let mut live = Vec::new();
     for position in 0..members.get().len() {
@@ -237,7 +203,7 @@ fn prune(ctx: Ctx, index: &[u8], now: u64) -> Result<Vec<(Vec<u8>, u64)>, Comman
         match read(ctx, session) {
             Ok(Some(stored)) => live.push((session.to_vec(), stored.times.last_active)),
             Ok(None) | Err(CommandError::WrongType) | Err(CommandError::Foreign(_)) => {
-                unlist(ctx, index, session)?
+                effects::remove_member(ctx, index, session)?
             }
             Err(other) => return Err(other),
         }
@@ -248,16 +214,8 @@ fn prune(ctx: Ctx, index: &[u8], now: u64) -> Result<Vec<(Vec<u8>, u64)>, Comman
 /// Makes the index expire no earlier than `at_ms` (it must outlive every
 /// session it lists).
 fn extend_index(ctx: Ctx, index: &[u8], at_ms: u64) -> CommandResult {
-    let reply = Call::new(c"PEXPIRETIME")
-        .bytes(index)
-        .run(ctx, Replicate::No)?;
-    let current = reply
-        .get()
-        .check("PEXPIRETIME failed")?
-        .integer()
-        .unwrap_or(-2);
-    if current < 0 || (current as u64) < at_ms {
-        expire_at(ctx, index, at_ms)?;
+    if effects::expire_time(ctx, index)?.is_none_or(|current| current < at_ms) {
+        effects::expire_at(ctx, index, at_ms)?;
     }
     Ok(())
 }
@@ -295,8 +253,8 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
             let mut oldest_first = live;
             rules::eviction_order(&mut oldest_first);
             for (victim, _) in oldest_first.iter().take(excess) {
-                unlink(ctx, victim)?;
-                unlist(ctx, index.bytes(), victim)?;
+                effects::delete(ctx, victim)?;
+                effects::remove_member(ctx, index, victim)?;
                 stats::SESSION.evicted.incr();
             }
         }
@@ -315,8 +273,7 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_touch(argv)?;
     let session = argv.string(parsed.session)?;
-    ctx.expect_kind(session, KeyKind::Hash)?;
-    let Some(stored) = read(ctx, session.bytes())? else {
+    let Some(stored) = read(ctx, session)? else {
         stats::SESSION.expired_on_read.incr();
         reply_null(ctx);
         return Ok(());
@@ -339,8 +296,7 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// `TK.SESSION.GET <skey>` → the session, or nil. Read-only.
 pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let session = argv.string(parse_single_key(argv, "tk.session.get")?)?;
-    ctx.expect_kind(session, KeyKind::Hash)?;
-    match read(ctx, session.bytes())? {
+    match read(ctx, session)? {
         Some(stored) => reply_session(ctx, stored.user(), stored.data(), &stored.times),
         None => {
             stats::SESSION.expired_on_read.incr();
@@ -355,8 +311,7 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_set(argv)?;
     let session = argv.string(parsed.session)?;
-    ctx.expect_kind(session, KeyKind::Hash)?;
-    let Some(stored) = read(ctx, session.bytes())? else {
+    let Some(stored) = read(ctx, session)? else {
         stats::SESSION.expired_on_read.incr();
         reply_null(ctx);
         return Ok(());
@@ -389,12 +344,12 @@ pub fn destroy(ctx: Ctx, argv: &Argv) -> CommandResult {
     let (session, index) = parse_destroy(argv)?;
     let (session, index) = (argv.string(session)?, argv.string(index)?);
     same_slot(&[session.bytes(), index.bytes()])?;
-    ctx.expect_kind(session, KeyKind::Hash)?;
     ctx.expect_kind(index, KeyKind::SortedSet)?;
-    // Only a session is deleted: a hash of another shape is refused.
-    read(ctx, session.bytes())?;
-    let existed = unlink(ctx, session.bytes())?;
-    unlist(ctx, index.bytes(), session.bytes())?;
+    // Only a session is deleted: another type or a hash of another shape is
+    // refused by the read.
+    read(ctx, session)?;
+    let existed = effects::delete(ctx, session)?;
+    effects::remove_member(ctx, index, session.bytes())?;
     if existed {
         stats::SESSION.destroyed.incr();
     }
@@ -413,7 +368,7 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
         return Err(CommandError::Refused("session already exists"));
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
-    let Some(stored) = read(ctx, old.bytes())? else {
+    let Some(stored) = read(ctx, old)? else {
         stats::SESSION.expired_on_read.incr();
         reply_null(ctx);
         return Ok(());
@@ -425,7 +380,7 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
         .run(ctx, Replicate::Yes)?
         .get()
         .check("RENAME failed")?;
-    unlist(ctx, index.bytes(), old.bytes())?;
+    effects::remove_member(ctx, index, old.bytes())?;
     add_to_index(ctx, index.bytes(), new.bytes(), stored.times.max_expires_at)?;
     stats::SESSION.rotated.incr();
     ctx.reply_integer(1);
@@ -486,10 +441,10 @@ pub fn revoke_all(ctx: Ctx, argv: &Argv) -> CommandResult {
         // left alone and just unlisted.
         let kind = Call::new(c"TYPE").bytes(session).run(ctx, Replicate::No)?;
         let is_session = kind.get().bytes() == Some(&b"hash"[..]);
-        if is_session && unlink(ctx, session)? {
+        if is_session && effects::delete(ctx, session)? {
             revoked += 1;
         }
-        unlist(ctx, index.bytes(), session)?;
+        effects::remove_member(ctx, index, session)?;
     }
     stats::SESSION.revoked.add(revoked);
     ctx.reply_u64(revoked);
