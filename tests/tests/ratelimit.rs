@@ -105,6 +105,15 @@ async fn gcra_admits_burst_then_refuses_with_exact_reply() {
         assert_eq!(&reply[..4], &[1, 5, expected_remaining, 0]);
         assert!(reply[4] > 0 && reply[4] <= 3_600_000);
     }
+    // The written state is a number Redis owns alone, so it is int-encoded
+    // (8 bytes, not a string). (A later read through StringDMA turns it
+    // into a raw string.)
+    let encoding: String = redis::cmd("OBJECT")
+        .arg(&["ENCODING", "k"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(encoding, "int");
     let refused = ints(&mut conn, &["TK.RATELIMIT", "k", "5", "1h"]).await;
     assert_eq!(&refused[..3], &[0, 5, 0]);
     // One emission interval is 12 minutes.
