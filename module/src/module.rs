@@ -215,8 +215,9 @@ pub fn commands() -> [CommandSpec; 11] {
         },
         CommandSpec {
             name: c"TK.RATELIMIT.ALL",
-            entry: command_entry!(ratelimit::all),
-            flags: c"write deny-oom",
+            entry: command_entry!(ratelimit::all, numkeys),
+            // getkeys-api: Redis 7.0's cluster routing reads no keynum spec.
+            flags: c"write deny-oom getkeys-api",
             first_key: 0,
             last_key: 0,
             key_step: 0,

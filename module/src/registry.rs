@@ -16,6 +16,7 @@ use std::ptr;
 
 use redis_module::raw;
 
+use crate::args::ArgSource;
 use crate::error::CommandError;
 use crate::glue::{Argv, Ctx};
 use crate::stats;
@@ -29,6 +30,23 @@ pub type Entry =
 /// Wraps a handler in an `extern "C"` entry point that goes through [`dispatch`].
 #[macro_export]
 macro_rules! command_entry {
+    // A `getkeys-api` command whose argv[1] counts the keys that follow.
+    ($handler:path, numkeys) => {{
+        extern "C" fn entry(
+            ctx: *mut redis_module::raw::RedisModuleCtx,
+            argv: *mut *mut redis_module::raw::RedisModuleString,
+            argc: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            // SAFETY: the arguments come straight from Redis.
+            unsafe {
+                if $crate::registry::answer_numkeys_positions(ctx, argv, argc) {
+                    return redis_module::raw::Status::Ok as std::ffi::c_int;
+                }
+                $crate::registry::dispatch(ctx, argv, argc, $handler)
+            }
+        }
+        entry as $crate::registry::Entry
+    }};
     ($handler:path) => {{
         extern "C" fn entry(
             ctx: *mut redis_module::raw::RedisModuleCtx,
@@ -40,6 +58,54 @@ macro_rules! command_entry {
         }
         entry as $crate::registry::Entry
     }};
+}
+
+/// Answers Redis's "where are the keys" question for a `getkeys-api`
+/// command whose `argv[1]` is the number of keys that follow; returns
+/// `false` for a normal call.
+///
+/// Why: Redis 7.0 routes a cluster call by `getKeysFromCommand`, which for a
+/// module command reads only the legacy first/last/step triple or this
+/// callback, never a key spec (`COMMAND GETKEYS` does read the spec). A
+/// keynum-only spec therefore left `TK.RATELIMIT.ALL` unrouted: no `MOVED`,
+/// no `CROSSSLOT`, the module ran on whichever node got it.
+///
+/// A malformed count reports no keys: the command itself then replies the
+/// argument error. Never panics, allocates nothing.
+///
+/// # Safety
+/// The arguments must be those Redis passed to the command callback.
+pub unsafe fn answer_numkeys_positions(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> bool {
+    let (Some(is_request), Some(key_at)) = (
+        raw::RedisModule_IsKeysPositionRequest,
+        raw::RedisModule_KeyAtPos,
+    ) else {
+        return false;
+    };
+    if ctx.is_null() || is_request(ctx) == 0 {
+        return false;
+    }
+    let args = Argv::from_raw(argv, argc);
+    for position in numkeys_positions(&args) {
+        // Positions are below argc, which is a c_int.
+        key_at(ctx, position as c_int);
+    }
+    true
+}
+
+/// Positions of the keys of `<cmd> <numkeys> <key>...`: empty when the
+/// count is not an integer in `1..=argc-2`.
+fn numkeys_positions(args: &(impl ArgSource + ?Sized)) -> std::ops::Range<usize> {
+    let available = args.count().saturating_sub(2);
+    let count = crate::args::parse_integer(args.bytes(1))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n >= 1 && n <= available)
+        .unwrap_or(0);
+    2..2 + count
 }
 
 /// Runs a handler with the panic guard. Always returns OK to Redis: errors
@@ -307,4 +373,33 @@ pub fn register(context: &redis_module::Context, spec: &CommandSpec) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numkeys_positions;
+
+    #[test]
+    fn numkeys_positions_cover_exactly_the_counted_keys() {
+        let all: [&[u8]; 8] = [
+            b"TK.RATELIMIT.ALL",
+            b"2",
+            b"a",
+            b"b",
+            b"5",
+            b"1m",
+            b"5",
+            b"1h",
+        ];
+        assert_eq!(numkeys_positions(&all[..]), 2..4);
+        let one: [&[u8]; 5] = [b"TK.RATELIMIT.ALL", b"1", b"a", b"5", b"1m"];
+        assert_eq!(numkeys_positions(&one[..]), 2..3);
+        // Malformed counts report no keys; the command replies the error.
+        for count in [&b"0"[..], b"-1", b"x", b"", b"99", b"3"] {
+            let args: [&[u8]; 4] = [b"TK.RATELIMIT.ALL", count, b"a", b"b"];
+            assert_eq!(numkeys_positions(&args[..]), 2..2, "{count:?}");
+        }
+        let short: [&[u8]; 1] = [b"TK.RATELIMIT.ALL"];
+        assert_eq!(numkeys_positions(&short[..]), 2..2);
+    }
 }
