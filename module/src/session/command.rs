@@ -402,7 +402,7 @@ pub fn list(ctx: Ctx, argv: &Argv) -> CommandResult {
         };
         // A session of another type or shape is not listed (not ours).
         if let Ok(Some(stored)) = read(ctx, session) {
-            if stored.times.expires_at > now || stored.times.expires_at == 0 {
+            if rules::is_live(stored.times.expires_at, now) {
                 live.push((session, stored.times));
             }
         }

@@ -68,6 +68,14 @@ pub fn touch(now: u64, stored: Times, idle_ms: Option<u64>, min_gap_ms: Option<u
     })
 }
 
+/// Whether a session whose `expires_at` is stored is still alive at `now`.
+/// Redis keeps a key through its expiry millisecond (it is expired only once
+/// `now > PEXPIRETIME`), and `expires_at` is the key's `PEXPIRETIME`, so
+/// LIST agrees with GET/TOUCH, which see the key. 0 means no expiry.
+pub fn is_live(expires_at: u64, now: u64) -> bool {
+    expires_at == 0 || expires_at >= now
+}
+
 /// Whether a write with `expected` may proceed on `current`.
 pub fn version_matches(current: u64, expected: Option<u64>) -> bool {
     expected.is_none_or(|expected| expected == current)
@@ -90,6 +98,14 @@ pub fn eviction_order<K: Ord>(sessions: &mut [(K, u64)]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_session_lives_through_its_expiry_millisecond() {
+        assert!(super::is_live(1_000, 999));
+        assert!(super::is_live(1_000, 1_000), "Redis still serves the key");
+        assert!(!super::is_live(1_000, 1_001));
+        assert!(super::is_live(0, u64::MAX), "no expiry");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
