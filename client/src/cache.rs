@@ -1347,10 +1347,7 @@ mod tests {
         let users: Vec<String> = (0..200).map(|n| format!("user-{n}")).collect();
         let tags: HashSet<String> = users.iter().map(|u| user_tag(u)).collect();
         assert_eq!(tags.len(), users.len());
-        let slots: HashSet<u16> = users
-            .iter()
-            .map(|u| key_slot(&generations_key(u)))
-            .collect();
+        let slots: HashSet<u16> = users.iter().map(|u| key_slot(generations_key(u))).collect();
         // 200 users in 16384 slots: a few may share one, most must not.
         assert!(slots.len() >= 190, "{}", slots.len());
     }

@@ -1,7 +1,8 @@
 //! Connection settings: a [`Config`] read from the environment
 //! ([`Config::from_env`]), a URL ([`Config::from_url`]) or a builder
 //! ([`Config::builder`]), and the connections made from it
-//! ([`Config::connect`], [`Config::connect_cache`]).
+//! ([`Config::connect`], [`Config::connect_cache`]) to a standalone Redis,
+//! a Redis Cluster or a Sentinel-managed primary.
 //!
 //! # Environment variables
 //!
@@ -19,16 +20,23 @@
 //! | `REDIS_SESSIONS_ENABLED` | feature flag | `true` |
 //! | `REDIS_CACHE_ENABLED` | feature flag | `true` |
 //! | `REDIS_RATELIMIT_ENABLED` | feature flag | `true` |
-//! | `REDIS_CACHE_ADDR` | `host:port` of the cache's own instance | unset: the cache uses `REDIS_ADDR` |
+//! | `REDIS_CACHE_ADDR` | `host:port` of the cache's own (standalone) instance | unset: the cache shares the main connection's topology |
+//! | `REDIS_CLUSTER_NODES` | comma-separated `host:port` seed nodes of a Redis Cluster: selects [cluster mode](#topologies) | unset |
+//! | `REDIS_SENTINEL_ADDRS` | comma-separated `host:port` of Sentinels: selects [Sentinel mode](#topologies) | unset |
+//! | `REDIS_SENTINEL_MASTER` | the primary's name in Sentinel (`sentinel monitor <name> ...`); required with `REDIS_SENTINEL_ADDRS` | unset |
+//! | `REDIS_SENTINEL_PASSWORD` | `AUTH` password of the Sentinels themselves (not of Redis), taken verbatim | none |
 //!
 //! Value syntax:
 //!
 //! - A variable that is unset or empty uses its default. Surrounding
 //!   whitespace is ignored, so a value of only whitespace also counts as
-//!   unset; except `REDIS_PASSWORD`, which is taken verbatim (only the empty
-//!   string counts as unset).
+//!   unset; except `REDIS_PASSWORD` and `REDIS_SENTINEL_PASSWORD`, which
+//!   are taken verbatim (only the empty string counts as unset).
 //! - Addresses are `host:port`; the port is required and an IPv6 address is
-//!   written in brackets (`[::1]:6379`).
+//!   written in brackets (`[::1]:6379`). Lists of addresses are separated
+//!   by commas, with optional spaces around them (`redis-1:7000,
+//!   redis-2:7001`); an empty item (`a:1,,b:2`, a trailing comma) is an
+//!   error.
 //! - Durations use Go's `time.ParseDuration` syntax, as the application did:
 //!   a sequence of decimal numbers, each with a unit (`ns`, `us`/`µs`, `ms`,
 //!   `s`, `m`, `h`), e.g. `5s`, `500ms`, `1.5s`, `1m30s`, `2h`. A bare integer
@@ -38,6 +46,34 @@
 //!
 //! A malformed value is an error naming the variable and the value
 //! ([`ConfigError::Invalid`]), never a silent fallback to the default.
+//! Settings that do not fit together are errors too
+//! ([`ConfigError::Conflict`], [`ConfigError::Missing`]; see
+//! [Topologies](#topologies)).
+//!
+//! # Topologies
+//!
+//! [`Config::topology`] says which kind of deployment [`Config::connect`]
+//! connects to; it returns a [`Connection`] of the matching variant (see
+//! [`crate::connection`] for what each does during a failover):
+//!
+//! | topology | set | [`Config::connect`] returns |
+//! |---|---|---|
+//! | [`Topology::Standalone`] | neither of the below (`REDIS_ADDR` is used) | [`Connection::Standalone`], a [`ConnectionManager`] |
+//! | [`Topology::Cluster`] | `REDIS_CLUSTER_NODES` | [`Connection::Cluster`], a cluster connection that discovers the other nodes from these seeds |
+//! | [`Topology::Sentinel`] | `REDIS_SENTINEL_ADDRS` and `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`], a connection to the primary that Sentinel names |
+//!
+//! - With a cluster or Sentinel, `REDIS_ADDR` is ignored (it is still
+//!   validated when set). `REDIS_PASSWORD`, the timeouts and
+//!   `REDIS_POOL_SIZE` apply to every Redis node; `REDIS_DB` applies to
+//!   the Sentinel-managed primary.
+//! - `REDIS_CLUSTER_NODES` and `REDIS_SENTINEL_ADDRS` together are an error
+//!   ([`ConfigError::Conflict`]), as is `REDIS_CLUSTER_NODES` with a
+//!   `REDIS_DB` other than 0 (a cluster has only database 0).
+//! - `REDIS_SENTINEL_ADDRS` without `REDIS_SENTINEL_MASTER`, and
+//!   `REDIS_SENTINEL_MASTER` or `REDIS_SENTINEL_PASSWORD` without
+//!   `REDIS_SENTINEL_ADDRS`, are errors ([`ConfigError::Missing`]).
+//! - `REDIS_CACHE_ADDR`, when set, is always one standalone instance;
+//!   when unset, [`Config::connect_cache`] connects to the main topology.
 //!
 //! # Why a separate cache instance
 //!
@@ -46,27 +82,34 @@
 //! pressure. Sessions and rate-limit state must not live there: evicting
 //! them would log users out and reset their limits. `REDIS_CACHE_ADDR`
 //! points the cache ([`Config::connect_cache`]) at its own instance; when it
-//! is unset the cache shares `REDIS_ADDR`, which is only safe if that
-//! instance does not evict (`noeviction` or a `volatile-*` policy).
+//! is unset the cache shares the main instance (`REDIS_ADDR`, or the
+//! cluster or Sentinel primary), which is only safe if that instance does
+//! not evict (`noeviction` or a `volatile-*` policy).
 //!
 //! # How the settings map to the redis crate
 //!
-//! [`Config::connect`] returns one [`ConnectionManager`]: a single
-//! multiplexed connection that pipelines concurrent requests and reconnects
-//! on its own, rather than a pool of connections. Accordingly:
+//! On a standalone server, [`Config::connect`] returns one
+//! [`ConnectionManager`]: a single multiplexed connection that pipelines
+//! concurrent requests and reconnects on its own, rather than a pool of
+//! connections. A cluster connection keeps one such connection per node,
+//! and a Sentinel connection one to the current primary. Accordingly:
 //!
 //! - `REDIS_DIAL_TIMEOUT` bounds each connection attempt (the manager's
-//!   `connection_timeout`).
+//!   `connection_timeout`; for a cluster, per node). Finding the primary
+//!   through Sentinel (asking the Sentinels, checking the primary's role,
+//!   connecting) is bounded by `REDIS_DIAL_TIMEOUT` + `REDIS_READ_TIMEOUT`.
 //! - `REDIS_READ_TIMEOUT` bounds each request (the manager's
-//!   `response_timeout`), measured from the moment the request is queued on
-//!   the connection until its reply arrives.
+//!   `response_timeout`; for a cluster, each attempt on a node), measured
+//!   from the moment the request is queued on the connection until its
+//!   reply arrives.
 //! - `REDIS_WRITE_TIMEOUT` is validated and exposed
 //!   ([`Config::write_timeout`]) but **not applied separately**: the redis
 //!   crate has no write deadline. Writing a request happens inside the
 //!   response timeout above, so in practice the write is bounded by
 //!   `REDIS_READ_TIMEOUT` (go-redis would allow up to write + read timeout).
 //! - `REDIS_POOL_SIZE` does not open connections. It becomes the
-//!   connection's concurrency limit: at most that many requests are in
+//!   connection's concurrency limit (for a cluster, each node's
+//!   connection's): at most that many requests are in
 //!   flight at once and further ones wait for a free slot, which is the
 //!   bound a go-redis pool of that size put on concurrent commands. That
 //!   wait happens *before* the response timeout starts; use a caller-side
@@ -79,10 +122,11 @@
 //! # TLS
 //!
 //! `rediss://` URLs are parsed and the TLS flag is recorded
-//! ([`Config::tls`]), but this build does not enable the redis crate's TLS
-//! support (a `tls` feature of this crate is planned). Connecting with TLS
-//! requested then fails with [`Error::InvalidArgument`] instead of silently
-//! connecting in plain text.
+//! ([`Config::tls`]); it applies to every connection, including those to
+//! cluster nodes, Sentinels and the primary they name. This build does not
+//! enable the redis crate's TLS support (a `tls` feature of this crate is
+//! planned): connecting with TLS requested then fails with
+//! [`Error::InvalidArgument`] instead of silently connecting in plain text.
 //!
 //! # Example
 //!
@@ -105,8 +149,15 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+    TlsMode,
+};
 
+use crate::connection::{Connection, SentinelConnection, SentinelSettings, Topology};
 use crate::error::Error;
 
 /// The names of the environment variables read by [`Config::from_env`].
@@ -136,9 +187,17 @@ pub mod vars {
     pub const RATELIMIT_ENABLED: &str = "REDIS_RATELIMIT_ENABLED";
     /// `host:port` of the cache's own instance (optional).
     pub const CACHE_ADDR: &str = "REDIS_CACHE_ADDR";
+    /// Comma-separated `host:port` seed nodes of a Redis Cluster (optional).
+    pub const CLUSTER_NODES: &str = "REDIS_CLUSTER_NODES";
+    /// Comma-separated `host:port` of Sentinels (optional).
+    pub const SENTINEL_ADDRS: &str = "REDIS_SENTINEL_ADDRS";
+    /// The primary's name in Sentinel (required with [`SENTINEL_ADDRS`]).
+    pub const SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
+    /// `AUTH` password of the Sentinels themselves (optional).
+    pub const SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
 
     /// Every variable, in the order above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 15] = [
         ADDR,
         PASSWORD,
         DB,
@@ -150,7 +209,16 @@ pub mod vars {
         CACHE_ENABLED,
         RATELIMIT_ENABLED,
         CACHE_ADDR,
+        CLUSTER_NODES,
+        SENTINEL_ADDRS,
+        SENTINEL_MASTER,
+        SENTINEL_PASSWORD,
     ];
+
+    /// Whether `variable` holds a password (never shown, taken verbatim).
+    pub(crate) fn is_secret(variable: &str) -> bool {
+        variable == PASSWORD || variable == SENTINEL_PASSWORD
+    }
 }
 
 /// Default `REDIS_ADDR`. The compose file sets `redis:6379`.
@@ -195,6 +263,28 @@ pub enum ConfigError {
         url: String,
         /// What is wrong and what is expected.
         reason: String,
+    },
+
+    /// Two settings cannot be used together, e.g. `REDIS_CLUSTER_NODES` and
+    /// `REDIS_SENTINEL_ADDRS`, or `REDIS_CLUSTER_NODES` and `REDIS_DB=3`.
+    #[error("{first} and {second} cannot be used together: {reason}")]
+    Conflict {
+        /// One setting, named by its environment variable.
+        first: &'static str,
+        /// The other one.
+        second: &'static str,
+        /// Why, and what to do.
+        reason: String,
+    },
+
+    /// A setting is needed by another one but is not set, e.g.
+    /// `REDIS_SENTINEL_MASTER` when `REDIS_SENTINEL_ADDRS` is set.
+    #[error("{variable} must be set when {required_by} is set")]
+    Missing {
+        /// The setting that is missing, named by its environment variable.
+        variable: &'static str,
+        /// The setting that needs it.
+        required_by: &'static str,
     },
 }
 
@@ -300,6 +390,121 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// A comma-separated list of `host:port` (e.g. `REDIS_CLUSTER_NODES`); the
+/// error names `variable` and shows the whole `text`.
+fn parse_addr_list(variable: &'static str, text: &str) -> Result<Vec<Addr>, ConfigError> {
+    text.split(',')
+        .enumerate()
+        .map(|(index, item)| {
+            let item = item.trim();
+            let number = index + 1;
+            if item.is_empty() {
+                return Err(ConfigError::invalid(
+                    variable,
+                    text,
+                    format!("item {number} is empty (expected host:port,host:port,...)"),
+                ));
+            }
+            Addr::parse(item, None).map_err(|reason| {
+                ConfigError::invalid(variable, text, format!("item {number} {item:?}: {reason}"))
+            })
+        })
+        .collect()
+}
+
+/// A Sentinel primary name: no whitespace or control characters.
+fn parse_master_name(text: &str) -> Result<String, ConfigError> {
+    if let Some(bad) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::invalid(
+            vars::SENTINEL_MASTER,
+            text,
+            format!(
+                "invalid character {bad:?} (expected the name given to `sentinel monitor`, e.g. \
+                 mymaster)"
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `addrs` as the comma-separated text of their variable.
+fn join_addrs(addrs: &[Addr]) -> String {
+    addrs
+        .iter()
+        .map(Addr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The settings of a cluster or Sentinel deployment. (No `Debug`: it holds
+/// a password; [`Config`]'s `Debug` redacts it.)
+#[derive(Clone, PartialEq, Eq, Default)]
+struct TopologySettings {
+    cluster_nodes: Vec<Addr>,
+    sentinel_addrs: Vec<Addr>,
+    sentinel_master: Option<String>,
+    sentinel_password: Option<String>,
+}
+
+impl TopologySettings {
+    /// Checks the combinations described in the
+    /// [module docs](self#topologies).
+    fn check(&self, db: u32) -> Result<(), ConfigError> {
+        let cluster = !self.cluster_nodes.is_empty();
+        let sentinel = !self.sentinel_addrs.is_empty();
+        if cluster && sentinel {
+            return Err(ConfigError::Conflict {
+                first: vars::CLUSTER_NODES,
+                second: vars::SENTINEL_ADDRS,
+                reason: "choose one topology: REDIS_CLUSTER_NODES for a Redis Cluster, or \
+                         REDIS_SENTINEL_ADDRS (with REDIS_SENTINEL_MASTER) for a primary \
+                         managed by Sentinel"
+                    .into(),
+            });
+        }
+        if cluster && db != 0 {
+            return Err(ConfigError::Conflict {
+                first: vars::CLUSTER_NODES,
+                second: vars::DB,
+                reason: format!(
+                    "a Redis Cluster has only database 0, got REDIS_DB={db} (unset REDIS_DB or \
+                     set it to 0)"
+                ),
+            });
+        }
+        if sentinel && self.sentinel_master.is_none() {
+            return Err(ConfigError::Missing {
+                variable: vars::SENTINEL_MASTER,
+                required_by: vars::SENTINEL_ADDRS,
+            });
+        }
+        if !sentinel {
+            for (variable, set) in [
+                (vars::SENTINEL_MASTER, self.sentinel_master.is_some()),
+                (vars::SENTINEL_PASSWORD, self.sentinel_password.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::Missing {
+                        variable: vars::SENTINEL_ADDRS,
+                        required_by: variable,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn topology(&self) -> Topology {
+        if !self.cluster_nodes.is_empty() {
+            Topology::Cluster
+        } else if !self.sentinel_addrs.is_empty() {
+            Topology::Sentinel
+        } else {
+            Topology::Standalone
+        }
+    }
+}
+
 /// An unsigned integer written with ASCII digits only (no sign, no spaces).
 fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -327,6 +532,7 @@ pub struct Config {
     cache_enabled: bool,
     ratelimit_enabled: bool,
     cache_addr: Option<Addr>,
+    topology: TopologySettings,
 }
 
 impl fmt::Debug for Config {
@@ -346,6 +552,14 @@ impl fmt::Debug for Config {
             .field(
                 "cache_addr",
                 &self.cache_addr.as_ref().map(|a| a.to_string()),
+            )
+            .field("topology", &self.topology())
+            .field("cluster_nodes", &join_addrs(&self.topology.cluster_nodes))
+            .field("sentinel_addrs", &join_addrs(&self.topology.sentinel_addrs))
+            .field("sentinel_master", &self.topology.sentinel_master)
+            .field(
+                "sentinel_password",
+                &self.topology.sentinel_password.as_ref().map(|_| REDACTED),
             )
             .finish()
     }
@@ -371,6 +585,7 @@ impl Default for Config {
             cache_enabled: true,
             ratelimit_enabled: true,
             cache_addr: None,
+            topology: TopologySettings::default(),
         }
     }
 }
@@ -384,7 +599,7 @@ impl Config {
         for variable in vars::ALL {
             if let Some(value) = std::env::var_os(variable) {
                 if value.to_str().is_none() {
-                    let shown = if variable == vars::PASSWORD {
+                    let shown = if vars::is_secret(variable) {
                         REDACTED.to_owned()
                     } else {
                         value.to_string_lossy().into_owned()
@@ -420,12 +635,15 @@ impl Config {
     /// assert_eq!(config.pool_size(), 20);
     /// ```
     ///
-    /// Empty (or whitespace-only) values count as unset; everything else
+    /// Empty (or whitespace-only) values count as unset (the passwords
+    /// excepted: only an empty one does); everything else
     /// must parse, or the result is [`ConfigError::Invalid`] naming the
     /// variable and the value. The syntax is in the
-    /// [module docs](self#environment-variables).
+    /// [module docs](self#environment-variables); the combinations of the
+    /// topology variables are checked as described [there](self#topologies)
+    /// ([`ConfigError::Conflict`], [`ConfigError::Missing`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        // Values other than the password are trimmed; blank means unset.
+        // Values other than the passwords are trimmed; blank means unset.
         let get = |variable: &str| {
             lookup(variable)
                 .map(|value| value.trim().to_owned())
@@ -489,6 +707,18 @@ impl Config {
                     .map_err(|reason| ConfigError::invalid(vars::CACHE_ADDR, &value, reason))?,
             );
         }
+        if let Some(value) = get(vars::CLUSTER_NODES) {
+            config.topology.cluster_nodes = parse_addr_list(vars::CLUSTER_NODES, &value)?;
+        }
+        if let Some(value) = get(vars::SENTINEL_ADDRS) {
+            config.topology.sentinel_addrs = parse_addr_list(vars::SENTINEL_ADDRS, &value)?;
+        }
+        if let Some(value) = get(vars::SENTINEL_MASTER) {
+            config.topology.sentinel_master = Some(parse_master_name(&value)?);
+        }
+        config.topology.sentinel_password =
+            lookup(vars::SENTINEL_PASSWORD).filter(|password| !password.is_empty());
+        config.topology.check(config.db)?;
         Ok(config)
     }
 
@@ -542,9 +772,56 @@ impl Config {
         ConfigBuilder::from_config(self)
     }
 
-    /// The main instance's address (`REDIS_ADDR`).
+    /// Which kind of deployment [`Config::connect`] connects to (see
+    /// [Topologies](self#topologies)).
+    ///
+    /// ```
+    /// use tk_redis::{Config, Topology};
+    ///
+    /// assert_eq!(Config::default().topology(), Topology::Standalone);
+    /// let cluster = Config::builder()
+    ///     .cluster_nodes(["redis-1:7000", "redis-2:7001"])
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cluster.topology(), Topology::Cluster);
+    /// let sentinel = Config::builder()
+    ///     .sentinel_addrs(["sentinel-1:26379"])
+    ///     .sentinel_master("tk-state")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(sentinel.topology(), Topology::Sentinel);
+    /// ```
+    pub fn topology(&self) -> Topology {
+        self.topology.topology()
+    }
+
+    /// The main instance's address (`REDIS_ADDR`). Used only by the
+    /// [standalone topology](self#topologies).
     pub fn addr(&self) -> &Addr {
         &self.addr
+    }
+
+    /// The seed nodes of the cluster (`REDIS_CLUSTER_NODES`); empty unless
+    /// the topology is [`Topology::Cluster`].
+    pub fn cluster_nodes(&self) -> &[Addr] {
+        &self.topology.cluster_nodes
+    }
+
+    /// The Sentinels' addresses (`REDIS_SENTINEL_ADDRS`); empty unless the
+    /// topology is [`Topology::Sentinel`].
+    pub fn sentinel_addrs(&self) -> &[Addr] {
+        &self.topology.sentinel_addrs
+    }
+
+    /// The primary's name in Sentinel (`REDIS_SENTINEL_MASTER`); set
+    /// exactly when the topology is [`Topology::Sentinel`].
+    pub fn sentinel_master(&self) -> Option<&str> {
+        self.topology.sentinel_master.as_deref()
+    }
+
+    /// The Sentinels' own password (`REDIS_SENTINEL_PASSWORD`), if any.
+    pub fn sentinel_password(&self) -> Option<&str> {
+        self.topology.sentinel_password.as_deref()
     }
 
     /// The cache's own address, when set (`REDIS_CACHE_ADDR`).
@@ -552,8 +829,10 @@ impl Config {
         self.cache_addr.as_ref()
     }
 
-    /// The address the cache connects to: [`Config::cache_addr`] when set,
-    /// else [`Config::addr`].
+    /// The standalone address the cache connects to: [`Config::cache_addr`]
+    /// when set, else [`Config::addr`]. With a cluster or Sentinel and no
+    /// `REDIS_CACHE_ADDR`, [`Config::connect_cache`] uses the main topology
+    /// instead of this address.
     pub fn effective_cache_addr(&self) -> &Addr {
         self.cache_addr.as_ref().unwrap_or(&self.addr)
     }
@@ -611,8 +890,8 @@ impl Config {
         self.ratelimit_enabled
     }
 
-    /// The redis crate's connection info for the main instance (address,
-    /// TLS flag, password, database).
+    /// The redis crate's connection info for the main standalone instance
+    /// (address, TLS flag, password, database).
     pub fn connection_info(&self) -> ConnectionInfo {
         self.connection_info_for(&self.addr)
     }
@@ -624,6 +903,28 @@ impl Config {
     }
 
     fn connection_info_for(&self, addr: &Addr) -> ConnectionInfo {
+        self.info(addr, self.redis_settings())
+    }
+
+    /// Database and password of every Redis connection.
+    fn redis_settings(&self) -> RedisConnectionInfo {
+        let mut settings = RedisConnectionInfo::default().set_db(i64::from(self.db));
+        if let Some(password) = &self.password {
+            settings = settings.set_password(password);
+        }
+        settings
+    }
+
+    /// The connection info of a Sentinel (its own password, database 0).
+    fn sentinel_connection_info(&self, addr: &Addr) -> ConnectionInfo {
+        let mut settings = RedisConnectionInfo::default();
+        if let Some(password) = &self.topology.sentinel_password {
+            settings = settings.set_password(password);
+        }
+        self.info(addr, settings)
+    }
+
+    fn info(&self, addr: &Addr, settings: RedisConnectionInfo) -> ConnectionInfo {
         let host = addr.host.clone();
         let conn_addr = if self.tls {
             ConnectionAddr::TcpTls {
@@ -635,18 +936,16 @@ impl Config {
         } else {
             ConnectionAddr::Tcp(host, addr.port)
         };
-        let mut settings = RedisConnectionInfo::default().set_db(i64::from(self.db));
-        if let Some(password) = &self.password {
-            settings = settings.set_password(password);
-        }
         conn_addr
             .into_connection_info()
             .expect("a ConnectionAddr always converts to a ConnectionInfo")
             .set_redis_settings(settings)
     }
 
-    /// The main instance as a URL, `redis://[:password@]host:port/db`
-    /// (`rediss://` with TLS), accepted back by [`Config::from_url`].
+    /// The main standalone instance as a URL,
+    /// `redis://[:password@]host:port/db` (`rediss://` with TLS), accepted
+    /// back by [`Config::from_url`]. Cluster and Sentinel settings have no
+    /// URL form.
     ///
     /// **Contains the password** (percent-encoded); do not log it.
     pub fn redis_url(&self) -> String {
@@ -659,9 +958,10 @@ impl Config {
     }
 
     /// The settings of the [`ConnectionManager`]s made by
-    /// [`Config::connect`] and [`Config::connect_cache`]: connection timeout
-    /// `dial_timeout`, response timeout `read_timeout`, concurrency limit
-    /// `pool_size`; reconnection backoff as in the redis crate.
+    /// [`Config::connect`] and [`Config::connect_cache`] for a standalone
+    /// instance: connection timeout `dial_timeout`, response timeout
+    /// `read_timeout`, concurrency limit `pool_size`; reconnection backoff
+    /// as in the redis crate.
     pub fn manager_config(&self) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.dial_timeout))
@@ -669,39 +969,156 @@ impl Config {
             .set_concurrency_limit(self.pool_size)
     }
 
-    /// Connects to the main instance (sessions, rate limits) with
-    /// [`Config::manager_config`]. The manager reconnects on its own later.
-    ///
-    /// Fails with [`Error::Connection`] or [`Error::Timeout`] when the server
-    /// cannot be reached (the first connection is retried a few times with
-    /// backoff first), and with [`Error::InvalidArgument`] when TLS is
-    /// requested but not supported by this build.
-    pub async fn connect(&self) -> Result<ConnectionManager, Error> {
-        self.connect_to(self.connection_info()).await
+    /// The settings of the connections to cluster nodes and to the
+    /// Sentinel-managed primary: the same timeouts and concurrency limit as
+    /// [`Config::manager_config`].
+    fn async_connection_config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.dial_timeout))
+            .set_response_timeout(Some(self.read_timeout))
+            .set_concurrency_limit(self.pool_size)
     }
 
-    /// Connects to the cache's instance ([`Config::effective_cache_addr`]),
-    /// like [`Config::connect`].
-    pub async fn connect_cache(&self) -> Result<ConnectionManager, Error> {
-        self.connect_to(self.cache_connection_info()).await
+    /// The cluster client's settings: seed nodes, password, per-node
+    /// timeouts and concurrency limit, and **no retries** by the redis
+    /// crate, which would also resend commands after a connection error;
+    /// [`Connection::Cluster`] sends again only refused commands (see
+    /// [`crate::connection`]).
+    fn cluster_builder(&self) -> ClusterClientBuilder {
+        let nodes = self
+            .topology
+            .cluster_nodes
+            .iter()
+            .map(|addr| self.connection_info_for(addr));
+        ClusterClientBuilder::new(nodes)
+            .connection_timeout(self.dial_timeout)
+            .response_timeout(self.read_timeout)
+            .connection_concurrency_limit(self.pool_size)
+            .retries(0)
+    }
+
+    /// Connects to the main topology (sessions, rate limits; see
+    /// [Topologies](self#topologies)):
+    ///
+    /// - standalone: a [`ConnectionManager`] with
+    ///   [`Config::manager_config`], which reconnects on its own later (the
+    ///   first connection is retried a few times with backoff first);
+    /// - cluster: a cluster connection, once the seed nodes have told it
+    ///   the slot map and it has connected to the primaries;
+    /// - Sentinel: a connection to the primary, once Sentinel has named it.
+    ///
+    /// Fails with [`Error::Connection`] or [`Error::Timeout`] when the
+    /// servers cannot be reached (or no Sentinel knows a healthy primary of
+    /// that name), and with [`Error::InvalidArgument`] when TLS is
+    /// requested but not supported by this build.
+    pub async fn connect(&self) -> Result<Connection, Error> {
+        match self.topology() {
+            Topology::Standalone => self
+                .connect_to(self.connection_info())
+                .await
+                .map(Connection::Standalone),
+            Topology::Cluster => self.connect_cluster().await.map(Connection::Cluster),
+            Topology::Sentinel => self.connect_sentinel().await.map(Connection::Sentinel),
+        }
+    }
+
+    /// Connects to the cache's instance: the standalone
+    /// [`Config::cache_addr`] when set, else the main topology, like
+    /// [`Config::connect`] (with a connection of its own).
+    pub async fn connect_cache(&self) -> Result<Connection, Error> {
+        match &self.cache_addr {
+            Some(addr) => self
+                .connect_to(self.connection_info_for(addr))
+                .await
+                .map(Connection::Standalone),
+            None => self.connect().await,
+        }
     }
 
     async fn connect_to(&self, info: ConnectionInfo) -> Result<ConnectionManager, Error> {
-        // Not a TK command: no error here can mean "module not loaded".
-        const CONNECT: &str = "";
-        if !info.addr().is_supported() {
-            return Err(Error::InvalidArgument(format!(
-                "TLS (rediss://) was requested for {}, but this build of tk-redis has no TLS \
-                 support (the redis crate's TLS features are not enabled); refusing to connect \
-                 without TLS",
-                info.addr()
-            )));
-        }
+        require_supported(&info)?;
         let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
         ConnectionManager::new_with_config(client, self.manager_config())
             .await
             .map_err(|err| Error::from_redis(err, CONNECT))
     }
+
+    async fn connect_cluster(&self) -> Result<ClusterConnection, Error> {
+        if let Some(addr) = self.topology.cluster_nodes.first() {
+            require_supported(&self.connection_info_for(addr))?;
+        }
+        let client = self
+            .cluster_builder()
+            .build()
+            .map_err(|err| Error::from_redis(err, CONNECT))?;
+        client
+            .get_async_connection()
+            .await
+            .map_err(|err| Error::from_redis(err, CONNECT))
+    }
+
+    async fn connect_sentinel(&self) -> Result<SentinelConnection, Error> {
+        let master_name = self
+            .topology
+            .sentinel_master
+            .clone()
+            .expect("a valid Config in Sentinel mode has a primary name");
+        let sentinels: Vec<ConnectionInfo> = self
+            .topology
+            .sentinel_addrs
+            .iter()
+            .map(|addr| self.sentinel_connection_info(addr))
+            .collect();
+        for info in &sentinels {
+            require_supported(info)?;
+        }
+        let mut primary =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(self.redis_settings());
+        if self.tls {
+            primary = primary.set_tls_mode(TlsMode::Secure);
+        }
+        let client = SentinelClient::build(
+            sentinels,
+            master_name.clone(),
+            Some(primary),
+            SentinelServerType::Master,
+        )
+        .map_err(|err| Error::from_redis(err, CONNECT))?;
+        let conn = SentinelConnection::new(
+            client,
+            self.topology
+                .sentinel_addrs
+                .iter()
+                .map(Addr::to_string)
+                .collect(),
+            SentinelSettings {
+                master_name,
+                db: i64::from(self.db),
+                connection_config: self.async_connection_config(),
+                resolve_timeout: self.dial_timeout.saturating_add(self.read_timeout),
+                response_timeout: self.read_timeout,
+            },
+        );
+        conn.resolve_master().await?;
+        Ok(conn)
+    }
+}
+
+/// The command name given to [`Error::from_redis`] while connecting: not a
+/// TK command, so no error here can mean "module not loaded".
+const CONNECT: &str = "";
+
+/// Refuses an address that needs TLS when this build has no TLS support.
+fn require_supported(info: &ConnectionInfo) -> Result<(), Error> {
+    if info.addr().is_supported() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "TLS (rediss://) was requested for {}, but this build of tk-redis has no TLS \
+         support (the redis crate's TLS features are not enabled); refusing to connect \
+         without TLS",
+        info.addr()
+    )))
 }
 
 /// Builds a [`Config`] from code; obtained from [`Config::builder`] or
@@ -721,6 +1138,10 @@ pub struct ConfigBuilder {
     cache_enabled: bool,
     ratelimit_enabled: bool,
     cache_addr: Option<String>,
+    cluster_nodes: Vec<String>,
+    sentinel_addrs: Vec<String>,
+    sentinel_master: Option<String>,
+    sentinel_password: Option<String>,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -738,6 +1159,13 @@ impl fmt::Debug for ConfigBuilder {
             .field("cache_enabled", &self.cache_enabled)
             .field("ratelimit_enabled", &self.ratelimit_enabled)
             .field("cache_addr", &self.cache_addr)
+            .field("cluster_nodes", &self.cluster_nodes)
+            .field("sentinel_addrs", &self.sentinel_addrs)
+            .field("sentinel_master", &self.sentinel_master)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| REDACTED),
+            )
             .finish()
     }
 }
@@ -757,6 +1185,10 @@ impl ConfigBuilder {
             cache_enabled: config.cache_enabled,
             ratelimit_enabled: config.ratelimit_enabled,
             cache_addr: config.cache_addr.as_ref().map(Addr::to_string),
+            cluster_nodes: addr_strings(&config.topology.cluster_nodes),
+            sentinel_addrs: addr_strings(&config.topology.sentinel_addrs),
+            sentinel_master: config.topology.sentinel_master.clone(),
+            sentinel_password: config.topology.sentinel_password.clone(),
         }
     }
 
@@ -773,6 +1205,74 @@ impl ConfigBuilder {
     pub fn cache_addr(mut self, addr: impl Into<String>) -> Self {
         let addr = addr.into();
         self.cache_addr = (!addr.is_empty()).then_some(addr);
+        self
+    }
+
+    /// The `host:port` seed nodes of a Redis Cluster, which selects the
+    /// [cluster topology](self#topologies); an empty list unsets them. An
+    /// item may itself be a comma-separated list, as in
+    /// `REDIS_CLUSTER_NODES`.
+    #[must_use]
+    pub fn cluster_nodes<I>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `host:port` of the Sentinels, which selects the
+    /// [Sentinel topology](self#topologies) (with
+    /// [`sentinel_master`](ConfigBuilder::sentinel_master)); an empty list
+    /// unsets them. An item may itself be a comma-separated list, as in
+    /// `REDIS_SENTINEL_ADDRS`.
+    #[must_use]
+    pub fn sentinel_addrs<I>(mut self, addrs: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.sentinel_addrs = addrs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The Sentinels and the primary's name together:
+    /// [`sentinel_addrs`](ConfigBuilder::sentinel_addrs) and
+    /// [`sentinel_master`](ConfigBuilder::sentinel_master).
+    ///
+    /// ```
+    /// use tk_redis::{Config, Topology};
+    ///
+    /// let config = Config::builder()
+    ///     .sentinel(["sentinel-1:26379", "sentinel-2:26379"], "tk-state")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.topology(), Topology::Sentinel);
+    /// assert_eq!(config.sentinel_master(), Some("tk-state"));
+    /// ```
+    #[must_use]
+    pub fn sentinel<I>(self, addrs: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.sentinel_addrs(addrs).sentinel_master(master_name)
+    }
+
+    /// The primary's name in Sentinel; an empty string unsets it.
+    #[must_use]
+    pub fn sentinel_master(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.sentinel_master = (!name.is_empty()).then_some(name);
+        self
+    }
+
+    /// The Sentinels' own `AUTH` password; an empty string means none.
+    #[must_use]
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        let password = password.into();
+        self.sentinel_password = (!password.is_empty()).then_some(password);
         self
     }
 
@@ -848,9 +1348,9 @@ impl ConfigBuilder {
     }
 
     /// Validates the settings: addresses are `host:port`, the pool size is
-    /// at least 1 and every timeout is greater than zero. Errors are
-    /// [`ConfigError::Invalid`], named after the setting's environment
-    /// variable.
+    /// at least 1, every timeout is greater than zero, and the topology
+    /// settings fit together (see [Topologies](self#topologies)). Errors
+    /// are named after the settings' environment variables.
     pub fn build(self) -> Result<Config, ConfigError> {
         let addr = Addr::parse(&self.addr, None)
             .map_err(|reason| ConfigError::invalid(vars::ADDR, &self.addr, reason))?;
@@ -861,6 +1361,25 @@ impl ConfigBuilder {
             ),
             None => None,
         };
+        let list = |variable: &'static str, items: &[String]| {
+            let text = items.join(",");
+            if text.trim().is_empty() {
+                Ok(Vec::new())
+            } else {
+                parse_addr_list(variable, &text)
+            }
+        };
+        let topology = TopologySettings {
+            cluster_nodes: list(vars::CLUSTER_NODES, &self.cluster_nodes)?,
+            sentinel_addrs: list(vars::SENTINEL_ADDRS, &self.sentinel_addrs)?,
+            sentinel_master: self
+                .sentinel_master
+                .as_deref()
+                .map(parse_master_name)
+                .transpose()?,
+            sentinel_password: self.sentinel_password,
+        };
+        topology.check(self.db)?;
         if self.pool_size == 0 {
             return Err(ConfigError::invalid(
                 vars::POOL_SIZE,
@@ -894,8 +1413,13 @@ impl ConfigBuilder {
             cache_enabled: self.cache_enabled,
             ratelimit_enabled: self.ratelimit_enabled,
             cache_addr,
+            topology,
         })
     }
+}
+
+fn addr_strings(addrs: &[Addr]) -> Vec<String> {
+    addrs.iter().map(Addr::to_string).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1205,6 +1729,11 @@ mod tests {
         assert_eq!(config.cache_addr(), None);
         assert_eq!(config.effective_cache_addr(), config.addr());
         assert!(!config.tls());
+        assert_eq!(config.topology(), Topology::Standalone);
+        assert!(config.cluster_nodes().is_empty());
+        assert!(config.sentinel_addrs().is_empty());
+        assert_eq!(config.sentinel_master(), None);
+        assert_eq!(config.sentinel_password(), None);
         assert_eq!(Config::builder().build().unwrap(), config);
     }
 
@@ -1214,7 +1743,7 @@ mod tests {
         assert_eq!(lookup(&blank).unwrap(), Config::default());
         let spaces: Vec<(&str, &str)> = vars::ALL
             .iter()
-            .filter(|v| **v != vars::PASSWORD)
+            .filter(|v| !vars::is_secret(v))
             .map(|v| (*v, "  \t"))
             .collect();
         assert_eq!(lookup(&spaces).unwrap(), Config::default());
@@ -1275,6 +1804,361 @@ mod tests {
 
     // ---- addresses -----------------------------------------------------
 
+    /// Every variable holding addresses: one, or a list of them.
+    const ADDRESS_VARIABLES: [&str; 4] = [
+        vars::ADDR,
+        vars::CACHE_ADDR,
+        vars::CLUSTER_NODES,
+        vars::SENTINEL_ADDRS,
+    ];
+
+    #[test]
+    fn address_lists() {
+        for (text, expected) in [
+            ("a:1", &["a:1"][..]),
+            ("a:1,b:2", &["a:1", "b:2"]),
+            (" a:1 , b:2 ,c:3 ", &["a:1", "b:2", "c:3"]),
+            ("[::1]:7000,10.0.0.1:7001", &["[::1]:7000", "10.0.0.1:7001"]),
+            ("a:1,a:1", &["a:1", "a:1"]),
+        ] {
+            let cluster = lookup(&[(vars::CLUSTER_NODES, text)]).unwrap();
+            assert_eq!(addr_strings(cluster.cluster_nodes()), expected, "{text}");
+            let sentinel = lookup(&[
+                (vars::SENTINEL_ADDRS, text),
+                (vars::SENTINEL_MASTER, "mymaster"),
+            ])
+            .unwrap();
+            assert_eq!(addr_strings(sentinel.sentinel_addrs()), expected, "{text}");
+        }
+        for (text, expected) in [
+            ("a:1,", "item 2 is empty"),
+            (",a:1", "item 1 is empty"),
+            ("a:1,,b:2", "item 2 is empty"),
+            ("a:1, ,b:2", "item 2 is empty"),
+            (",", "item 1 is empty"),
+            ("a:1,b", "item 2 \"b\": missing port"),
+            ("a:1;b:2", "item 1 \"a:1;b:2\": "),
+            ("a:1 b:2", "item 1 \"a:1 b:2\": "),
+            ("a:1,b:x", "item 2 \"b:x\": port must be a number"),
+            (
+                "a:1,redis://b:2",
+                "item 2 \"redis://b:2\": expected host:port, not a URL",
+            ),
+        ] {
+            for variable in [vars::CLUSTER_NODES, vars::SENTINEL_ADDRS] {
+                let reason = invalid(variable, text);
+                assert!(reason.contains(expected), "{variable}={text}: {reason}");
+            }
+        }
+    }
+
+    // ---- topologies ------------------------------------------------------
+
+    #[test]
+    fn topology_of_each_combination() {
+        // (environment, the topology or the error's message)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<Topology, &'a str>);
+        let cases: &[Case] = &[
+            (&[], Ok(Topology::Standalone)),
+            (&[("REDIS_ADDR", "redis:6379")], Ok(Topology::Standalone)),
+            (
+                &[("REDIS_CLUSTER_NODES", "n1:7000,n2:7001")],
+                Ok(Topology::Cluster),
+            ),
+            (
+                // REDIS_ADDR is ignored, REDIS_DB=0 is fine.
+                &[
+                    ("REDIS_CLUSTER_NODES", "n1:7000"),
+                    ("REDIS_ADDR", "redis:6379"),
+                    ("REDIS_DB", "0"),
+                ],
+                Ok(Topology::Cluster),
+            ),
+            (
+                &[
+                    ("REDIS_CLUSTER_NODES", "n1:7000"),
+                    ("REDIS_CACHE_ADDR", "cache:6379"),
+                ],
+                Ok(Topology::Cluster),
+            ),
+            (
+                &[
+                    ("REDIS_SENTINEL_ADDRS", "s1:26379,s2:26379"),
+                    ("REDIS_SENTINEL_MASTER", "tk-state"),
+                ],
+                Ok(Topology::Sentinel),
+            ),
+            (
+                &[
+                    ("REDIS_SENTINEL_ADDRS", "s1:26379"),
+                    ("REDIS_SENTINEL_MASTER", "tk-state"),
+                    ("REDIS_SENTINEL_PASSWORD", "s3cret"),
+                    ("REDIS_DB", "2"),
+                    ("REDIS_ADDR", "ignored:6379"),
+                ],
+                Ok(Topology::Sentinel),
+            ),
+            (
+                &[
+                    ("REDIS_CLUSTER_NODES", "n1:7000"),
+                    ("REDIS_SENTINEL_ADDRS", "s1:26379"),
+                    ("REDIS_SENTINEL_MASTER", "tk-state"),
+                ],
+                Err(
+                    "REDIS_CLUSTER_NODES and REDIS_SENTINEL_ADDRS cannot be used together: \
+                     choose one topology",
+                ),
+            ),
+            (
+                &[("REDIS_CLUSTER_NODES", "n1:7000"), ("REDIS_DB", "3")],
+                Err(
+                    "REDIS_CLUSTER_NODES and REDIS_DB cannot be used together: a Redis Cluster \
+                     has only database 0, got REDIS_DB=3",
+                ),
+            ),
+            (
+                &[("REDIS_SENTINEL_ADDRS", "s1:26379")],
+                Err("REDIS_SENTINEL_MASTER must be set when REDIS_SENTINEL_ADDRS is set"),
+            ),
+            (
+                &[
+                    ("REDIS_SENTINEL_ADDRS", "s1:26379"),
+                    ("REDIS_SENTINEL_MASTER", "  "),
+                ],
+                Err("REDIS_SENTINEL_MASTER must be set when REDIS_SENTINEL_ADDRS is set"),
+            ),
+            (
+                &[("REDIS_SENTINEL_MASTER", "tk-state")],
+                Err("REDIS_SENTINEL_ADDRS must be set when REDIS_SENTINEL_MASTER is set"),
+            ),
+            (
+                &[("REDIS_SENTINEL_PASSWORD", "s3cret")],
+                Err("REDIS_SENTINEL_ADDRS must be set when REDIS_SENTINEL_PASSWORD is set"),
+            ),
+            (
+                &[
+                    ("REDIS_CLUSTER_NODES", "n1:7000"),
+                    ("REDIS_SENTINEL_MASTER", "tk-state"),
+                ],
+                Err("REDIS_SENTINEL_ADDRS must be set when REDIS_SENTINEL_MASTER is set"),
+            ),
+            (
+                // Unset (blank) lists select nothing.
+                &[("REDIS_CLUSTER_NODES", " "), ("REDIS_SENTINEL_ADDRS", "")],
+                Ok(Topology::Standalone),
+            ),
+        ];
+        for (env, expected) in cases {
+            let built = lookup(env);
+            match (built, expected) {
+                (Ok(config), Ok(topology)) => {
+                    assert_eq!(config.topology(), *topology, "{env:?}");
+                    // The builder agrees.
+                    assert_eq!(config.to_builder().build().unwrap(), config, "{env:?}");
+                }
+                (Err(err), Err(message)) => {
+                    assert!(err.to_string().starts_with(message), "{env:?}: {err}");
+                }
+                (got, _) => panic!("{env:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn topology_errors_are_typed() {
+        let conflict = lookup(&[
+            ("REDIS_CLUSTER_NODES", "n:1"),
+            ("REDIS_SENTINEL_ADDRS", "s:1"),
+        ]);
+        assert!(matches!(
+            conflict,
+            Err(ConfigError::Conflict {
+                first: "REDIS_CLUSTER_NODES",
+                second: "REDIS_SENTINEL_ADDRS",
+                ..
+            })
+        ));
+        let db = lookup(&[("REDIS_CLUSTER_NODES", "n:1"), ("REDIS_DB", "1")]);
+        assert!(matches!(
+            db,
+            Err(ConfigError::Conflict {
+                first: "REDIS_CLUSTER_NODES",
+                second: "REDIS_DB",
+                ..
+            })
+        ));
+        let missing = lookup(&[("REDIS_SENTINEL_ADDRS", "s:1")]);
+        assert_eq!(
+            missing,
+            Err(ConfigError::Missing {
+                variable: "REDIS_SENTINEL_MASTER",
+                required_by: "REDIS_SENTINEL_ADDRS",
+            })
+        );
+        // A malformed value is reported before any combination.
+        let malformed = lookup(&[
+            ("REDIS_CLUSTER_NODES", "n"),
+            ("REDIS_SENTINEL_ADDRS", "s:1"),
+        ]);
+        assert!(matches!(
+            malformed,
+            Err(ConfigError::Invalid {
+                variable: "REDIS_CLUSTER_NODES",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sentinel_settings() {
+        let config = lookup(&[
+            ("REDIS_SENTINEL_ADDRS", "sentinel-1:26379, sentinel-2:26380"),
+            ("REDIS_SENTINEL_MASTER", " tk-state\n"),
+            ("REDIS_SENTINEL_PASSWORD", " s3 cret "),
+            ("REDIS_PASSWORD", "redis-pw"),
+        ])
+        .unwrap();
+        assert_eq!(config.sentinel_master(), Some("tk-state"));
+        // Taken verbatim, like REDIS_PASSWORD.
+        assert_eq!(config.sentinel_password(), Some(" s3 cret "));
+        assert_eq!(config.password(), Some("redis-pw"));
+        assert_eq!(config.sentinel_addrs()[1].port(), 26380);
+        let sentinel = config.sentinel_connection_info(&config.sentinel_addrs()[0]);
+        assert_eq!(
+            sentinel.addr(),
+            &ConnectionAddr::Tcp("sentinel-1".into(), 26379)
+        );
+        assert_eq!(sentinel.redis_settings().password(), Some(" s3 cret "));
+        assert_eq!(sentinel.redis_settings().db(), 0);
+        for bad in ["tk state", "tk\tstate", "tk\u{7}"] {
+            let err = lookup(&[
+                ("REDIS_SENTINEL_ADDRS", "s:1"),
+                ("REDIS_SENTINEL_MASTER", bad),
+            ])
+            .unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { variable: "REDIS_SENTINEL_MASTER", ref reason, .. } if reason.contains("invalid character")),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn builder_topologies() {
+        let cluster = Config::builder()
+            .cluster_nodes(["n1:7000", "n2:7001,n3:7002"])
+            .password("pw")
+            .build()
+            .unwrap();
+        assert_eq!(cluster.topology(), Topology::Cluster);
+        assert_eq!(
+            addr_strings(cluster.cluster_nodes()),
+            ["n1:7000", "n2:7001", "n3:7002"]
+        );
+        assert_eq!(cluster.to_builder().build().unwrap(), cluster);
+        // An empty list unsets.
+        let unset = cluster
+            .to_builder()
+            .cluster_nodes(Vec::<String>::new())
+            .build()
+            .unwrap();
+        assert_eq!(unset.topology(), Topology::Standalone);
+
+        let sentinel = Config::builder()
+            .sentinel_addrs(vec!["s1:26379".to_owned()])
+            .sentinel_master("tk-state")
+            .sentinel_password("spw")
+            .db(4)
+            .build()
+            .unwrap();
+        assert_eq!(sentinel.topology(), Topology::Sentinel);
+        assert_eq!(sentinel.sentinel_master(), Some("tk-state"));
+        assert_eq!(sentinel.sentinel_password(), Some("spw"));
+        assert_eq!(sentinel.to_builder().build().unwrap(), sentinel);
+        let unset = sentinel
+            .to_builder()
+            .sentinel_addrs([""])
+            .sentinel_master("")
+            .sentinel_password("")
+            .build()
+            .unwrap();
+        assert_eq!(unset.topology(), Topology::Standalone);
+        assert_eq!(unset.sentinel_password(), None);
+
+        // The builder's errors name the variables, like the environment's.
+        for (builder, expected) in [
+            (
+                Config::builder().cluster_nodes(["n1:7000", ""]),
+                "invalid REDIS_CLUSTER_NODES=\"n1:7000,\": item 2 is empty",
+            ),
+            (
+                Config::builder()
+                    .sentinel_addrs(["s1"])
+                    .sentinel_master("m"),
+                "invalid REDIS_SENTINEL_ADDRS=\"s1\": item 1 \"s1\": missing port",
+            ),
+            (
+                Config::builder()
+                    .sentinel_addrs(["s1:1"])
+                    .sentinel_master("a b"),
+                "invalid REDIS_SENTINEL_MASTER=\"a b\": invalid character ' '",
+            ),
+            (
+                Config::builder()
+                    .cluster_nodes(["n:1"])
+                    .sentinel_addrs(["s:1"]),
+                "REDIS_CLUSTER_NODES and REDIS_SENTINEL_ADDRS cannot be used together",
+            ),
+            (
+                Config::builder().cluster_nodes(["n:1"]).db(1),
+                "REDIS_CLUSTER_NODES and REDIS_DB cannot be used together",
+            ),
+            (
+                Config::builder().sentinel_addrs(["s:1"]),
+                "REDIS_SENTINEL_MASTER must be set when REDIS_SENTINEL_ADDRS is set",
+            ),
+            (
+                Config::builder().sentinel_master("m"),
+                "REDIS_SENTINEL_ADDRS must be set when REDIS_SENTINEL_MASTER is set",
+            ),
+            (
+                Config::builder().sentinel_password("p"),
+                "REDIS_SENTINEL_ADDRS must be set when REDIS_SENTINEL_PASSWORD is set",
+            ),
+        ] {
+            let err = builder.build().unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn cluster_client_settings() {
+        let config = Config::builder()
+            .cluster_nodes(["n1:7000", "n2:7001"])
+            .password("pw")
+            .dial_timeout(ms(700))
+            .read_timeout(ms(800))
+            .pool_size(7)
+            .build()
+            .unwrap();
+        // No getters on the builder: look at its Debug output.
+        let debug = format!("{:?}", config.cluster_builder());
+        for expected in [
+            "number_of_retries: 0",
+            "connection_timeout: Some(700ms)",
+            "response_timeout: Some(800ms)",
+            "connection_concurrency_limit: Some(7)",
+            "\"n1\", 7000",
+            "\"n2\", 7001",
+        ] {
+            assert!(debug.contains(expected), "{expected}: {debug}");
+        }
+        assert!(!debug.contains("\"pw\""), "{debug}");
+        let info = config.connection_info_for(&config.cluster_nodes()[0]);
+        assert_eq!(info.redis_settings().password(), Some("pw"));
+        assert_eq!(info.redis_settings().db(), 0);
+    }
+
     #[test]
     fn good_addresses() {
         for (text, host, port) in [
@@ -1284,12 +2168,17 @@ mod tests {
             ("[::1]:6380", "::1", 6380),
             ("[fe80::1]:7000", "fe80::1", 7000),
         ] {
-            for variable in [vars::ADDR, vars::CACHE_ADDR] {
-                let config = lookup(&[(variable, text)]).unwrap();
-                let addr = if variable == vars::ADDR {
-                    config.addr()
-                } else {
-                    config.cache_addr().unwrap()
+            for variable in ADDRESS_VARIABLES {
+                let mut env = vec![(variable, text)];
+                if variable == vars::SENTINEL_ADDRS {
+                    env.push((vars::SENTINEL_MASTER, "mymaster"));
+                }
+                let config = lookup(&env).unwrap();
+                let addr = match variable {
+                    vars::ADDR => config.addr(),
+                    vars::CACHE_ADDR => config.cache_addr().unwrap(),
+                    vars::CLUSTER_NODES => &config.cluster_nodes()[0],
+                    _ => &config.sentinel_addrs()[0],
                 };
                 assert_eq!((addr.host(), addr.port()), (host, port), "{text}");
                 assert_eq!(addr.to_string(), text);
@@ -1317,9 +2206,9 @@ mod tests {
             ("user@redis:6379", "invalid character"),
             ("redis://redis:6379", "not a URL"),
         ] {
-            for variable in [vars::ADDR, vars::CACHE_ADDR] {
+            for variable in ADDRESS_VARIABLES {
                 let reason = invalid(variable, text);
-                assert!(reason.contains(expected), "{text}: {reason}");
+                assert!(reason.contains(expected), "{variable}={text}: {reason}");
             }
         }
     }
@@ -1695,6 +2584,23 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
         assert!(debug.contains("127.0.0.1:6379"), "{debug}");
+        let sentinel = Config::builder()
+            .sentinel_addrs(["s1:26379", "s2:26379"])
+            .sentinel_master("tk-state")
+            .sentinel_password("swordfish")
+            .build()
+            .unwrap();
+        let debug = format!("{sentinel:?} {:?}", sentinel.to_builder());
+        assert!(!debug.contains("swordfish"), "{debug}");
+        assert!(
+            debug.contains("sentinel_password: Some(\"<redacted>\")"),
+            "{debug}"
+        );
+        assert!(debug.contains("s1:26379,s2:26379"), "{debug}");
+        assert!(debug.contains("topology: Sentinel"), "{debug}");
+        assert!(vars::is_secret(vars::SENTINEL_PASSWORD));
+        assert!(vars::is_secret(vars::PASSWORD));
+        assert!(!vars::is_secret(vars::SENTINEL_MASTER));
     }
 
     // ---- connection settings ---------------------------------------------
@@ -1762,7 +2668,23 @@ mod tests {
             // Some other crate enabled the redis crate's TLS support.
             return;
         }
-        for result in [config.connect().await, config.connect_cache().await] {
+        let cluster = config
+            .to_builder()
+            .cluster_nodes(["127.0.0.1:1"])
+            .build()
+            .unwrap();
+        let sentinel = config
+            .to_builder()
+            .sentinel_addrs(["127.0.0.1:1"])
+            .sentinel_master("m")
+            .build()
+            .unwrap();
+        for result in [
+            config.connect().await,
+            config.connect_cache().await,
+            cluster.connect().await,
+            sentinel.connect().await,
+        ] {
             match result {
                 Err(Error::InvalidArgument(message)) => {
                     assert!(message.contains("TLS"), "{message}");
@@ -1773,6 +2695,63 @@ mod tests {
                 Ok(_) => panic!("connected without TLS"),
             }
         }
+    }
+
+    /// A local port with (very likely) nothing listening.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[tokio::test]
+    async fn unreachable_cluster_or_sentinels_fail_transiently() {
+        let node = format!("127.0.0.1:{}", closed_port());
+        let quick = Config::builder()
+            .dial_timeout(ms(500))
+            .read_timeout(ms(500))
+            .build()
+            .unwrap();
+        let cluster = quick
+            .to_builder()
+            .cluster_nodes([node.as_str()])
+            .build()
+            .unwrap();
+        let sentinel = quick
+            .to_builder()
+            .sentinel_addrs([node.as_str()])
+            .sentinel_master("mymaster")
+            .build()
+            .unwrap();
+        for config in [cluster, sentinel] {
+            match config.connect().await {
+                Err(err) => assert!(err.is_transient(), "{:?}: {err:?}", config.topology()),
+                Ok(conn) => panic!("connected: {conn:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn new_error_messages() {
+        assert_eq!(
+            ConfigError::Missing {
+                variable: vars::SENTINEL_MASTER,
+                required_by: vars::SENTINEL_ADDRS
+            }
+            .to_string(),
+            "REDIS_SENTINEL_MASTER must be set when REDIS_SENTINEL_ADDRS is set"
+        );
+        assert_eq!(
+            ConfigError::Conflict {
+                first: vars::CLUSTER_NODES,
+                second: vars::DB,
+                reason: "why".into()
+            }
+            .to_string(),
+            "REDIS_CLUSTER_NODES and REDIS_DB cannot be used together: why"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///   `ERR` for bad arguments or `WRONGTYPE` when the key holds something
 ///   else. Retrying the same call will fail the same way.
 /// - [`Error::Connection`] and [`Error::Timeout`]: the server could not be
-///   reached or did not answer in time. These are the transient ones; a rate
+///   reached, did not answer in time, or is in the middle of a failover
+///   (see [`Error::Connection`]). These are the transient ones; a rate
 ///   limiter usually decides here whether to fail open or closed. Note that a
 ///   timed-out call may still have been executed by the server.
 /// - [`Error::InvalidQuota`] and [`Error::InvalidArgument`]: rejected on the
@@ -48,7 +49,14 @@ pub enum Error {
     },
 
     /// The connection failed: I/O error, refused or dropped connection,
-    /// authentication failure, invalid URL, cluster without a reachable node...
+    /// authentication failure, invalid URL, cluster without a reachable node,
+    /// no primary known to Sentinel...
+    ///
+    /// Also the replies a server sends instead of executing a command while
+    /// a failover or a restart is in progress, which the redis crate reports
+    /// as server errors: `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`
+    /// and `READONLY` (a write reached a primary that was demoted to
+    /// replica). The error keeps the reply's code ([`RedisError::code`]).
     #[error("redis connection error: {0}")]
     Connection(#[source] RedisError),
 
@@ -94,6 +102,9 @@ impl Error {
         // and `ErrorKind::Extension` for the others, such as WRONGTYPE).
         if matches!(err.kind(), ErrorKind::Server(_) | ErrorKind::Extension) {
             if let Some(code) = err.code() {
+                if is_unavailable_code(code) {
+                    return Error::Connection(err);
+                }
                 let message = err.detail().unwrap_or_default();
                 if is_unknown_command(command, message) {
                     return Error::ModuleNotLoaded { command };
@@ -109,6 +120,16 @@ impl Error {
         }
         Error::Connection(err)
     }
+}
+
+/// Error codes of a server that cannot serve the command *now* (failover,
+/// restart, resharding): transient, like a lost connection. The command was
+/// not executed.
+fn is_unavailable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY"
+    )
 }
 
 /// Whether an error reply's text (after the code) says the command is
@@ -292,6 +313,52 @@ mod tests {
             Error::from_redis(raw, "TK.RATELIMIT"),
             Error::Connection(_)
         ));
+    }
+
+    #[test]
+    fn failover_replies_are_transient() {
+        for line in [
+            "CLUSTERDOWN The cluster is down",
+            "CLUSTERDOWN Hash slot not served",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+        ] {
+            let err = Error::from_redis(server_error(line), "TK.RATELIMIT");
+            match &err {
+                Error::Connection(inner) => {
+                    assert_eq!(inner.code(), line.split(' ').next(), "{line}");
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+            assert!(err.is_transient(), "{line}");
+        }
+        // Redirections and cross-slot requests are not: the cluster
+        // connection follows redirections itself, so one that reaches the
+        // caller almost always means a standalone connection to a cluster
+        // node (and CROSSSLOT, keys without a common hash tag).
+        for line in [
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+            "CROSSSLOT Keys in request don't hash to the same slot",
+        ] {
+            let err = Error::from_redis(server_error(line), "TK.RATELIMIT.ALL");
+            assert!(matches!(err, Error::Server { .. }), "{line}: {err:?}");
+            assert!(!err.is_transient(), "{line}");
+        }
+    }
+
+    #[test]
+    fn cluster_and_sentinel_client_errors_are_transient() {
+        for kind in [
+            ErrorKind::ClusterConnectionNotFound,
+            ErrorKind::MasterNameNotFoundBySentinel,
+        ] {
+            let err = Error::from_redis(RedisError::from((kind, "gone")), "TK.RATELIMIT");
+            assert!(matches!(err, Error::Connection(_)), "{kind:?}: {err:?}");
+            assert!(err.is_transient());
+        }
     }
 
     #[test]

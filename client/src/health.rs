@@ -24,6 +24,25 @@
 //! sessions. Here only `Ok` is 200; [`Health::problems`] says why otherwise.
 //! An orchestrator's *liveness* probe should not use this (a Redis outage
 //! is not fixed by restarting the app); its *readiness* probe should.
+//!
+//! # Clusters
+//!
+//! [`check`] works on every [`Connection`](crate::Connection) topology. A
+//! standalone or Sentinel connection asks one server (for Sentinel, the
+//! current primary). A cluster connection sends PING and INFO to every
+//! primary, and the report combines them:
+//!
+//! | field | on a cluster |
+//! |---|---|
+//! | [`Health::latency`] | the PING round trip to all primaries (the slowest one) |
+//! | [`Health::tk_counters`], hit rates | summed over the primaries |
+//! | [`Health::module_version`] | the oldest version among the primaries; `None` if any lacks the module |
+//! | [`Health::server_version`] | the primaries' versions, joined by `, ` when they differ |
+//! | [`Health::problems`] | each prefixed by the primary's address, e.g. `10.0.0.1:7000: the tk module is not loaded ...` |
+//!
+//! A primary that answers INFO with an error makes the status `Degraded`
+//! (all of them: `Down`); a primary that does not answer PING makes it
+//! `Down`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -124,6 +143,11 @@ impl Default for HealthOptions {
 
 /// Checks Redis through `conn`. Never fails: an unreachable server is a
 /// `Down` report, not an error.
+///
+/// Works with every [`Connection`](crate::Connection) topology. On a Redis
+/// Cluster, PING and INFO go to every primary: the latency is the slowest
+/// primary's, and the report combines their INFO (see
+/// [Clusters](self#clusters)).
 pub async fn check<C>(conn: &C, options: &HealthOptions) -> Health
 where
     C: ConnectionLike + Clone + Send,
@@ -132,52 +156,143 @@ where
     match tokio::time::timeout(options.timeout, probe(&mut conn)).await {
         Err(_) => Health::down(format!("no answer from Redis within {:?}", options.timeout)),
         Ok(Err(error)) => Health::down(format!("Redis unreachable: {error}")),
-        Ok(Ok((latency, info))) => assess(latency, &info, options),
+        Ok(Ok((latency, info))) => report(latency, &info_replies(info), options),
     }
 }
 
-async fn probe<C: ConnectionLike + Send>(conn: &mut C) -> redis::RedisResult<(Duration, String)> {
+async fn probe<C: ConnectionLike + Send>(
+    conn: &mut C,
+) -> redis::RedisResult<(Duration, redis::Value)> {
     let started = Instant::now();
     let _: String = redis::cmd("PING").query_async(conn).await?;
     let latency = started.elapsed();
     // One INFO call for all sections: `tk` is empty when the module is absent.
-    let info: String = redis::cmd("INFO")
-        .arg(&["server", "stats", "tk"])
-        .query_async(conn)
+    // Not `query_async`: a cluster's per-node errors must not fail the whole
+    // reply.
+    let info = conn
+        .req_packed_command(redis::cmd("INFO").arg(&["server", "stats", "tk"]))
         .await?;
-    Ok((latency, info))
+    match info {
+        redis::Value::ServerError(error) => Err(error.into()),
+        info => Ok((latency, info)),
+    }
+}
+
+/// One node's answer to INFO: its address (`None` for the only node of a
+/// standalone or Sentinel connection) and its text, or why there is none.
+type NodeInfo = (Option<String>, Result<String, String>);
+
+/// Splits an INFO reply into the nodes' answers: one text, or (from a
+/// cluster connection) a map from each primary's address to its text or
+/// error, sorted by address.
+fn info_replies(reply: redis::Value) -> Vec<NodeInfo> {
+    use redis::{FromRedisValue, Value};
+    let text = |value: Value| match value {
+        Value::ServerError(error) => Err(error.to_string()),
+        other => String::from_redis_value(other)
+            .map_err(|error| format!("unexpected reply to INFO: {error}")),
+    };
+    match reply {
+        Value::Map(nodes) => {
+            let mut nodes: Vec<NodeInfo> = nodes
+                .into_iter()
+                .map(|(node, info)| {
+                    let node = String::from_redis_value(node)
+                        .unwrap_or_else(|_| "<unnamed node>".to_owned());
+                    (Some(node), text(info))
+                })
+                .collect();
+            nodes.sort_by(|a, b| a.0.cmp(&b.0));
+            nodes
+        }
+        single => vec![(None, text(single))],
+    }
 }
 
 /// Builds the report from a PING latency and the text of
 /// `INFO server stats tk` (pure, so it is unit-tested without a server).
 pub fn assess(latency: Duration, info: &str, options: &HealthOptions) -> Health {
-    let fields: BTreeMap<&str, &str> = info
-        .lines()
+    report(latency, &[(None, Ok(info.to_owned()))], options)
+}
+
+/// The fields of one INFO text.
+fn parse_info(info: &str) -> BTreeMap<&str, &str> {
+    info.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .filter_map(|line| line.split_once(':'))
-        .collect();
-    let number = |name: &str| fields.get(name).and_then(|value| value.parse::<u64>().ok());
-    let tk_counters: BTreeMap<String, u64> = fields
-        .iter()
-        .filter_map(|(name, value)| {
-            let counter = name.strip_prefix("tk_")?;
-            Some((counter.to_owned(), value.parse().ok()?))
-        })
-        .collect();
-    let module_version = tk_counters.get("version").copied();
-    let rate = |hits: Option<u64>, misses: Option<u64>| {
-        let (hits, misses) = (hits?, misses?);
-        let total = hits + misses;
-        (total > 0).then(|| hits as f64 / total as f64)
-    };
+        .collect()
+}
 
+/// Builds the report from a PING latency and every node's INFO; see
+/// [Clusters](self#clusters) for how several nodes are combined.
+fn report(latency: Duration, nodes: &[NodeInfo], options: &HealthOptions) -> Health {
     let mut problems = Vec::new();
-    if options.require_module && module_version.is_none() {
-        problems.push(
-            "the tk module is not loaded (start redis-server with --loadmodule /path/to/libtk_redis.so)"
-                .to_owned(),
-        );
+    // "the tk module is not loaded" for the only node, "10.0.0.1:7000: the
+    // tk module is not loaded" for one of several.
+    let on = |node: &Option<String>, problem: String| match node {
+        Some(node) if nodes.len() > 1 => format!("{node}: {problem}"),
+        _ => problem,
+    };
+    let mut answered = 0;
+    let mut tk_counters: BTreeMap<String, u64> = BTreeMap::new();
+    let mut module_versions = Vec::new();
+    let mut server_versions: Vec<String> = Vec::new();
+    let (mut keyspace_hits, mut keyspace_misses) = (None::<u64>, None::<u64>);
+    for (node, info) in nodes {
+        let info = match info {
+            Ok(info) => info,
+            Err(error) => {
+                problems.push(on(node, format!("INFO failed: {error}")));
+                continue;
+            }
+        };
+        answered += 1;
+        let fields = parse_info(info);
+        let number = |name: &str| fields.get(name).and_then(|value| value.parse::<u64>().ok());
+        let counters: BTreeMap<&str, u64> = fields
+            .iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix("tk_")?, value.parse().ok()?)))
+            .collect();
+        for (&name, &value) in &counters {
+            if name != "version" {
+                let total = tk_counters.entry(name.to_owned()).or_default();
+                *total = total.saturating_add(value);
+            }
+        }
+        match counters.get("version") {
+            Some(&version) => module_versions.push(version),
+            None if options.require_module => problems.push(on(
+                node,
+                "the tk module is not loaded (start redis-server with --loadmodule \
+                 /path/to/libtk_redis.so)"
+                    .to_owned(),
+            )),
+            None => {}
+        }
+        if let Some(panics) = counters.get("panics").filter(|&&count| count > 0) {
+            problems.push(on(
+                node,
+                format!("the tk module caught {panics} panic(s): a bug, see the Redis log"),
+            ));
+        }
+        if let Some(version) = fields.get("redis_version") {
+            if !server_versions.iter().any(|known| known == version) {
+                server_versions.push((*version).to_owned());
+            }
+        }
+        let add = |total: &mut Option<u64>, value: Option<u64>| {
+            if let Some(value) = value {
+                *total = Some(total.unwrap_or(0).saturating_add(value));
+            }
+        };
+        add(&mut keyspace_hits, number("keyspace_hits"));
+        add(&mut keyspace_misses, number("keyspace_misses"));
+    }
+    if answered == 0 {
+        let mut health = Health::down(problems.join("; "));
+        health.latency = Some(latency);
+        return health;
     }
     if latency > options.degraded_latency {
         problems.push(format!(
@@ -185,11 +300,19 @@ pub fn assess(latency: Duration, info: &str, options: &HealthOptions) -> Health 
             options.degraded_latency
         ));
     }
-    if let Some(panics) = tk_counters.get("panics").filter(|&&count| count > 0) {
-        problems.push(format!(
-            "the tk module caught {panics} panic(s): a bug, see the Redis log"
-        ));
+    // The version every answering node runs; the oldest when they differ
+    // (e.g. during a rolling upgrade); none unless all have the module.
+    let module_version = (module_versions.len() == answered)
+        .then(|| module_versions.iter().copied().min())
+        .flatten();
+    if let Some(version) = module_version {
+        tk_counters.insert("version".to_owned(), version);
     }
+    let rate = |hits: Option<u64>, misses: Option<u64>| {
+        let (hits, misses) = (hits?, misses?);
+        let total = hits.saturating_add(misses);
+        (total > 0).then(|| hits as f64 / total as f64)
+    };
     Health {
         status: if problems.is_empty() {
             Status::Ok
@@ -198,12 +321,12 @@ pub fn assess(latency: Duration, info: &str, options: &HealthOptions) -> Health 
         },
         latency: Some(latency),
         module_version,
-        server_version: fields.get("redis_version").map(|v| (*v).to_owned()),
+        server_version: (!server_versions.is_empty()).then(|| server_versions.join(", ")),
         cache_hit_rate: rate(
             tk_counters.get("cache_hits").copied(),
             tk_counters.get("cache_misses").copied(),
         ),
-        keyspace_hit_rate: rate(number("keyspace_hits"), number("keyspace_misses")),
+        keyspace_hit_rate: rate(keyspace_hits, keyspace_misses),
         tk_counters,
         problems,
     }
@@ -262,6 +385,175 @@ mod tests {
         let info = format!("{INFO}tk_cache_hits:9\r\ntk_cache_misses:1\r\n");
         let health = assess(fast(), &info, &HealthOptions::default());
         assert_eq!(health.cache_hit_rate, Some(0.9));
+    }
+
+    // ---- several nodes (a cluster connection's INFO) ------------------
+
+    fn node_info(version: &str, tk: &str) -> String {
+        format!(
+            "# Server\r\nredis_version:{version}\r\n# Stats\r\nkeyspace_hits:30\r\n\
+             keyspace_misses:10\r\n# tk\r\n{tk}"
+        )
+    }
+
+    /// The map a cluster connection returns for INFO: address -> reply.
+    fn cluster_reply(nodes: &[(&str, redis::Value)]) -> redis::Value {
+        redis::Value::Map(
+            nodes
+                .iter()
+                .map(|(node, reply)| {
+                    (
+                        redis::Value::BulkString(node.as_bytes().to_vec()),
+                        reply.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn bulk(text: &str) -> redis::Value {
+        redis::Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn cluster_health(nodes: &[(&str, redis::Value)]) -> Health {
+        report(
+            fast(),
+            &info_replies(cluster_reply(nodes)),
+            &HealthOptions::default(),
+        )
+    }
+
+    #[test]
+    fn one_node_replies_as_before() {
+        for reply in [
+            bulk(INFO),
+            redis::Value::VerbatimString {
+                format: redis::VerbatimFormat::Text,
+                text: INFO.to_owned(),
+            },
+        ] {
+            let nodes = info_replies(reply);
+            assert_eq!(nodes, [(None, Ok(INFO.to_owned()))]);
+            let health = report(fast(), &nodes, &HealthOptions::default());
+            assert_eq!(health, assess(fast(), INFO, &HealthOptions::default()));
+        }
+        let odd = info_replies(redis::Value::Nil);
+        assert!(
+            matches!(&odd[..], [(None, Err(why))] if why.contains("unexpected reply")),
+            "{odd:?}"
+        );
+    }
+
+    #[test]
+    fn healthy_cluster_combines_its_primaries() {
+        let a = node_info("7.2.4", "tk_version:100\r\ntk_ratelimit_gcra_calls:7\r\ntk_cache_hits:9\r\ntk_cache_misses:0\r\ntk_panics:0\r\n");
+        let b = node_info("7.2.4", "tk_version:100\r\ntk_ratelimit_gcra_calls:5\r\ntk_cache_hits:0\r\ntk_cache_misses:1\r\ntk_panics:0\r\n");
+        let health = cluster_health(&[("10.0.0.2:7001", bulk(&b)), ("10.0.0.1:7000", bulk(&a))]);
+        assert_eq!(health.status, Status::Ok, "{:?}", health.problems);
+        assert_eq!(health.module_version, Some(100));
+        assert_eq!(health.tk_counters.get("version"), Some(&100));
+        assert_eq!(health.tk_counters.get("ratelimit_gcra_calls"), Some(&12));
+        assert_eq!(health.cache_hit_rate, Some(0.9));
+        assert_eq!(health.keyspace_hit_rate, Some(0.75));
+        assert_eq!(health.server_version.as_deref(), Some("7.2.4"));
+    }
+
+    #[test]
+    fn cluster_problems_name_the_primary() {
+        let with_module = node_info("7.2.4", "tk_version:100\r\ntk_panics:1\r\n");
+        let without = node_info("7.4.0", "");
+        let health = cluster_health(&[
+            ("10.0.0.1:7000", bulk(&with_module)),
+            ("10.0.0.2:7001", bulk(&without)),
+        ]);
+        assert_eq!(health.status, Status::Degraded);
+        assert_eq!(health.module_version, None);
+        assert_eq!(health.tk_counters.get("version"), None);
+        assert_eq!(health.server_version.as_deref(), Some("7.2.4, 7.4.0"));
+        assert_eq!(health.problems.len(), 2, "{:?}", health.problems);
+        assert!(health.problems[0].starts_with("10.0.0.1:7000: the tk module caught 1 panic"));
+        assert!(health.problems[1].starts_with("10.0.0.2:7001: the tk module is not loaded"));
+
+        // Different module versions (rolling upgrade): the oldest.
+        let newer = node_info("7.2.4", "tk_version:200\r\n");
+        let older = node_info("7.2.4", "tk_version:100\r\n");
+        let health = cluster_health(&[("a:1", bulk(&newer)), ("b:2", bulk(&older))]);
+        assert_eq!(health.status, Status::Ok);
+        assert_eq!(health.module_version, Some(100));
+    }
+
+    #[test]
+    fn cluster_nodes_that_fail_info() {
+        let good = node_info("7.2.4", "tk_version:100\r\n");
+        let loading =
+            crate::test_support::error_reply("LOADING Redis is loading the dataset in memory");
+        let health = cluster_health(&[("a:1", bulk(&good)), ("b:2", loading.clone())]);
+        assert_eq!(health.status, Status::Degraded);
+        assert_eq!(health.module_version, Some(100));
+        assert_eq!(health.problems.len(), 1);
+        assert!(
+            health.problems[0].starts_with("b:2: INFO failed: "),
+            "{:?}",
+            health.problems
+        );
+        assert!(
+            health.problems[0].contains("loading"),
+            "{:?}",
+            health.problems
+        );
+
+        let health = cluster_health(&[("a:1", loading.clone()), ("b:2", loading)]);
+        assert_eq!(health.status, Status::Down);
+        assert_eq!(health.http_status(), 503);
+        assert!(
+            health.problems[0].contains("a:1: INFO failed"),
+            "{:?}",
+            health.problems
+        );
+        assert!(
+            health.problems[0].contains("b:2: INFO failed"),
+            "{:?}",
+            health.problems
+        );
+    }
+
+    #[test]
+    fn slow_cluster_is_reported_once() {
+        let info = node_info("7.2.4", "tk_version:100\r\n");
+        let nodes = info_replies(cluster_reply(&[("a:1", bulk(&info)), ("b:2", bulk(&info))]));
+        let health = report(Duration::from_secs(1), &nodes, &HealthOptions::default());
+        assert_eq!(health.status, Status::Degraded);
+        assert_eq!(health.problems.len(), 1, "{:?}", health.problems);
+        assert!(health.problems[0].starts_with("PING took"));
+    }
+
+    #[tokio::test]
+    async fn check_through_a_cluster_shaped_connection() {
+        use crate::test_support::Fake;
+        let info = node_info("7.2.4", "tk_version:100\r\n");
+        let reply = cluster_reply(&[("a:1", bulk(&info)), ("b:2", bulk(&info))]);
+        let fake = Fake::new(move |sent| {
+            Some(Ok(match sent[0].as_str() {
+                "PING" => redis::Value::SimpleString("PONG".into()),
+                _ => reply.clone(),
+            }))
+        });
+        let health = check(&fake, &HealthOptions::default()).await;
+        assert_eq!(health.status, Status::Ok, "{:?}", health.problems);
+        assert_eq!(health.module_version, Some(100));
+        let refused = Fake::new(|sent| {
+            Some(Ok(match sent[0].as_str() {
+                "PING" => redis::Value::SimpleString("PONG".into()),
+                _ => crate::test_support::error_reply("NOPERM this user has no permissions"),
+            }))
+        });
+        let health = check(&refused, &HealthOptions::default()).await;
+        assert_eq!(health.status, Status::Down);
+        assert!(
+            health.problems[0].starts_with("Redis unreachable"),
+            "{:?}",
+            health.problems
+        );
     }
 
     #[test]

@@ -83,7 +83,6 @@ pub(crate) fn tagged(prefix: &str, tag: &str) -> String {
 }
 
 /// Redis Cluster's CRC16 (XMODEM: polynomial 0x1021, initial value 0).
-#[cfg(test)]
 pub(crate) fn crc16(bytes: &[u8]) -> u16 {
     let mut crc = 0u16;
     for &byte in bytes {
@@ -99,12 +98,18 @@ pub(crate) fn crc16(bytes: &[u8]) -> u16 {
     crc
 }
 
-/// `CLUSTER KEYSLOT`: the CRC16 of the hash tag (the bytes between the
-/// first `{` and the next `}`, when not empty) or of the whole key,
-/// modulo 16384.
-#[cfg(test)]
-pub(crate) fn key_slot(key: &str) -> u16 {
-    let bytes = key.as_bytes();
+/// The Redis Cluster hash slot of `key`, as `CLUSTER KEYSLOT` computes it:
+/// the CRC16 of the hash tag (the bytes between the first `{` and the next
+/// `}`, when not empty) or of the whole key, modulo 16384. Keys used in one
+/// `TK.*` call must share a slot.
+///
+/// ```
+/// use tk_redis::keys::key_slot;
+/// assert_eq!(key_slot("foo"), 12182);
+/// assert_eq!(key_slot("rl:{u42}:sec"), key_slot("rl:{u42}:hour"));
+/// ```
+pub fn key_slot(key: impl AsRef<[u8]>) -> u16 {
+    let bytes = key.as_ref();
     let hashed = bytes
         .iter()
         .position(|&b| b == b'{')

@@ -10,6 +10,7 @@
 //! | need | type | Redis side |
 //! |---|---|---|
 //! | settings from `REDIS_*` variables, a builder or a URL | [`Config`] | — |
+//! | one connection type for standalone, Cluster and Sentinel deployments | [`Connection`], [`Topology`] | — |
 //! | rate limiting, with an explicit policy when Redis is down | [`RateLimiter`], [`FailurePolicy`] | `TK.RATELIMIT*` |
 //! | a single-instance lock with fencing tokens | [`Lock`], [`LockGuard`] | `TK.LOCK.*` |
 //! | per-user response cache with instant invalidation | [`Cache`], [`RequestIdentity`] | `TK.CACHE.*` |
@@ -19,11 +20,16 @@
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
 //!
 //! It is built on the [`redis`] crate and works with any of its async
-//! connections: [`Config::connect`] and [`RateLimiter::connect`] use a
-//! self-reconnecting [`redis::aio::ConnectionManager`], and the `new`
-//! constructors accept any cloneable connection, including
-//! [`redis::cluster_async::ClusterConnection`]. Every call has a timeout
-//! (3 s by default, [`DEFAULT_TIMEOUT`]).
+//! connections: the `new` constructors accept any cloneable connection.
+//! [`Config::connect`] returns a [`Connection`], which talks to a
+//! standalone Redis (a self-reconnecting
+//! [`redis::aio::ConnectionManager`]), a Redis Cluster or a
+//! Sentinel-managed primary, chosen by `REDIS_CLUSTER_NODES` /
+//! `REDIS_SENTINEL_ADDRS` (see [`connection`] for what happens during a
+//! failover: nothing is ever sent twice, since `TK.*` commands are not
+//! idempotent). [`RateLimiter::connect`] takes a URL and uses a
+//! `ConnectionManager`. Every call has a timeout (3 s by default,
+//! [`DEFAULT_TIMEOUT`]).
 //!
 //! # Rate limiting
 //!
@@ -58,7 +64,9 @@
 //!
 //! Keys are sent exactly as given; nothing is prefixed automatically. The
 //! [`keys`] module has helpers for a consistent namespace (`tk:rl:...`). On
-//! Redis Cluster, keys used together in one call need a common hash tag.
+//! Redis Cluster, keys used together in one call need a common hash tag;
+//! [`Connection`] routes every `TK.*` command to the primary of its first
+//! key's slot.
 //!
 //! # Errors
 //!
@@ -99,6 +107,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod connection;
 mod error;
 mod exec;
 pub mod health;
@@ -116,6 +125,7 @@ pub use cache::{
     Cache, CacheErrorPolicy, CacheMetrics, Generation, GetOrComputeError, Lookup, RequestIdentity,
 };
 pub use config::{Config, ConfigBuilder, ConfigError};
+pub use connection::{Connection, SentinelConnection, Topology};
 pub use error::{Error, Result};
 pub use health::{Health, HealthOptions, Status as HealthStatus};
 pub use leaderboard::{leaderboard_key, Entry as LeaderboardEntry, Leaderboard};

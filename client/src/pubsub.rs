@@ -44,6 +44,31 @@
 //! while it was away is lost; the stream says so with
 //! [`Event::Reconnected`], so the application can reload from its source of
 //! truth.
+//!
+//! # Cluster and Sentinel
+//!
+//! [`Publisher`] works through any [`Connection`](crate::Connection). On a
+//! Redis Cluster, `PUBLISH` is forwarded to every node, so subscribers
+//! connected to any node receive the message (the count it returns covers
+//! only the node that ran it). With Sentinel, the primary's `PUBLISH` is
+//! also replicated to its replicas.
+//!
+//! [`subscribe`] does not take a [`Connection`](crate::Connection): a
+//! subscription needs a dedicated connection to **one server**, given as a
+//! [`redis::Client`]. It resubscribes to that same address after a
+//! disconnection; it does not follow a cluster's or Sentinel's failover.
+//! So:
+//!
+//! - Cluster: pass a client for any node (classic pub/sub is
+//!   cluster-wide). If that node goes away for good, subscribe again
+//!   through another one (the stream keeps retrying the old address until
+//!   dropped).
+//! - Sentinel: pass a client for the current primary (e.g. the address from
+//!   [`SentinelConnection::resolve_master`](crate::SentinelConnection::resolve_master))
+//!   or for a replica, which receives the replicated messages too. After a
+//!   failover the old primary usually comes back as a replica, so the
+//!   subscription resumes once it is reachable again; if it does not come
+//!   back, subscribe again.
 
 use std::collections::HashSet;
 use std::fmt;

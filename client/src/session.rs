@@ -1400,8 +1400,8 @@ mod tests {
                 assert_eq!(key_slot(&key), slot, "{key}");
             }
             assert_eq!(
-                key_slot(&session_key(&token)),
-                key_slot(&crate::cache::index_key(user))
+                key_slot(session_key(&token)),
+                key_slot(crate::cache::index_key(user))
             );
         }
     }

@@ -1,0 +1,1442 @@
+//! One connection type for every deployment: [`Connection`] talks to a
+//! standalone Redis, a Redis Cluster or a primary managed by Redis
+//! Sentinel, chosen by [`Config`](crate::Config) and made by
+//! [`Config::connect`](crate::Config::connect).
+//!
+//! `Connection` implements [`redis::aio::ConnectionLike`] and is cheap to
+//! clone, so every client type takes it through its `new` constructor,
+//! unchanged: `RateLimiter::new(conn)`, `SessionStore::new(conn)`,
+//! `Cache::new(conn)`, `Lock::new(conn)`, `Leaderboard::new(conn)`,
+//! `Publisher::new(conn)` and [`health::check(&conn, ..)`](crate::health::check).
+//!
+//! | topology | chosen by | variant | when the primary fails |
+//! |---|---|---|---|
+//! | standalone | `REDIS_ADDR` | [`Connection::Standalone`] ([`ConnectionManager`]) | reconnects to the same address |
+//! | Redis Cluster | `REDIS_CLUSTER_NODES` | [`Connection::Cluster`] ([`ClusterConnection`]) | refreshes the slot map and follows `MOVED`/`ASK`; waits out `CLUSTERDOWN` and the like (below) |
+//! | Sentinel | `REDIS_SENTINEL_ADDRS` + `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`] ([`SentinelConnection`]) | the next call asks Sentinel for the new primary |
+//!
+//! # Nothing is sent twice
+//!
+//! `TK.*` commands are not idempotent (a rate-limit check that is sent
+//! again consumes again), so no variant ever sends a command again once it
+//! *may* have reached the server. A call in flight when a connection breaks
+//! or times out fails with a transient error ([`Error::is_transient`]), and
+//! the caller decides (the [`RateLimiter`](crate::RateLimiter) applies its
+//! [`FailurePolicy`](crate::FailurePolicy)).
+//!
+//! What is sent again are commands the server *refused without executing
+//! them*:
+//!
+//! | reply | meaning | cluster connection |
+//! |---|---|---|
+//! | `MOVED` | the slot lives on another node | waits, then sends again by the refreshed slot map |
+//! | `ASK` | the slot is being migrated and the key is already on the target | sends again to the target, after `ASKING` |
+//! | `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`, `READONLY` | failover or resharding in progress | waits, then sends again |
+//! | no connection to the slot's node | the node is being reconnected | waits, then sends again |
+//!
+//! Waits start at 25 ms and double up to 800 ms, for at most
+//! [`CLUSTER_RETRIES`] sends again (about 4.8 s in all), so a failover of a
+//! few seconds is ridden out as long as the caller's own timeout allows
+//! (3 s by default, `with_timeout` on each client type). The redis
+//! crate's own retries are turned off for connections made by
+//! [`Config::connect`](crate::Config::connect): they also resend commands
+//! after a connection error, when the command may already have run.
+//! Pipelines ([`ConnectionLike::req_packed_commands`]) are passed through
+//! without any of this; the client types do not use them.
+//!
+//! The Sentinel connection sends nothing again at all: it reports the
+//! error, and after one that means the primary is gone or demoted (I/O
+//! error, dropped or refused connection, timeout, `READONLY`,
+//! `MASTERDOWN`, `LOADING`) it forgets the connection, so that the *next*
+//! call asks Sentinel where the primary is now.
+//!
+//! # Routing `TK.*` commands on a cluster
+//!
+//! The redis crate routes a command it does not know by its first argument,
+//! taken as the key. That is right for every `TK.*` command except
+//! `TK.RATELIMIT.ALL numkeys key [key ...] ...`, whose first argument is
+//! the number of keys: [`Connection::Cluster`] routes that one to the
+//! primary of its first key's slot (all its keys must share a slot anyway:
+//! give them a common hash tag, see [`keys`](crate::keys)).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tk_redis::{Config, RateLimiter, Topology};
+//!
+//! // REDIS_CLUSTER_NODES=redis-1:7000,redis-2:7001 selects a cluster, and so on.
+//! let config = Config::from_env()?;
+//! let conn = config.connect().await?;
+//! assert_eq!(conn.topology(), config.topology());
+//! let limiter = RateLimiter::new(conn.clone());
+//! # let _ = limiter;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::sentinel::SentinelClient;
+use redis::{
+    Arg, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
+    Value,
+};
+
+use crate::error::Error;
+
+/// How a deployment is reached; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Topology {
+    /// One Redis server (`REDIS_ADDR`).
+    Standalone,
+    /// A Redis Cluster (`REDIS_CLUSTER_NODES`).
+    Cluster,
+    /// A primary found through Redis Sentinel (`REDIS_SENTINEL_ADDRS`,
+    /// `REDIS_SENTINEL_MASTER`).
+    Sentinel,
+}
+
+impl Topology {
+    /// `"standalone"`, `"cluster"` or `"sentinel"`, e.g. for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Cluster => "cluster",
+            Topology::Sentinel => "sentinel",
+        }
+    }
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection to a standalone Redis, a Redis Cluster or a
+/// Sentinel-managed primary; see the [module docs](self).
+///
+/// Cloning is cheap and shares the underlying connection(s).
+#[derive(Clone)]
+pub enum Connection {
+    /// One server, through the self-reconnecting [`ConnectionManager`].
+    Standalone(ConnectionManager),
+    /// A Redis Cluster. `TK.RATELIMIT.ALL` is routed by its first key, and
+    /// refused commands are sent again as described in the
+    /// [module docs](self#nothing-is-sent-twice). A `ClusterConnection`
+    /// made by hand keeps whatever retries its builder configured.
+    Cluster(ClusterConnection),
+    /// The primary named by Redis Sentinel.
+    Sentinel(SentinelConnection),
+}
+
+impl Connection {
+    /// Which kind of deployment this connection talks to.
+    pub fn topology(&self) -> Topology {
+        match self {
+            Connection::Standalone(_) => Topology::Standalone,
+            Connection::Cluster(_) => Topology::Cluster,
+            Connection::Sentinel(_) => Topology::Sentinel,
+        }
+    }
+}
+
+/// Shows the topology (and, for Sentinel, the primary's name and the
+/// address in use); never a password.
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Connection::Sentinel(sentinel) => f
+                .debug_struct("Connection")
+                .field("topology", &Topology::Sentinel)
+                .field("master_name", &sentinel.master_name())
+                .field("master_addr", &sentinel.master_addr())
+                .finish(),
+            other => f
+                .debug_struct("Connection")
+                .field("topology", &other.topology())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl From<ConnectionManager> for Connection {
+    fn from(conn: ConnectionManager) -> Self {
+        Connection::Standalone(conn)
+    }
+}
+
+impl From<ClusterConnection> for Connection {
+    fn from(conn: ClusterConnection) -> Self {
+        Connection::Cluster(conn)
+    }
+}
+
+impl From<SentinelConnection> for Connection {
+    fn from(conn: SentinelConnection) -> Self {
+        Connection::Sentinel(conn)
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Standalone(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => cluster_command(conn, cmd).boxed(),
+            Connection::Sentinel(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Standalone(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Sentinel(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Standalone(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+            Connection::Sentinel(conn) => conn.get_db(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cluster
+// ---------------------------------------------------------------------------
+
+/// How many times [`Connection::Cluster`] sends a refused command again
+/// (see the [module docs](self#nothing-is-sent-twice)).
+pub const CLUSTER_RETRIES: u32 = 10;
+
+/// The first wait before sending a refused command again; it doubles up
+/// to [`CLUSTER_MAX_BACKOFF`].
+const CLUSTER_MIN_BACKOFF: Duration = Duration::from_millis(25);
+const CLUSTER_MAX_BACKOFF: Duration = Duration::from_millis(800);
+
+/// The wait before the `retry`-th send again (1-based).
+fn cluster_backoff(retry: u32) -> Duration {
+    let doublings = retry.saturating_sub(1).min(16);
+    CLUSTER_MIN_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(CLUSTER_MAX_BACKOFF)
+}
+
+/// The index in argv (0 = the command name) of the key a `TK.*` command
+/// is routed by on a cluster, or `None` for other commands (routed by the
+/// redis crate).
+fn tk_routing_key_index(command: &[u8]) -> Option<usize> {
+    let is_tk = command
+        .get(..3)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"TK."));
+    if !is_tk {
+        None
+    } else if command.eq_ignore_ascii_case(b"TK.RATELIMIT.ALL") {
+        // TK.RATELIMIT.ALL numkeys key [key ...] ...
+        Some(2)
+    } else {
+        Some(1)
+    }
+}
+
+/// Where the argument `index` of `cmd` is, as bytes (`None` for a missing
+/// or non-plain argument).
+fn arg_bytes(cmd: &Cmd, index: usize) -> Option<&[u8]> {
+    match cmd.args_iter().nth(index)? {
+        Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+/// Explicit routing for commands the redis crate would route by the wrong
+/// argument (`TK.RATELIMIT.ALL`); `None` leaves the routing to the crate.
+fn cluster_routing(cmd: &Cmd) -> Option<RoutingInfo> {
+    let index = tk_routing_key_index(arg_bytes(cmd, 0)?)?;
+    if index == 1 {
+        return None; // what the crate does already
+    }
+    let key = arg_bytes(cmd, index)?;
+    Some(RoutingInfo::SingleNode(
+        SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master)),
+    ))
+}
+
+/// A reply that guarantees the command was not executed, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// Wait, then send again by slot (the crate refreshes its slot map).
+    Wait,
+    /// Send again to this node, preceded by `ASKING`.
+    Ask { host: String, port: u16 },
+}
+
+/// Error codes that a node sends instead of executing the command.
+fn is_refusal_code(code: &str) -> bool {
+    matches!(
+        code,
+        "MOVED" | "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY"
+    )
+}
+
+fn refusal_of_error(err: &RedisError) -> Option<Refusal> {
+    if err.kind() == ErrorKind::ClusterConnectionNotFound {
+        // Raised before anything is sent (no connection to the node).
+        return Some(Refusal::Wait);
+    }
+    let code = err.code()?;
+    if code == "ASK" {
+        let (addr, _slot) = err.redirect_node()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        return Some(Refusal::Ask {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: port.parse().ok()?,
+        });
+    }
+    is_refusal_code(code).then_some(Refusal::Wait)
+}
+
+fn refusal(result: &RedisResult<Value>) -> Option<Refusal> {
+    match result {
+        Err(err) => refusal_of_error(err),
+        Ok(Value::ServerError(server_error)) => {
+            let err = Value::ServerError(server_error.clone())
+                .extract_error()
+                .err()?;
+            refusal_of_error(&err)
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Sends `cmd` on the cluster, routing `TK.RATELIMIT.ALL` by its first key
+/// and sending again only commands that were refused unexecuted.
+async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
+    let routing = cluster_routing(cmd);
+    let mut retries = 0;
+    let mut ask = None;
+    loop {
+        let result = match ask.take() {
+            Some((host, port)) => send_asking(conn, cmd, host, port).await,
+            None => match &routing {
+                Some(routing) => conn.route_command(cmd.clone(), routing.clone()).await,
+                None => conn.req_packed_command(cmd).await,
+            },
+        };
+        let Some(refused) = refusal(&result) else {
+            return result;
+        };
+        if retries == CLUSTER_RETRIES {
+            return result;
+        }
+        retries += 1;
+        match refused {
+            Refusal::Ask { host, port } => ask = Some((host, port)),
+            Refusal::Wait => tokio::time::sleep(cluster_backoff(retries)).await,
+        }
+    }
+}
+
+/// `ASKING` then `cmd`, on the connection to `host:port`.
+async fn send_asking(
+    conn: &mut ClusterConnection,
+    cmd: &Cmd,
+    host: String,
+    port: u16,
+) -> RedisResult<Value> {
+    let mut pipeline = redis::pipe();
+    pipeline.cmd("ASKING").add_command(cmd.clone());
+    let mut replies = conn
+        .route_pipeline(
+            pipeline,
+            1,
+            1,
+            SingleNodeRoutingInfo::ByAddress { host, port },
+        )
+        .await?;
+    replies
+        .pop()
+        .ok_or_else(|| RedisError::from((ErrorKind::UnexpectedReturnType, "no reply after ASKING")))
+}
+
+// ---------------------------------------------------------------------------
+// Sentinel
+// ---------------------------------------------------------------------------
+
+/// A connection to the primary that Redis Sentinel names; made by
+/// [`Config::connect`](crate::Config::connect) when `REDIS_SENTINEL_ADDRS`
+/// is set.
+///
+/// It holds one multiplexed connection to the current primary. After an
+/// error that means the primary is gone or was demoted (I/O error, dropped
+/// or refused connection, timeout, or the replies `READONLY`, `MASTERDOWN`
+/// and `LOADING`) it forgets that connection, and the **next** call asks
+/// Sentinel again. It never sends a command again by itself: the failed
+/// call returns its error (transient, see [`Error::is_transient`]).
+/// A call that the caller abandons (its own timeout) after waiting about as
+/// long as the response timeout counts as a timeout too.
+///
+/// Finding the primary is done by one caller at a time: concurrent calls
+/// wait for it and then share the new connection, or the error if it
+/// failed; a later call tries again. Finding the primary (asking the
+/// sentinels, checking the primary's role, connecting) is bounded by the
+/// configured dial timeout plus read timeout.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct SentinelConnection {
+    shared: Arc<SentinelShared>,
+}
+
+struct SentinelShared {
+    master_name: String,
+    sentinels: Vec<String>,
+    db: i64,
+    /// Asks the sentinels; locked for the whole resolution, so one caller
+    /// resolves while the others wait.
+    resolver: tokio::sync::Mutex<SentinelClient>,
+    connection_config: AsyncConnectionConfig,
+    resolve_timeout: Duration,
+    response_timeout: Duration,
+    /// Never locked across an `.await`.
+    state: StdMutex<SentinelState>,
+}
+
+#[derive(Default)]
+struct SentinelState {
+    master: Option<Master>,
+    /// Connections made so far; identifies `master`.
+    generation: u64,
+    /// Resolutions finished so far, successful or not.
+    attempts: u64,
+    /// The error of the last resolution, if it failed.
+    last_error: Option<RedisError>,
+}
+
+#[derive(Clone)]
+struct Master {
+    conn: MultiplexedConnection,
+    addr: String,
+    generation: u64,
+}
+
+/// What [`SentinelConnection`] needs besides the sentinels.
+pub(crate) struct SentinelSettings {
+    pub(crate) master_name: String,
+    pub(crate) db: i64,
+    pub(crate) connection_config: AsyncConnectionConfig,
+    pub(crate) resolve_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+}
+
+impl SentinelConnection {
+    /// Wraps `client` (which must look up a primary); nothing is connected
+    /// until the first call or [`SentinelConnection::resolve_master`].
+    /// `sentinels` are the addresses shown by `Debug`.
+    pub(crate) fn new(
+        client: SentinelClient,
+        sentinels: Vec<String>,
+        settings: SentinelSettings,
+    ) -> SentinelConnection {
+        SentinelConnection {
+            shared: Arc::new(SentinelShared {
+                master_name: settings.master_name,
+                sentinels,
+                db: settings.db,
+                resolver: tokio::sync::Mutex::new(client),
+                connection_config: settings.connection_config,
+                resolve_timeout: settings.resolve_timeout,
+                response_timeout: settings.response_timeout,
+                state: StdMutex::default(),
+            }),
+        }
+    }
+
+    /// The primary's name as Sentinel knows it (`REDIS_SENTINEL_MASTER`).
+    pub fn master_name(&self) -> &str {
+        &self.shared.master_name
+    }
+
+    /// The sentinels' addresses (`REDIS_SENTINEL_ADDRS`).
+    pub fn sentinels(&self) -> &[String] {
+        &self.shared.sentinels
+    }
+
+    /// The `host:port` of the primary in use, or `None` when there is no
+    /// connection (before the first call, or after an error that will make
+    /// the next call ask Sentinel again).
+    pub fn master_addr(&self) -> Option<String> {
+        self.shared
+            .state()
+            .master
+            .as_ref()
+            .map(|master| master.addr.clone())
+    }
+
+    /// Returns the `host:port` of the primary in use, asking Sentinel and
+    /// connecting first when there is none.
+    ///
+    /// Fails with [`Error::Connection`] when no sentinel answers or none
+    /// knows a healthy primary by that name (e.g. during a failover), and
+    /// with [`Error::Timeout`] when that takes longer than the resolution
+    /// timeout.
+    pub async fn resolve_master(&self) -> crate::Result<String> {
+        // Not a TK command: no error here can mean "module not loaded".
+        const RESOLVE: &str = "";
+        self.shared
+            .master()
+            .await
+            .map(|master| master.addr)
+            .map_err(|err| Error::from_redis(err, RESOLVE))
+    }
+
+    /// The current primary's connection, and the watch of one request on
+    /// it.
+    async fn begin(&self) -> RedisResult<(MultiplexedConnection, InFlight<'_>)> {
+        let master = self.shared.master().await?;
+        let watch = InFlight {
+            shared: &self.shared,
+            generation: master.generation,
+            started: Instant::now(),
+            finished: false,
+        };
+        Ok((master.conn, watch))
+    }
+}
+
+impl SentinelShared {
+    fn state(&self) -> MutexGuard<'_, SentinelState> {
+        // The state is always consistent between statements: a panic
+        // elsewhere while it was locked cannot have broken it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current primary's connection, resolving it first if needed.
+    async fn master(&self) -> RedisResult<Master> {
+        let seen = {
+            let state = self.state();
+            if let Some(master) = &state.master {
+                return Ok(master.clone());
+            }
+            state.attempts
+        };
+        let mut client = self.resolver.lock().await;
+        {
+            let state = self.state();
+            if let Some(master) = &state.master {
+                return Ok(master.clone()); // resolved while we waited
+            }
+            if state.attempts != seen {
+                // A resolution failed while we waited: share its error
+                // rather than queueing another attempt behind it.
+                if let Some(err) = &state.last_error {
+                    return Err(err.clone());
+                }
+            }
+        }
+        let resolved = tokio::time::timeout(
+            self.resolve_timeout,
+            resolve(&mut client, &self.connection_config),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "asking Sentinel for the primary {:?} took longer than {:?}",
+                    self.master_name, self.resolve_timeout
+                ),
+            )))
+        });
+        let mut state = self.state();
+        state.attempts += 1;
+        match resolved {
+            Ok((conn, addr)) => {
+                state.generation += 1;
+                let master = Master {
+                    conn,
+                    addr,
+                    generation: state.generation,
+                };
+                state.master = Some(master.clone());
+                state.last_error = None;
+                Ok(master)
+            }
+            Err(err) => {
+                state.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Forgets the connection of `generation`, if it is still the current
+    /// one, so that the next call asks Sentinel again.
+    fn discard(&self, generation: u64) {
+        let mut state = self.state();
+        if state
+            .master
+            .as_ref()
+            .is_some_and(|master| master.generation == generation)
+        {
+            state.master = None;
+        }
+    }
+}
+
+/// Asks the sentinels for the primary and connects to it.
+async fn resolve(
+    client: &mut SentinelClient,
+    config: &AsyncConnectionConfig,
+) -> RedisResult<(MultiplexedConnection, String)> {
+    let master = client.async_get_client().await?;
+    let addr = master.get_connection_info().addr().to_string();
+    let conn = master
+        .get_multiplexed_async_connection_with_config(config)
+        .await?;
+    Ok((conn, addr))
+}
+
+/// Discards the connection when a request is abandoned by its caller after
+/// at least the response timeout: that is a timeout too.
+struct InFlight<'a> {
+    shared: &'a SentinelShared,
+    generation: u64,
+    started: Instant,
+    finished: bool,
+}
+
+impl InFlight<'_> {
+    /// The request finished; `lost` says whether its outcome means the
+    /// primary is gone, so that the connection is forgotten.
+    fn finish(mut self, lost: bool) {
+        self.finished = true;
+        if lost {
+            self.shared.discard(self.generation);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished
+            && self.started.elapsed() >= abandoned_threshold(self.shared.response_timeout)
+        {
+            self.shared.discard(self.generation);
+        }
+    }
+}
+
+/// How long a request must have waited for its reply, when its caller
+/// abandons it, to count as timed out: the response timeout, less a
+/// margin of a tenth of it (at most 10 ms), because a caller's timeout of
+/// the same length started a moment earlier and fires first.
+fn abandoned_threshold(response_timeout: Duration) -> Duration {
+    let margin = (response_timeout / 10).min(Duration::from_millis(10));
+    response_timeout - margin
+}
+
+/// Whether `err` means that the primary is gone, unreachable or demoted,
+/// so that Sentinel must be asked again.
+fn means_primary_lost(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+        || err.code().is_some_and(is_failover_code)
+}
+
+/// Replies of a server that is no longer (or not yet) a usable primary.
+fn is_failover_code(code: &str) -> bool {
+    matches!(code, "READONLY" | "MASTERDOWN" | "LOADING")
+}
+
+fn value_means_primary_lost(value: &Value) -> bool {
+    matches!(value, Value::ServerError(err) if is_failover_code(err.code()))
+}
+
+fn reply_means_primary_lost(result: &RedisResult<Value>) -> bool {
+    match result {
+        Err(err) => means_primary_lost(err),
+        Ok(value) => value_means_primary_lost(value),
+    }
+}
+
+fn replies_mean_primary_lost(result: &RedisResult<Vec<Value>>) -> bool {
+    match result {
+        Err(err) => means_primary_lost(err),
+        Ok(values) => values.iter().any(value_means_primary_lost),
+    }
+}
+
+impl ConnectionLike for SentinelConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        async move {
+            let (mut conn, watch) = self.begin().await?;
+            let result = conn.req_packed_command(cmd).await;
+            watch.finish(reply_means_primary_lost(&result));
+            result
+        }
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        async move {
+            let (mut conn, watch) = self.begin().await?;
+            let result = conn.req_packed_commands(pipeline, offset, count).await;
+            watch.finish(replies_mean_primary_lost(&result));
+            result
+        }
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
+}
+
+/// Shows the primary's name, the sentinels and the primary in use.
+impl fmt::Debug for SentinelConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelConnection")
+            .field("master_name", &self.shared.master_name)
+            .field("sentinels", &self.shared.sentinels)
+            .field("master_addr", &self.master_addr())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Cmd {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd
+    }
+
+    fn server_error(line: &str) -> RedisError {
+        crate::test_support::error_reply(line)
+            .extract_error()
+            .expect_err("an error reply")
+    }
+
+    // ---- routing ---------------------------------------------------------
+
+    #[test]
+    fn routing_key_of_each_command() {
+        for (command, index) in [
+            ("TK.RATELIMIT", Some(1)),
+            ("TK.RATELIMIT.PEEK", Some(1)),
+            ("TK.RATELIMIT.RESET", Some(1)),
+            ("TK.RATELIMIT.ALL", Some(2)),
+            ("tk.ratelimit.all", Some(2)),
+            ("Tk.RateLimit.All", Some(2)),
+            ("TK.LOCK.ACQUIRE", Some(1)),
+            ("TK.LOCK.RELEASE", Some(1)),
+            ("TK.CACHE.GET", Some(1)),
+            ("TK.CACHE.SET", Some(1)),
+            ("TK.SESSION.CREATE", Some(1)),
+            ("TK.SESSION.ROTATE", Some(1)),
+            ("tk.session.revokeall", Some(1)),
+            ("TK.RATELIMIT.ALLX", Some(1)),
+            ("GET", None),
+            ("EVAL", None),
+            ("TK", None),
+            ("", None),
+        ] {
+            assert_eq!(tk_routing_key_index(command.as_bytes()), index, "{command}");
+        }
+    }
+
+    #[test]
+    fn ratelimit_all_is_routed_by_its_first_key() {
+        let all = cmd(&["TK.RATELIMIT.ALL", "2", "{u42}:s", "{u42}:d", "10", "1000"]);
+        assert_eq!(
+            cluster_routing(&all),
+            Some(RoutingInfo::SingleNode(
+                SingleNodeRoutingInfo::SpecificNode(Route::with_key("{u42}:s", SlotAddr::Master))
+            ))
+        );
+        let lower = cmd(&["tk.ratelimit.all", "1", "k", "10", "1000"]);
+        assert_eq!(
+            cluster_routing(&lower),
+            Some(RoutingInfo::SingleNode(
+                SingleNodeRoutingInfo::SpecificNode(Route::with_key("k", SlotAddr::Master))
+            ))
+        );
+        // Commands routed by argv[1] are left to the redis crate, as is a
+        // TK.RATELIMIT.ALL without keys (the server rejects it).
+        for args in [
+            &["TK.RATELIMIT", "k", "10", "1000"][..],
+            &["TK.SESSION.GET", "s"],
+            &["GET", "k"],
+            &["TK.RATELIMIT.ALL", "1"],
+        ] {
+            assert_eq!(cluster_routing(&cmd(args)), None, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_crate_computes_the_same_slots_as_redis() {
+        for key in ["foo", "bar", "{foo}:x", "a{}b", "tk:rl:{user42}:day", ""] {
+            assert_eq!(
+                Route::with_key(key, SlotAddr::Master),
+                Route::new(crate::keys::key_slot(key), SlotAddr::Master),
+                "{key}"
+            );
+        }
+    }
+
+    // ---- cluster refusals ------------------------------------------------
+
+    #[test]
+    fn only_unexecuted_refusals_are_sent_again() {
+        for line in [
+            "MOVED 3999 127.0.0.1:6381",
+            "CLUSTERDOWN The cluster is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+        ] {
+            assert_eq!(
+                refusal_of_error(&server_error(line)),
+                Some(Refusal::Wait),
+                "{line}"
+            );
+            let value = crate::test_support::error_reply(line);
+            assert_eq!(refusal(&Ok(value)), Some(Refusal::Wait), "{line}");
+        }
+        assert_eq!(
+            refusal_of_error(&server_error("ASK 3999 10.0.0.7:6381")),
+            Some(Refusal::Ask {
+                host: "10.0.0.7".into(),
+                port: 6381
+            })
+        );
+        assert_eq!(
+            refusal_of_error(&RedisError::from((
+                ErrorKind::ClusterConnectionNotFound,
+                "No connections found"
+            ))),
+            Some(Refusal::Wait)
+        );
+        // Errors after which the command may have run, and ordinary
+        // refusals, are returned as they are.
+        for err in [
+            server_error("ERR limit must be between 1 and 1000000"),
+            server_error("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            server_error("CROSSSLOT Keys in request don't hash to the same slot"),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            assert_eq!(refusal_of_error(&err), None, "{err:?}");
+        }
+        assert_eq!(refusal(&Ok(Value::Int(1))), None);
+    }
+
+    #[test]
+    fn cluster_backoff_doubles_up_to_the_cap() {
+        let waits: Vec<u64> = (1..=CLUSTER_RETRIES)
+            .map(|retry| cluster_backoff(retry).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [25, 50, 100, 200, 400, 800, 800, 800, 800, 800]);
+        assert_eq!(cluster_backoff(u32::MAX), CLUSTER_MAX_BACKOFF);
+    }
+
+    // ---- sentinel --------------------------------------------------------
+
+    #[test]
+    fn errors_that_make_sentinel_be_asked_again() {
+        for err in [
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            RedisError::from((ErrorKind::Io, "connection dropped")),
+            server_error("READONLY You can't write against a read only replica."),
+            server_error("MASTERDOWN Link with MASTER is down"),
+            server_error("LOADING Redis is loading the dataset in memory"),
+        ] {
+            assert!(means_primary_lost(&err), "{err:?}");
+        }
+        for err in [
+            server_error("ERR limit must be between 1 and 1000000"),
+            server_error("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            server_error("NOPERM this user has no permissions"),
+            RedisError::from((ErrorKind::Client, "bad argument")),
+        ] {
+            assert!(!means_primary_lost(&err), "{err:?}");
+        }
+        let readonly = crate::test_support::error_reply("READONLY no");
+        assert!(reply_means_primary_lost(&Ok(readonly.clone())));
+        assert!(!reply_means_primary_lost(&Ok(Value::Int(1))));
+        assert!(replies_mean_primary_lost(&Ok(vec![Value::Okay, readonly])));
+        assert!(!replies_mean_primary_lost(&Ok(vec![Value::Okay])));
+    }
+
+    // ---- against fake servers ---------------------------------------------
+
+    use crate::test_support::{resp, FakeServer, Reply};
+    use crate::Config;
+    use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// A fake primary: `TK.TEST` counts and replies 1, or, once
+    /// `failing`, replies `READONLY` or closes the connection.
+    struct FakePrimary {
+        server: FakeServer,
+        executed: Arc<AtomicUsize>,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl FakePrimary {
+        async fn start(close_when_failing: bool) -> FakePrimary {
+            let executed = Arc::new(AtomicUsize::new(0));
+            let failing = Arc::new(AtomicBool::new(false));
+            let (count, fail) = (executed.clone(), failing.clone());
+            let server = FakeServer::start(move |args| match args[0].as_str() {
+                "ROLE" => Reply::Resp(resp::array(vec![
+                    resp::bulk("master"),
+                    resp::int(0),
+                    resp::array(vec![]),
+                ])),
+                "TK.TEST" => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    match (fail.load(Ordering::SeqCst), close_when_failing) {
+                        (false, _) => Reply::Resp(resp::int(1)),
+                        (true, false) => Reply::Resp(resp::error(
+                            "READONLY You can't write against a read only replica.",
+                        )),
+                        (true, true) => Reply::Close,
+                    }
+                }
+                _ => Reply::Resp(resp::simple("OK")),
+            })
+            .await;
+            FakePrimary {
+                server,
+                executed,
+                failing,
+            }
+        }
+
+        fn executed(&self) -> usize {
+            self.executed.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A fake Sentinel naming the primary on port `primary` (flagged
+    /// `s_down` while `down`), counting `SENTINEL MASTERS` queries.
+    struct FakeSentinel {
+        server: FakeServer,
+        primary: Arc<AtomicU16>,
+        down: Arc<AtomicBool>,
+        asked: Arc<AtomicUsize>,
+    }
+
+    impl FakeSentinel {
+        async fn start(primary_port: u16) -> FakeSentinel {
+            let primary = Arc::new(AtomicU16::new(primary_port));
+            let down = Arc::new(AtomicBool::new(false));
+            let asked = Arc::new(AtomicUsize::new(0));
+            let (port, is_down, count) = (primary.clone(), down.clone(), asked.clone());
+            let server = FakeServer::start(move |args| match args[0].as_str() {
+                "ROLE" => Reply::Resp(resp::array(vec![
+                    resp::bulk("sentinel"),
+                    resp::strings(&["mymaster"]),
+                ])),
+                "SENTINEL" => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let port = port.load(Ordering::SeqCst).to_string();
+                    let flags = if is_down.load(Ordering::SeqCst) {
+                        "master,s_down"
+                    } else {
+                        "master"
+                    };
+                    Reply::Resp(resp::array(vec![resp::strings(&[
+                        "name",
+                        "mymaster",
+                        "ip",
+                        "127.0.0.1",
+                        "port",
+                        &port,
+                        "flags",
+                        flags,
+                    ])]))
+                }
+                _ => Reply::Resp(resp::simple("OK")),
+            })
+            .await;
+            FakeSentinel {
+                server,
+                primary,
+                down,
+                asked,
+            }
+        }
+
+        fn asked(&self) -> usize {
+            self.asked.load(Ordering::SeqCst)
+        }
+
+        async fn connect(&self) -> Connection {
+            Config::builder()
+                .sentinel_addrs([self.server.addr()])
+                .sentinel_master("mymaster")
+                .dial_timeout(TIMEOUT)
+                .read_timeout(TIMEOUT)
+                .build()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        }
+    }
+
+    async fn tk_test(conn: &Connection) -> crate::Result<i64> {
+        crate::exec::query(conn, TIMEOUT, "TK.TEST", &redis::cmd("TK.TEST")).await
+    }
+
+    #[tokio::test]
+    async fn sentinel_asks_again_after_readonly_and_never_resends() {
+        let (a, b) = (
+            FakePrimary::start(false).await,
+            FakePrimary::start(false).await,
+        );
+        let sentinel = FakeSentinel::start(a.server.port()).await;
+        let conn = sentinel.connect().await;
+        assert_eq!(conn.topology(), Topology::Sentinel);
+        let Connection::Sentinel(inner) = &conn else {
+            panic!("{conn:?}")
+        };
+        assert_eq!(inner.master_addr(), Some(a.server.addr()));
+        assert_eq!(inner.sentinels(), [sentinel.server.addr()]);
+        assert!(format!("{conn:?}").contains(&a.server.addr()), "{conn:?}");
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+        assert_eq!((a.executed(), sentinel.asked()), (2, 1));
+
+        // Failover: A is demoted, Sentinel names B.
+        a.failing.store(true, Ordering::SeqCst);
+        sentinel.primary.store(b.server.port(), Ordering::SeqCst);
+        let err = tk_test(&conn).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(
+            matches!(&err, Error::Connection(inner) if inner.code() == Some("READONLY")),
+            "{err:?}"
+        );
+        assert_eq!(inner.master_addr(), None);
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+        assert_eq!(inner.master_addr(), Some(b.server.addr()));
+        // Sent once to A (refused), once to B: nothing was sent again.
+        assert_eq!((a.executed(), b.executed(), sentinel.asked()), (3, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn sentinel_asks_again_after_a_dropped_connection() {
+        let (a, b) = (
+            FakePrimary::start(true).await,
+            FakePrimary::start(true).await,
+        );
+        let sentinel = FakeSentinel::start(a.server.port()).await;
+        let conn = sentinel.connect().await;
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+
+        a.failing.store(true, Ordering::SeqCst);
+        sentinel.primary.store(b.server.port(), Ordering::SeqCst);
+        let err = tk_test(&conn).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!((a.executed(), b.executed(), sentinel.asked()), (2, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn sentinel_asks_again_after_a_timeout_but_not_after_a_shorter_caller_timeout() {
+        let hung = Arc::new(AtomicBool::new(false));
+        let is_hung = hung.clone();
+        let a = FakeServer::start(move |args| match args[0].as_str() {
+            "ROLE" => Reply::Resp(resp::array(vec![
+                resp::bulk("master"),
+                resp::int(0),
+                resp::array(vec![]),
+            ])),
+            "TK.TEST" if is_hung.load(Ordering::SeqCst) => Reply::Ignore,
+            "TK.TEST" => Reply::Resp(resp::int(1)),
+            _ => Reply::Resp(resp::simple("OK")),
+        })
+        .await;
+        let sentinel = FakeSentinel::start(a.port()).await;
+        let read_timeout = Duration::from_millis(300);
+        let conn = Config::builder()
+            .sentinel_addrs([sentinel.server.addr()])
+            .sentinel_master("mymaster")
+            .read_timeout(read_timeout)
+            .build()
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        hung.store(true, Ordering::SeqCst);
+        let call = |timeout| {
+            let conn = conn.clone();
+            async move {
+                crate::exec::query::<_, i64>(&conn, timeout, "TK.TEST", &redis::cmd("TK.TEST"))
+                    .await
+            }
+        };
+        // The caller gives up before the response timeout: not a sign
+        // that the primary is gone.
+        let err = call(Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err:?}");
+        assert_eq!(sentinel.asked(), 1);
+        let Connection::Sentinel(inner) = &conn else {
+            panic!()
+        };
+        assert!(inner.master_addr().is_some());
+        // The caller gives up after about the response timeout (300 ms,
+        // less the 10 ms margin): a timeout, so the next call asks Sentinel
+        // again.
+        let err = call(Duration::from_millis(295)).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err:?}");
+        assert_eq!(inner.master_addr(), None);
+        hung.store(false, Ordering::SeqCst);
+        assert_eq!(call(read_timeout).await.unwrap(), 1);
+        assert_eq!(sentinel.asked(), 2);
+        // The connection's own response timeout fires (the caller waits
+        // longer): the same.
+        hung.store(true, Ordering::SeqCst);
+        let err = call(Duration::from_secs(2)).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert_eq!(inner.master_addr(), None);
+        hung.store(false, Ordering::SeqCst);
+        assert_eq!(call(read_timeout).await.unwrap(), 1);
+        assert_eq!(sentinel.asked(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_share_one_resolution() {
+        let (a, b) = (
+            FakePrimary::start(false).await,
+            FakePrimary::start(false).await,
+        );
+        let sentinel = FakeSentinel::start(a.server.port()).await;
+        let conn = sentinel.connect().await;
+        a.failing.store(true, Ordering::SeqCst);
+        sentinel.primary.store(b.server.port(), Ordering::SeqCst);
+        assert!(tk_test(&conn).await.is_err());
+        assert_eq!(sentinel.asked(), 1);
+
+        let calls: Vec<_> = (0..20).map(|_| tk_test(&conn)).collect();
+        for result in futures_util::future::join_all(calls).await {
+            assert_eq!(result.unwrap(), 1);
+        }
+        assert_eq!((b.executed(), sentinel.asked()), (20, 2));
+    }
+
+    #[tokio::test]
+    async fn a_failed_resolution_is_shared_then_tried_again() {
+        let a = FakePrimary::start(false).await;
+        let sentinel = FakeSentinel::start(a.server.port()).await;
+        let conn = sentinel.connect().await;
+        a.failing.store(true, Ordering::SeqCst);
+        sentinel.down.store(true, Ordering::SeqCst);
+        assert!(tk_test(&conn).await.is_err());
+        assert_eq!(sentinel.asked(), 1);
+
+        // Failover in progress: no healthy primary. Concurrent callers get
+        // the one resolution's (transient) error.
+        let calls: Vec<_> = (0..5).map(|_| tk_test(&conn)).collect();
+        for result in futures_util::future::join_all(calls).await {
+            let err = result.unwrap_err();
+            assert!(err.is_transient(), "{err:?}");
+        }
+        assert_eq!(sentinel.asked(), 2);
+
+        // Failover done: the next call asks again.
+        sentinel.down.store(false, Ordering::SeqCst);
+        a.failing.store(false, Ordering::SeqCst);
+        assert_eq!(tk_test(&conn).await.unwrap(), 1);
+        assert_eq!(sentinel.asked(), 3);
+    }
+
+    /// A fake cluster node; `slots` says which nodes (by port) own which
+    /// slot ranges, and `reply` answers `TK.*` commands (after recording
+    /// them).
+    struct FakeNode {
+        server: FakeServer,
+        received: Arc<StdMutex<Vec<Vec<String>>>>,
+    }
+
+    type SlotTable = Arc<StdMutex<Vec<(u16, u16, u16)>>>;
+
+    impl FakeNode {
+        async fn start(
+            slots: SlotTable,
+            reply: impl Fn(&[String]) -> Reply + Send + Sync + 'static,
+        ) -> FakeNode {
+            let received: Arc<StdMutex<Vec<Vec<String>>>> = Arc::default();
+            let record = received.clone();
+            let server = FakeServer::start(move |args| match args[0].as_str() {
+                "CLUSTER" => {
+                    let table = slots.lock().unwrap().clone();
+                    Reply::Resp(resp::array(
+                        table
+                            .into_iter()
+                            .map(|(start, end, port)| {
+                                resp::array(vec![
+                                    resp::int(start.into()),
+                                    resp::int(end.into()),
+                                    resp::array(vec![
+                                        resp::bulk("127.0.0.1"),
+                                        resp::int(port.into()),
+                                    ]),
+                                ])
+                            })
+                            .collect(),
+                    ))
+                }
+                "PING" => Reply::Resp(resp::simple("PONG")),
+                "CLIENT" => Reply::Resp(resp::simple("OK")),
+                _ => {
+                    record.lock().unwrap().push(args.to_vec());
+                    reply(args)
+                }
+            })
+            .await;
+            FakeNode { server, received }
+        }
+
+        fn received(&self) -> Vec<Vec<String>> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    async fn connect_cluster(seed: &FakeNode) -> Connection {
+        Config::builder()
+            .cluster_nodes([seed.server.addr()])
+            .dial_timeout(TIMEOUT)
+            .read_timeout(TIMEOUT)
+            .build()
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    fn one(value: i64) -> impl Fn(&[String]) -> Reply + Send + Sync + 'static {
+        move |_| Reply::Resp(resp::int(value))
+    }
+
+    #[tokio::test]
+    async fn cluster_routes_ratelimit_all_by_its_first_key() {
+        let slots = SlotTable::default();
+        let a = FakeNode::start(slots.clone(), one(1)).await;
+        let b = FakeNode::start(slots.clone(), one(2)).await;
+        *slots.lock().unwrap() = vec![(0, 8191, a.server.port()), (8192, 16383, b.server.port())];
+        let conn = connect_cluster(&a).await;
+        assert_eq!(conn.topology(), Topology::Cluster);
+
+        // A key on the other half from "1" (the numkeys argument), so that
+        // routing by argv[1] would pick the wrong node.
+        let numkeys_on_a = crate::keys::key_slot("1") < 8192;
+        let key = (0..100)
+            .map(|n| format!("{{u{n}}}:s"))
+            .find(|key| (crate::keys::key_slot(key) < 8192) != numkeys_on_a)
+            .unwrap();
+        let (owner, other) = if numkeys_on_a { (&b, &a) } else { (&a, &b) };
+        let expected = if numkeys_on_a { 2 } else { 1 };
+        let mut all = redis::cmd("TK.RATELIMIT.ALL");
+        all.arg("1").arg(&key).arg("10").arg("1000");
+        let got: i64 = crate::exec::query(&conn, TIMEOUT, "TK.RATELIMIT.ALL", &all)
+            .await
+            .unwrap();
+        assert_eq!(got, expected);
+        assert_eq!(owner.received().len(), 1);
+        assert!(other.received().is_empty(), "{:?}", other.received());
+
+        // Other TK commands go by argv[1], as the redis crate does.
+        let mut single = redis::cmd("TK.RATELIMIT");
+        single.arg(&key).arg("10").arg("1000");
+        let _: i64 = crate::exec::query(&conn, TIMEOUT, "TK.RATELIMIT", &single)
+            .await
+            .unwrap();
+        assert_eq!(owner.received().len(), 2);
+        assert!(other.received().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cluster_sends_refused_commands_again() {
+        let slots = SlotTable::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let count = calls.clone();
+        let a = FakeNode::start(slots.clone(), move |_| {
+            match count.fetch_add(1, Ordering::SeqCst) {
+                0 => Reply::Resp(resp::error("CLUSTERDOWN The cluster is down")),
+                1 => Reply::Resp(resp::error(
+                    "TRYAGAIN Multiple keys request during rehashing",
+                )),
+                _ => Reply::Resp(resp::int(7)),
+            }
+        })
+        .await;
+        *slots.lock().unwrap() = vec![(0, 16383, a.server.port())];
+        let conn = connect_cluster(&a).await;
+        let mut cmd = redis::cmd("TK.RATELIMIT");
+        cmd.arg("k").arg("10").arg("1000");
+        let got: i64 = crate::exec::query(&conn, TIMEOUT, "TK.RATELIMIT", &cmd)
+            .await
+            .unwrap();
+        assert_eq!(got, 7);
+        assert_eq!(a.received().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn cluster_never_resends_after_a_dropped_connection() {
+        let slots = SlotTable::default();
+        let a = FakeNode::start(slots.clone(), |_| Reply::Close).await;
+        *slots.lock().unwrap() = vec![(0, 16383, a.server.port())];
+        let conn = connect_cluster(&a).await;
+        let mut cmd = redis::cmd("TK.RATELIMIT");
+        cmd.arg("k").arg("10").arg("1000");
+        let err = crate::exec::query::<_, i64>(&conn, TIMEOUT, "TK.RATELIMIT", &cmd)
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(a.received().len(), 1, "{:?}", a.received());
+    }
+
+    #[tokio::test]
+    async fn cluster_follows_moved_after_refreshing_the_slot_map() {
+        let slots = SlotTable::default();
+        let b = FakeNode::start(slots.clone(), one(2)).await;
+        let (table, b_port) = (slots.clone(), b.server.port());
+        let a = FakeNode::start(slots.clone(), move |_| {
+            // The slot has moved to B: say so, and show it in CLUSTER SLOTS.
+            *table.lock().unwrap() = vec![(0, 16383, b_port)];
+            Reply::Resp(resp::error(&format!("MOVED 12182 127.0.0.1:{b_port}")))
+        })
+        .await;
+        *slots.lock().unwrap() = vec![(0, 8191, b.server.port()), (8192, 16383, a.server.port())];
+        let conn = connect_cluster(&a).await;
+        let mut cmd = redis::cmd("TK.RATELIMIT");
+        cmd.arg("foo").arg("10").arg("1000"); // slot 12182: on A
+        let got: i64 = crate::exec::query(&conn, TIMEOUT, "TK.RATELIMIT", &cmd)
+            .await
+            .unwrap();
+        assert_eq!(got, 2);
+        assert_eq!((a.received().len(), b.received().len()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn cluster_follows_ask_with_asking() {
+        let slots = SlotTable::default();
+        let b = FakeNode::start(slots.clone(), one(2)).await;
+        let b_port = b.server.port();
+        let a = FakeNode::start(slots.clone(), move |_| {
+            Reply::Resp(resp::error(&format!("ASK 12182 127.0.0.1:{b_port}")))
+        })
+        .await;
+        *slots.lock().unwrap() = vec![(0, 8191, b.server.port()), (8192, 16383, a.server.port())];
+        let conn = connect_cluster(&a).await;
+        let mut cmd = redis::cmd("TK.RATELIMIT");
+        cmd.arg("foo").arg("10").arg("1000");
+        let got: i64 = crate::exec::query(&conn, TIMEOUT, "TK.RATELIMIT", &cmd)
+            .await
+            .unwrap();
+        assert_eq!(got, 2);
+        assert_eq!(a.received().len(), 1);
+        let at_b = b.received();
+        assert_eq!(at_b.len(), 2, "{at_b:?}");
+        assert_eq!(at_b[0], ["ASKING"]);
+        assert_eq!(at_b[1][0], "TK.RATELIMIT");
+    }
+
+    #[tokio::test]
+    async fn health_check_on_a_cluster() {
+        let slots = SlotTable::default();
+        let info = |version: &'static str| {
+            move |args: &[String]| {
+                assert_eq!(args[0], "INFO");
+                Reply::Resp(resp::bulk(&format!(
+                    "# Server\r\nredis_version:7.2.4\r\n# tk\r\ntk_version:{version}\r\n\
+                     tk_ratelimit_gcra_calls:2\r\n"
+                )))
+            }
+        };
+        let a = FakeNode::start(slots.clone(), info("100")).await;
+        let b = FakeNode::start(slots.clone(), info("100")).await;
+        *slots.lock().unwrap() = vec![(0, 8191, a.server.port()), (8192, 16383, b.server.port())];
+        let conn = connect_cluster(&a).await;
+        let health = crate::health::check(&conn, &crate::HealthOptions::default()).await;
+        assert_eq!(
+            health.status,
+            crate::HealthStatus::Ok,
+            "{:?}",
+            health.problems
+        );
+        assert_eq!(health.module_version, Some(100));
+        // Both primaries answered; their counters are summed.
+        assert_eq!(health.tk_counters.get("ratelimit_gcra_calls"), Some(&4));
+        assert_eq!((a.received().len(), b.received().len()), (1, 1));
+    }
+
+    #[test]
+    fn abandoned_requests_count_as_timed_out_near_the_response_timeout() {
+        assert_eq!(
+            abandoned_threshold(Duration::from_secs(3)),
+            Duration::from_millis(2990)
+        );
+        assert_eq!(
+            abandoned_threshold(Duration::from_millis(50)),
+            Duration::from_millis(45)
+        );
+        assert_eq!(abandoned_threshold(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn topology_names() {
+        assert_eq!(Topology::Standalone.to_string(), "standalone");
+        assert_eq!(Topology::Cluster.as_str(), "cluster");
+        assert_eq!(format!("{}", Topology::Sentinel), "sentinel");
+    }
+
+    #[test]
+    fn connections_are_send_and_sync() {
+        fn check<T: Send + Sync + Clone + ConnectionLike + 'static>() {}
+        check::<Connection>();
+        check::<SentinelConnection>();
+    }
+}
