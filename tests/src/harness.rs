@@ -226,6 +226,10 @@ pub struct ServerBuilder {
     args: Vec<String>,
     replica_of: Option<(String, u16)>,
     start_timeout: Duration,
+    /// `--cluster-enabled yes` (local backend only).
+    cluster: bool,
+    /// Run as a Sentinel with this initial configuration (local backend only).
+    sentinel_config: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -238,6 +242,8 @@ impl Default for ServerBuilder {
             args: Vec::new(),
             replica_of: None,
             start_timeout: START_TIMEOUT,
+            cluster: false,
+            sentinel_config: None,
         }
     }
 }
@@ -293,6 +299,24 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts a Redis Cluster node (`--cluster-enabled yes`, its `nodes.conf`
+    /// in the server's directory, the cluster bus on a free port of its
+    /// own). Local backend only. See [`crate::topology::Cluster`].
+    pub fn cluster(mut self, on: bool) -> Self {
+        self.cluster = on;
+        self
+    }
+
+    /// Starts a Sentinel (`redis-server sentinel.conf --sentinel`) whose
+    /// configuration file starts as `config` (Sentinel rewrites it, and a
+    /// restarted Sentinel keeps what it learned). No module is loaded.
+    /// Local backend only. See [`crate::topology::SentinelGroup`].
+    pub fn sentinel(mut self, config: impl Into<String>) -> Self {
+        self.sentinel_config = Some(config.into());
+        self.load_module = false;
+        self
+    }
+
     /// How long to wait for `PING` after starting (default [`START_TIMEOUT`]).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -317,6 +341,11 @@ impl ServerBuilder {
     /// The directives shared by both backends (everything but port, bind and dir).
     fn common_args(&self, module: Option<&str>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        if self.sentinel_config.is_some() {
+            out.extend(["--daemonize", "no"].map(String::from));
+            out.extend(self.args.iter().cloned());
+            return out;
+        }
         let mut push = |items: &[&str]| out.extend(items.iter().map(|s| s.to_string()));
         push(&["--save", ""]);
         if self.aof {
@@ -372,6 +401,8 @@ pub struct Server {
     dir: Option<TempDir>,
     /// Up and running (a failed start reports its log in its own panic).
     running: bool,
+    /// The cluster bus port of a cluster node (kept across restarts).
+    cluster_bus_port: Option<u16>,
 }
 
 impl fmt::Debug for Server {
@@ -417,10 +448,15 @@ impl Server {
             dir_path,
             dir: Some(dir),
             running: false,
+            cluster_bus_port: None,
             config,
         };
+        let special = server.config.cluster || server.config.sentinel_config.is_some();
         match server.config.backend {
             Backend::Local => server.start_local(None).await,
+            Backend::Docker if special => {
+                panic!("cluster nodes and sentinels run on the local backend only")
+            }
             Backend::Docker => server.start_docker().await,
         }
         server.running = true;
@@ -535,6 +571,35 @@ impl Server {
         self.running = true;
     }
 
+    /// Kills the server with SIGKILL (a crash: no shutdown, no save) and
+    /// leaves it down; [`Server::revive`] starts it again. Local backend only.
+    pub fn kill(&mut self) {
+        self.running = false;
+        match &mut self.process {
+            Process::Local(child) => {
+                if let Some(child) = child.take() {
+                    kill_and_wait(child);
+                }
+            }
+            Process::Docker(_) => panic!("kill: local backend only"),
+        }
+    }
+
+    /// Starts a server stopped by [`Server::kill`] again, on the same port and
+    /// data directory with the same arguments (a cluster node keeps its
+    /// identity through `nodes.conf`, a Sentinel its rewritten configuration).
+    pub async fn revive(&mut self) {
+        assert!(!self.running, "revive: the server is running");
+        let port = self.port;
+        self.start_local(Some(port)).await;
+        self.running = true;
+    }
+
+    /// Whether the server is up (not killed by [`Server::kill`]).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir_path.join(LOG_FILE)
     }
@@ -556,6 +621,14 @@ impl Server {
             None
         };
         let mut cmd = Command::new(redis_server_bin());
+        if let Some(config) = &self.config.sentinel_config {
+            // Sentinel rewrites its file; a revived Sentinel keeps what it learned.
+            let path = self.dir_path.join("sentinel.conf");
+            if !path.exists() {
+                fs::write(&path, config)?;
+            }
+            cmd.arg(&path).arg("--sentinel");
+        }
         cmd.arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1"])
@@ -566,6 +639,19 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?);
+        if self.config.cluster {
+            let bus_port = self
+                .cluster_bus_port
+                .expect("bus port chosen before spawning");
+            cmd.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .arg("--cluster-port")
+            .arg(bus_port.to_string());
+        }
         Ok(cmd)
     }
 
@@ -583,6 +669,9 @@ impl Server {
                 Some(port) if attempt == 0 => port,
                 _ => free_port(),
             };
+            if self.config.cluster && (self.cluster_bus_port.is_none() || attempt > 0) {
+                self.cluster_bus_port = Some(free_port());
+            }
             let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
             let cmd = self
                 .local_command(port, &log)

@@ -14,5 +14,6 @@
 //! ```
 
 pub mod harness;
+pub mod topology;
 
 pub use harness::*;
