@@ -2,13 +2,19 @@
 //! namespace), the IFGEN race, background reclaim of a 100,000-entry user,
 //! replication, AOF and every error path. No timing assertions: the PING
 //! latency during a large invalidation is reported, not asserted.
+//!
+//! The behavioural tests run on a standalone server and on a Redis Cluster
+//! ([`tk_redis_tests::topology_tests!`] at the end of the file); every
+//! multi-key call uses one user's keys, which share that user's hash tag.
+//! Replication, AOF, error paths and command metadata stay standalone.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::topology::Topology;
 
 /// The three bookkeeping keys of a test user `u` (one hash tag).
 fn generations(user: &str) -> String {
@@ -22,7 +28,7 @@ fn entry(user: &str, namespace: &str, id: &str) -> String {
 }
 
 async fn get(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     user: &str,
     namespace: &str,
     id: &str,
@@ -38,7 +44,7 @@ async fn get(
 }
 
 async fn set(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     user: &str,
     namespace: &str,
     id: &str,
@@ -59,7 +65,7 @@ async fn set(
     cmd.query_async(conn).await.unwrap()
 }
 
-async fn invalidate_user(conn: &mut MultiplexedConnection, user: &str) -> i64 {
+async fn invalidate_user(conn: &mut impl ConnectionLike, user: &str) -> i64 {
     redis::cmd("TK.CACHE.INVALIDATEUSER")
         .arg(generations(user))
         .arg(index(user))
@@ -68,11 +74,7 @@ async fn invalidate_user(conn: &mut MultiplexedConnection, user: &str) -> i64 {
         .unwrap()
 }
 
-async fn invalidate_namespace(
-    conn: &mut MultiplexedConnection,
-    user: &str,
-    namespace: &str,
-) -> i64 {
+async fn invalidate_namespace(conn: &mut impl ConnectionLike, user: &str, namespace: &str) -> i64 {
     redis::cmd("TK.CACHE.INVALIDATENS")
         .arg(generations(user))
         .arg(index(user))
@@ -82,11 +84,11 @@ async fn invalidate_namespace(
         .unwrap()
 }
 
-async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
     redis::cmd("DBSIZE").query_async(conn).await.unwrap()
 }
 
-async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     redis::cmd("PEXPIRETIME")
         .arg(key)
         .query_async(conn)
@@ -94,8 +96,16 @@ async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
         .unwrap()
 }
 
-/// Waits (bounded) until the reclaimer has nothing pending.
-async fn wait_for_reclaim(conn: &mut MultiplexedConnection) {
+/// A plain connection to the server holding `user`'s keys: the standalone
+/// server, or the cluster master serving the user's hash tag. Its `INFO tk`
+/// counts that user's commands and its reclaimer frees that user's entries.
+async fn user_node(topology: &Topology, user: &str) -> MultiplexedConnection {
+    topology.node_for(&generations(user)).await.conn().await
+}
+
+/// Waits (bounded) until the reclaimer of the server behind `conn` has
+/// nothing pending.
+async fn wait_for_reclaim(conn: &mut impl ConnectionLike) {
     for _ in 0..600 {
         let info = info_section(conn, "tk").await;
         if info.get("tk_cache_reclaim_pending").map(String::as_str) == Some("0") {
@@ -107,7 +117,7 @@ async fn wait_for_reclaim(conn: &mut MultiplexedConnection) {
 }
 
 /// Every key with its type, value digest and absolute expiry.
-async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (String, i64)> {
+async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (String, i64)> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
     let mut state = BTreeMap::new();
     for key in keys {
@@ -123,10 +133,8 @@ async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (String,
     state
 }
 
-#[tokio::test]
-async fn hit_miss_and_generation_tokens() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn hit_miss_and_generation_tokens(topology: &Topology) {
+    let mut conn = topology.connection().await;
     assert_eq!(get(&mut conn, "a", "http", "1").await, (0, b"0.0".to_vec()));
     assert_eq!(
         set(&mut conn, "a", "http", "1", "5m", "page", Some(b"0.0")).await,
@@ -151,10 +159,8 @@ async fn hit_miss_and_generation_tokens() {
     assert_eq!(pexpiretime(&mut conn, &generations("a")).await, -2);
 }
 
-#[tokio::test]
-async fn invalidating_one_user_leaves_another_untouched() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn invalidating_one_user_leaves_another_untouched(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for user in ["a", "b"] {
         for namespace in ["http", "search", "analytics"] {
             set(&mut conn, user, namespace, "x", "5m", user, None).await;
@@ -177,10 +183,8 @@ async fn invalidating_one_user_leaves_another_untouched() {
     assert_eq!(get(&mut conn, "a", "http", "x").await.1, b"1.0");
 }
 
-#[tokio::test]
-async fn namespace_invalidation_only_hides_that_namespace() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn namespace_invalidation_only_hides_that_namespace(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for namespace in ["http", "analytics"] {
         set(&mut conn, "a", namespace, "x", "15m", namespace, None).await;
     }
@@ -193,7 +197,7 @@ async fn namespace_invalidation_only_hides_that_namespace() {
         get(&mut conn, "a", "http", "x").await,
         (1, b"http".to_vec())
     );
-    wait_for_reclaim(&mut conn).await;
+    wait_for_reclaim(&mut user_node(topology, "a").await).await;
     let exists: i64 = redis::cmd("EXISTS")
         .arg(&[entry("a", "analytics", "x"), entry("a", "http", "x")])
         .query_async(&mut conn)
@@ -205,10 +209,8 @@ async fn namespace_invalidation_only_hides_that_namespace() {
     );
 }
 
-#[tokio::test]
-async fn a_value_computed_before_an_invalidation_is_not_stored() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn a_value_computed_before_an_invalidation_is_not_stored(topology: &Topology) {
+    let mut conn = topology.connection().await;
     set(&mut conn, "a", "search", "q", "5m", "old", None).await;
     invalidate_user(&mut conn, "a").await;
     // Reader misses and starts computing with the generations it saw...
@@ -232,14 +234,12 @@ async fn a_value_computed_before_an_invalidation_is_not_stored() {
         get(&mut conn, "a", "search", "q").await,
         (1, b"fresh".to_vec())
     );
-    let info = info_section(&mut conn, "tk").await;
+    let info = info_section(&mut user_node(topology, "a").await, "tk").await;
     assert_eq!(info["tk_cache_sets_refused"], "1");
 }
 
-#[tokio::test]
-async fn entries_and_bookkeeping_expire_by_themselves() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn entries_and_bookkeeping_expire_by_themselves(topology: &Topology) {
+    let mut conn = topology.connection().await;
     set(&mut conn, "a", "http", "1", "150ms", "v", None).await;
     set(&mut conn, "a", "http", "2", "300ms", "v", None).await;
     let last = pexpiretime(&mut conn, &entry("a", "http", "2")).await;
@@ -257,10 +257,11 @@ async fn entries_and_bookkeeping_expire_by_themselves() {
     panic!("entries or bookkeeping keys did not expire");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed(topology: &Topology) {
+    let mut conn = topology.connection().await;
+    // The server holding "big": it runs the invalidation and the reclaim.
+    let big_node = topology.node_for(&generations("big")).await;
+    let mut node = big_node.conn().await;
     set(&mut conn, "other", "http", "keep", "1h", "safe", None).await;
     let baseline = dbsize(&mut conn).await;
     const ENTRIES: usize = 100_000;
@@ -281,12 +282,13 @@ async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed() {
     assert_eq!(dbsize(&mut conn).await, baseline + ENTRIES as i64 + 1);
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
-        .query_async(&mut conn)
+        .query_async(&mut node)
         .await
         .unwrap();
 
-    // Another client pings throughout; its worst round trip is reported.
-    let mut pinger = server
+    // Another client pings that server throughout; its worst round trip is
+    // reported.
+    let mut pinger = big_node
         .client()
         .get_multiplexed_async_connection()
         .await
@@ -318,7 +320,7 @@ async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed() {
             "entry {i}"
         );
     }
-    wait_for_reclaim(&mut conn).await;
+    wait_for_reclaim(&mut node).await;
     stop_tx.send(()).unwrap();
     let (worst_ping, pings) = pings.await.unwrap();
     println!(
@@ -331,14 +333,15 @@ async fn a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed() {
         get(&mut conn, "other", "http", "keep").await,
         (1, b"safe".to_vec())
     );
-    let info = info_section(&mut conn, "tk").await;
+    let info = info_section(&mut node, "tk").await;
     assert_eq!(info["tk_cache_entries_reclaimed"], ENTRIES.to_string());
     // Nothing scanned the keyspace.
-    let stats = info_section(&mut conn, "commandstats").await;
+    let stats = info_section(&mut node, "commandstats").await;
     assert!(!stats.contains_key("cmdstat_keys"), "{stats:?}");
     assert!(!stats.contains_key("cmdstat_scan"), "{stats:?}");
 }
 
+// Standalone only: compares one primary with its own replica key by key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_reaches_identical_state_including_reclaim() {
     let primary = Server::start().await;
@@ -394,6 +397,7 @@ async fn replica_reaches_identical_state_including_reclaim() {
     assert_eq!(reply, (1, b"fresh".to_vec()));
 }
 
+// Standalone only: restarts one server from its AOF.
 #[tokio::test]
 async fn aof_restart_keeps_entries_and_generations() {
     let mut server = Server::builder().aof(true).start().await;
@@ -417,6 +421,8 @@ async fn aof_restart_keeps_entries_and_generations() {
     );
 }
 
+// Standalone only: compares the whole keyspace before and after, and some
+// cases deliberately mix keys of different slots ("str", "badgen").
 #[tokio::test]
 async fn every_error_path_replies_err_and_changes_nothing() {
     let server = Server::start().await;
@@ -533,6 +539,7 @@ async fn every_error_path_replies_err_and_changes_nothing() {
     assert_eq!(pong, "PONG");
 }
 
+// Standalone only: command metadata, and INFO counters of one server.
 #[tokio::test]
 async fn key_specs_flags_docs_and_info() {
     let server = Server::start().await;
@@ -587,13 +594,11 @@ async fn key_specs_flags_docs_and_info() {
 
 // ---- the client crate, end to end ----
 
-#[tokio::test]
-async fn client_get_or_compute_caches_per_user_and_invalidates() {
+async fn client_get_or_compute_caches_per_user_and_invalidates(topology: &Topology) {
     use std::sync::atomic::{AtomicU32, Ordering};
     use tk_redis::{Cache, RequestIdentity};
 
-    let server = Server::start().await;
-    let cache = Cache::connect(server.url()).await.unwrap();
+    let cache = Cache::new(topology.connection().await);
     let computed = AtomicU32::new(0);
     let page = |user: &str| {
         RequestIdentity::for_user(
@@ -668,12 +673,10 @@ async fn client_get_or_compute_caches_per_user_and_invalidates() {
     assert!(metrics.hits >= 2 && metrics.misses >= 3, "{metrics:?}");
 }
 
-#[tokio::test]
-async fn client_refuses_a_stale_store_and_reports_module_missing() {
+async fn client_refuses_a_stale_store(topology: &Topology) {
     use tk_redis::{Cache, Lookup, RequestIdentity};
 
-    let server = Server::start().await;
-    let cache = Cache::connect(server.url()).await.unwrap();
+    let cache = Cache::new(topology.connection().await);
     let id = RequestIdentity::for_user_from_parts("carol", ["search", "rust"]);
     let Lookup::Miss(generation) = cache.get::<String>("carol", "search", &id).await.unwrap()
     else {
@@ -700,12 +703,30 @@ async fn client_refuses_a_stale_store_and_reports_module_missing() {
         .await
         .unwrap()
         .is_hit());
+}
+
+/// Needs a server without the module: standalone only.
+#[tokio::test]
+async fn client_reports_module_missing() {
+    use tk_redis::{Cache, RequestIdentity};
 
     let plain = Server::builder().without_module().start().await;
     let cache = Cache::connect(plain.url()).await.unwrap();
+    let id = RequestIdentity::for_user_from_parts("carol", ["search", "rust"]);
     let error = cache
         .get::<String>("carol", "search", &id)
         .await
         .unwrap_err();
     assert!(error.is_module_not_loaded(), "{error:?}");
 }
+
+tk_redis_tests::topology_tests!(
+    hit_miss_and_generation_tokens,
+    invalidating_one_user_leaves_another_untouched,
+    namespace_invalidation_only_hides_that_namespace,
+    a_value_computed_before_an_invalidation_is_not_stored,
+    entries_and_bookkeeping_expire_by_themselves,
+    a_user_with_100k_entries_is_invalidated_in_one_step_and_reclaimed,
+    client_get_or_compute_caches_per_user_and_invalidates,
+    client_refuses_a_stale_store,
+);

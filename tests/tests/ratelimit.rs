@@ -9,15 +9,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis::{Algorithm, Quota, RateLimiter};
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::topology::Topology;
 
 const ALGORITHMS: [&str; 3] = ["GCRA", "SLIDING", "FIXED"];
 
 /// Sends a command and returns its reply as a list of integers.
-async fn ints(conn: &mut MultiplexedConnection, args: &[&str]) -> Vec<i64> {
+async fn ints(conn: &mut impl ConnectionLike, args: &[&str]) -> Vec<i64> {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
         cmd.arg(*arg);
@@ -29,7 +30,7 @@ async fn ints(conn: &mut MultiplexedConnection, args: &[&str]) -> Vec<i64> {
 
 /// Sends a command that must fail and returns the error as the client saw
 /// it: "<CODE> <message>".
-async fn error(conn: &mut MultiplexedConnection, args: &[&[u8]]) -> String {
+async fn error(conn: &mut impl ConnectionLike, args: &[&[u8]]) -> String {
     let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
     for arg in &args[1..] {
         cmd.arg(*arg);
@@ -40,15 +41,15 @@ async fn error(conn: &mut MultiplexedConnection, args: &[&[u8]]) -> String {
     }
 }
 
-async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
     redis::cmd("DBSIZE").query_async(conn).await.unwrap()
 }
 
-async fn get_bytes(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+async fn get_bytes(conn: &mut impl ConnectionLike, key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
 }
 
-async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     redis::cmd("PEXPIRETIME")
         .arg(key)
         .query_async(conn)
@@ -57,7 +58,7 @@ async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
 }
 
 /// Every key's value and absolute expiry.
-async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (Option<Vec<u8>>, i64)> {
+async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (Option<Vec<u8>>, i64)> {
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
     let mut state = BTreeMap::new();
     for key in keys {
@@ -95,10 +96,8 @@ async fn module_reports_name_and_version() {
     assert_eq!(info.get("tk_version").map(String::as_str), Some("100"));
 }
 
-#[tokio::test]
-async fn gcra_admits_burst_then_refuses_with_exact_reply() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn gcra_admits_burst_then_refuses_with_exact_reply(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for expected_remaining in (0..5).rev() {
         let reply = ints(&mut conn, &["TK.RATELIMIT", "k", "5", "1h"]).await;
         assert_eq!(reply.len(), 5);
@@ -135,10 +134,8 @@ async fn gcra_admits_burst_then_refuses_with_exact_reply() {
     assert_eq!(&reply[..4], &[1, 1, 0, 0]);
 }
 
-#[tokio::test]
-async fn sliding_and_fixed_count_costs() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn sliding_and_fixed_count_costs(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for algo in ["SLIDING", "FIXED"] {
         let key = format!("k:{algo}");
         let first = ints(
@@ -189,10 +186,8 @@ async fn sliding_and_fixed_count_costs() {
     );
 }
 
-#[tokio::test]
-async fn retry_after_is_honoured_by_every_algorithm() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn retry_after_is_honoured_by_every_algorithm(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for algo in ALGORITHMS {
         let key = format!("retry:{algo}");
         let args = ["TK.RATELIMIT", &key, "2", "300ms", "ALGO", algo];
@@ -218,10 +213,8 @@ async fn retry_after_is_honoured_by_every_algorithm() {
     }
 }
 
-#[tokio::test]
-async fn peek_writes_nothing_and_predicts() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn peek_writes_nothing_and_predicts(topology: &Topology) {
+    let mut conn = topology.connection().await;
     for algo in ALGORITHMS {
         let key = format!("peek:{algo}");
         let peek = ints(
@@ -312,10 +305,8 @@ async fn refusals_and_peeks_replicate_nothing() {
     drop(replica);
 }
 
-#[tokio::test]
-async fn all_is_all_or_nothing() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn all_is_all_or_nothing(topology: &Topology) {
+    let mut conn = topology.connection().await;
     // Fill the second limit.
     ints(
         &mut conn,
@@ -394,42 +385,35 @@ async fn all_is_all_or_nothing() {
     assert_eq!(keys, ["x", "y", "z"]);
 }
 
-#[tokio::test]
-async fn reset_counts_existing_keys() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
-    ints(&mut conn, &["TK.RATELIMIT", "a", "1", "1h"]).await;
+async fn reset_counts_existing_keys(topology: &Topology) {
+    let mut conn = topology.connection().await;
+    // Keys reset together share a hash tag (one slot on a cluster).
+    ints(&mut conn, &["TK.RATELIMIT", "{r}a", "1", "1h"]).await;
     ints(
         &mut conn,
-        &["TK.RATELIMIT", "b", "1", "1h", "ALGO", "FIXED"],
+        &["TK.RATELIMIT", "{r}b", "1", "1h", "ALGO", "FIXED"],
     )
     .await;
     let removed: i64 = redis::cmd("TK.RATELIMIT.RESET")
-        .arg(&["a", "b", "c"])
+        .arg(&["{r}a", "{r}b", "{r}c"])
         .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(removed, 2);
     assert_eq!(dbsize(&mut conn).await, 0);
     assert_eq!(
-        ints(&mut conn, &["TK.RATELIMIT", "a", "1", "1h"]).await[0],
+        ints(&mut conn, &["TK.RATELIMIT", "{r}a", "1", "1h"]).await[0],
         1
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_clients_admit_exactly_the_limit() {
-    let server = Server::start().await;
+async fn concurrent_clients_admit_exactly_the_limit(topology: &Topology) {
     for algo in ALGORITHMS {
         let key = format!("hot:{algo}");
         let mut tasks = Vec::new();
         for _ in 0..50 {
             // Separate connections: 50 real clients racing on one key.
-            let mut conn = server
-                .client()
-                .get_multiplexed_async_connection()
-                .await
-                .unwrap();
+            let mut conn = topology.connection().await;
             let key = key.clone();
             tasks.push(tokio::spawn(async move {
                 let mut admitted = 0;
@@ -980,10 +964,8 @@ async fn command_docs_describe_every_command() {
 
 // ---- the client crate, end to end ----
 
-#[tokio::test]
-async fn client_checks_peeks_resets_and_checks_all() {
-    let server = Server::start().await;
-    let limiter = RateLimiter::connect(server.url()).await.unwrap();
+async fn client_checks_peeks_resets_and_checks_all(topology: &Topology) {
+    let limiter = RateLimiter::new(topology.connection().await);
     let quota = Quota::per_minute(2);
     let first = limiter.check("c:1", &quota, 1).await.unwrap();
     assert!(first.allowed);
@@ -993,7 +975,9 @@ async fn client_checks_peeks_resets_and_checks_all() {
     assert!(!refused.allowed);
     assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(30));
     assert!(!limiter.peek("c:1", &quota).await.unwrap().allowed);
-    assert_eq!(limiter.reset(&["c:1", "c:none"]).await.unwrap(), 1);
+    // Keys reset together share a slot.
+    assert_eq!(limiter.reset(&["c:1"]).await.unwrap(), 1);
+    assert_eq!(limiter.reset(&["{c:1}:none"]).await.unwrap(), 0);
     assert!(limiter.peek("c:1", &quota).await.unwrap().allowed);
 
     let sliding = Quota::per_hour(3).algorithm(Algorithm::Sliding);
@@ -1043,3 +1027,14 @@ async fn client_reports_typed_errors() {
     assert!(error.is_module_not_loaded(), "{error:?}");
     assert!(error.to_string().contains("--loadmodule"), "{error}");
 }
+
+tk_redis_tests::topology_tests!(
+    gcra_admits_burst_then_refuses_with_exact_reply,
+    sliding_and_fixed_count_costs,
+    retry_after_is_honoured_by_every_algorithm,
+    peek_writes_nothing_and_predicts,
+    all_is_all_or_nothing,
+    reset_counts_existing_keys,
+    concurrent_clients_admit_exactly_the_limit,
+    client_checks_peeks_resets_and_checks_all,
+);

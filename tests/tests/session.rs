@@ -4,15 +4,24 @@
 //! self-cleaning index, MAXSESSIONS under 50 concurrent logins, replication
 //! (MULTI and EVAL included), AOF, every error path, key specs and INFO.
 //!
+//! The behavioural tests are generic over the topology and run twice
+//! ([`topology_tests!`](tk_redis_tests::topology_tests), at the end): on one
+//! server and on a Redis Cluster. The keys one command names together share
+//! a hash tag. Plain `#[tokio::test]`s are single-server by nature: replica
+//! and AOF state, the replication offset, `COMMAND` metadata, the error
+//! paths (which compare the whole keyspace and deliberately name keys of
+//! different tags) and exact `INFO` counters.
+//!
 //! No timing assertions: expiries are awaited with bounded polling, and
 //! sessions that must not expire during a comparison get an idle TTL of 1 h.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{FromRedisValue, RedisError, Value};
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::topology::Topology;
 
 /// Bound on every wait for an expiry.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
@@ -83,14 +92,14 @@ fn command(args: &[&str]) -> redis::Cmd {
     cmd
 }
 
-async fn query<T: FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
+async fn query<T: FromRedisValue>(conn: &mut impl ConnectionLike, args: &[&str]) -> T {
     command(args)
         .query_async(conn)
         .await
         .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
 }
 
-async fn int(conn: &mut MultiplexedConnection, args: &[&str]) -> i64 {
+async fn int(conn: &mut impl ConnectionLike, args: &[&str]) -> i64 {
     query(conn, args).await
 }
 
@@ -100,7 +109,7 @@ fn error_text(e: &RedisError) -> String {
 }
 
 /// Sends a command; its reply, or its error text.
-async fn outcome(conn: &mut MultiplexedConnection, args: &[&str]) -> Result<Value, String> {
+async fn outcome(conn: &mut impl ConnectionLike, args: &[&str]) -> Result<Value, String> {
     command(args)
         .query_async::<Value>(conn)
         .await
@@ -108,7 +117,7 @@ async fn outcome(conn: &mut MultiplexedConnection, args: &[&str]) -> Result<Valu
 }
 
 /// Sends a command that must fail and returns its error text.
-async fn error(conn: &mut MultiplexedConnection, args: &[&str]) -> String {
+async fn error(conn: &mut impl ConnectionLike, args: &[&str]) -> String {
     match outcome(conn, args).await {
         Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
         Err(text) => text,
@@ -116,7 +125,7 @@ async fn error(conn: &mut MultiplexedConnection, args: &[&str]) -> String {
 }
 
 async fn create(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     session: &str,
     index: &str,
     user: &str,
@@ -133,7 +142,7 @@ async fn create(
 }
 
 /// A command replying a session or nil (GET, TOUCH).
-async fn maybe_session(conn: &mut MultiplexedConnection, args: &[&str]) -> Option<Session> {
+async fn maybe_session(conn: &mut impl ConnectionLike, args: &[&str]) -> Option<Session> {
     let raw: Option<RawSession> = query(conn, args).await;
     let session = raw.map(Session::from);
     if let Some(session) = &session {
@@ -142,15 +151,11 @@ async fn maybe_session(conn: &mut MultiplexedConnection, args: &[&str]) -> Optio
     session
 }
 
-async fn get(conn: &mut MultiplexedConnection, session: &str) -> Option<Session> {
+async fn get(conn: &mut impl ConnectionLike, session: &str) -> Option<Session> {
     maybe_session(conn, &["TK.SESSION.GET", session]).await
 }
 
-async fn touch(
-    conn: &mut MultiplexedConnection,
-    session: &str,
-    options: &[&str],
-) -> Option<Session> {
+async fn touch(conn: &mut impl ConnectionLike, session: &str, options: &[&str]) -> Option<Session> {
     let mut args = vec!["TK.SESSION.TOUCH", session];
     args.extend_from_slice(options);
     maybe_session(conn, &args).await
@@ -158,7 +163,7 @@ async fn touch(
 
 /// `TK.SESSION.SET`: the new version, or `None` for nil.
 async fn set(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     session: &str,
     data: &str,
     if_version: Option<i64>,
@@ -172,11 +177,11 @@ async fn set(
 }
 
 /// `TK.SESSION.LIST`: `(skey, created, last_active, expires_at)` rows.
-async fn list(conn: &mut MultiplexedConnection, index: &str) -> Vec<(String, i64, i64, i64)> {
+async fn list(conn: &mut impl ConnectionLike, index: &str) -> Vec<(String, i64, i64, i64)> {
     query(conn, &["TK.SESSION.LIST", index]).await
 }
 
-async fn list_keys(conn: &mut MultiplexedConnection, index: &str) -> Vec<String> {
+async fn list_keys(conn: &mut impl ConnectionLike, index: &str) -> Vec<String> {
     list(conn, index)
         .await
         .into_iter()
@@ -184,31 +189,31 @@ async fn list_keys(conn: &mut MultiplexedConnection, index: &str) -> Vec<String>
         .collect()
 }
 
-async fn exists(conn: &mut MultiplexedConnection, key: &str) -> bool {
+async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {
     int(conn, &["EXISTS", key]).await == 1
 }
 
-async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     int(conn, &["PEXPIRETIME", key]).await
 }
 
-async fn dbsize(conn: &mut MultiplexedConnection) -> i64 {
+async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
     int(conn, &["DBSIZE"]).await
 }
 
-async fn zcard(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+async fn zcard(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     int(conn, &["ZCARD", key]).await
 }
 
 /// The server's clock in Unix ms.
-async fn now_ms(conn: &mut MultiplexedConnection) -> i64 {
+async fn now_ms(conn: &mut impl ConnectionLike) -> i64 {
     let (secs, micros): (i64, i64) = query(conn, &["TIME"]).await;
     secs * 1000 + micros / 1000
 }
 
 /// Waits (bounded) until the server's clock is past `ms`, so the next
 /// command sees a strictly later millisecond.
-async fn wait_for_clock_past(conn: &mut MultiplexedConnection, ms: i64) {
+async fn wait_for_clock_past(conn: &mut impl ConnectionLike, ms: i64) {
     let deadline = Instant::now() + EXPIRY_DEADLINE;
     while now_ms(conn).await <= ms {
         assert!(
@@ -235,7 +240,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 }
 
 /// The index must outlive every session it lists.
-async fn assert_index_covers(conn: &mut MultiplexedConnection, index: &str) {
+async fn assert_index_covers(conn: &mut impl ConnectionLike, index: &str) {
     let members: Vec<(String, i64)> =
         query(conn, &["ZRANGE", index, "0", "-1", "WITHSCORES"]).await;
     let expiry = pexpiretime(conn, index).await;
@@ -247,8 +252,10 @@ async fn assert_index_covers(conn: &mut MultiplexedConnection, index: &str) {
     }
 }
 
-/// Every key with its value digest and absolute expiry.
-async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (String, i64)> {
+/// Every key with its value digest and absolute expiry, on one server: on
+/// a cluster, pass [`node_conn`] (the redis crate sends `KEYS` and `DEBUG`
+/// to every master).
+async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (String, i64)> {
     let keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
     let mut state = BTreeMap::new();
     for key in keys {
@@ -259,8 +266,9 @@ async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (String,
     state
 }
 
-/// The `tk_session_*` counters.
-async fn counters(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
+/// The `tk_session_*` counters of one server: on a cluster, pass
+/// [`node_conn`] (the redis crate sends `INFO` to every master).
+async fn counters(conn: &mut impl ConnectionLike) -> HashMap<String, u64> {
     info_section(conn, "tk")
         .await
         .into_iter()
@@ -280,18 +288,24 @@ fn counter(counters: &HashMap<String, u64>, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("INFO tk has no {name}: {counters:?}"))
 }
 
-async fn repl_offset(conn: &mut MultiplexedConnection) -> i64 {
+async fn repl_offset(conn: &mut impl ConnectionLike) -> i64 {
     info_section(conn, "replication").await["master_repl_offset"]
         .parse()
         .unwrap()
 }
 
+/// A plain connection to the server holding `key`: the standalone server, or
+/// the cluster master serving its slot. For what is read on one server
+/// (`INFO` counters, [`snapshot`]); commands go through
+/// [`Topology::connection`].
+async fn node_conn(topology: &Topology, key: &str) -> MultiplexedConnection {
+    topology.node_for(key).await.conn().await
+}
+
 // ---- create, get, touch ---------------------------------------------------
 
-#[tokio::test]
-async fn create_replies_the_session_and_stores_a_native_hash() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn create_replies_the_session_and_stores_a_native_hash(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "a"), ikey("t1", "alice"));
     let before = now_ms(&mut conn).await;
     let created = create(
@@ -341,9 +355,10 @@ async fn create_replies_the_session_and_stores_a_native_hash() {
     assert_eq!(kind, "zset");
 
     // GET returns the same, without side effects.
-    let state = snapshot(&mut conn).await;
+    let mut node = node_conn(topology, &i).await;
+    let state = snapshot(&mut node).await;
     assert_eq!(get(&mut conn, &s).await, Some(created.clone()));
-    assert_eq!(snapshot(&mut conn).await, state);
+    assert_eq!(snapshot(&mut node).await, state);
     assert_eq!(get(&mut conn, &skey("t1", "none")).await, None);
     assert!(!exists(&mut conn, &skey("t1", "none")).await);
 
@@ -368,7 +383,7 @@ async fn create_replies_the_session_and_stores_a_native_hash() {
     }
 
     // An existing session is not replaced.
-    let state = snapshot(&mut conn).await;
+    let state = snapshot(&mut node).await;
     assert_eq!(
         error(
             &mut conn,
@@ -377,14 +392,12 @@ async fn create_replies_the_session_and_stores_a_native_hash() {
         .await,
         "ERR session already exists"
     );
-    assert_eq!(snapshot(&mut conn).await, state);
+    assert_eq!(snapshot(&mut node).await, state);
     assert_index_covers(&mut conn, &i).await;
 }
 
-#[tokio::test]
-async fn touch_moves_activity_and_expiry_but_never_past_the_cap() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn touch_moves_activity_and_expiry_but_never_past_the_cap(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "a"), ikey("t1", "alice"));
     let created = create(
         &mut conn,
@@ -442,10 +455,8 @@ async fn touch_moves_activity_and_expiry_but_never_past_the_cap() {
     assert!(!exists(&mut conn, &ghost).await);
 }
 
-#[tokio::test]
-async fn an_idle_session_expires() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn an_idle_session_expires(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "idle"), ikey("t1", "alice"));
     let keep = skey("t1", "keep");
     create(&mut conn, &keep, &i, "alice", "1h", "d", &[]).await;
@@ -460,13 +471,12 @@ async fn an_idle_session_expires() {
     assert_eq!(set(&mut conn, &s, "late", None).await, None);
     assert!(!exists(&mut conn, &s).await, "a late SET recreated it");
     assert_eq!(list_keys(&mut conn, &i).await, [keep]);
-    assert!(counter(&counters(&mut conn).await, "tk_session_expired_on_read") >= 1);
+    let mut node = node_conn(topology, &s).await;
+    assert!(counter(&counters(&mut node).await, "tk_session_expired_on_read") >= 1);
 }
 
-#[tokio::test]
-async fn the_absolute_cap_ends_a_session_however_often_it_is_touched() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn the_absolute_cap_ends_a_session_however_often_it_is_touched(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "capped"), ikey("t1", "alice"));
     let created = create(
         &mut conn,
@@ -502,8 +512,39 @@ async fn the_absolute_cap_ends_a_session_however_often_it_is_touched() {
 
 // ---- MINGAP -----------------------------------------------------------------
 
+async fn mingap_skips_the_write(topology: &Topology) {
+    let mut conn = topology.connection().await;
+    let (s, i) = (skey("t1", "a"), ikey("t1", "alice"));
+    create(&mut conn, &s, &i, "alice", "1h", "d", &[]).await;
+    let mut node = node_conn(topology, &s).await;
+    let skipped_before = counter(&counters(&mut node).await, "tk_session_touch_skipped");
+
+    let first = touch(&mut conn, &s, &[]).await.unwrap();
+    let expiry = pexpiretime(&mut conn, &s).await;
+    for _ in 0..5 {
+        let skipped = touch(&mut conn, &s, &["MINGAP", "1h"]).await.unwrap();
+        assert_eq!(skipped, first, "a skipped touch still returns the session");
+    }
+    let stored: i64 = query(&mut conn, &["HGET", &s, "last_active"]).await;
+    assert_eq!(stored, first.last_active);
+    assert_eq!(pexpiretime(&mut conn, &s).await, expiry);
+    assert_eq!(
+        counter(&counters(&mut node).await, "tk_session_touch_skipped"),
+        skipped_before + 5
+    );
+
+    // Once the gap has passed, MINGAP writes again.
+    wait_for_clock_past(&mut conn, first.last_active + 5).await;
+    let later = touch(&mut conn, &s, &["MINGAP", "5ms"]).await.unwrap();
+    assert!(later.last_active > first.last_active, "{later:?}");
+    assert_eq!(pexpiretime(&mut conn, &s).await, later.expires_at);
+    assert_eq!(get(&mut conn, &s).await, Some(later));
+}
+
+/// Standalone only: it reads one primary's replication offset, with the
+/// primary's pings to its replica turned off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mingap_skips_the_write_and_its_replication() {
+async fn mingap_skipped_touches_are_not_replicated() {
     // No pings from the primary: its replication offset moves only with writes.
     let primary = Server::builder()
         .arg("--repl-ping-replica-period", "3600")
@@ -515,7 +556,6 @@ async fn mingap_skips_the_write_and_its_replication() {
     create(&mut conn, &s, &i, "alice", "1h", "d", &[]).await;
     wait_for_sync(&primary, &replica).await;
     let start = repl_offset(&mut conn).await;
-    let skipped_before = counter(&counters(&mut conn).await, "tk_session_touch_skipped");
 
     // Positive control: a plain touch writes and replicates.
     let first = touch(&mut conn, &s, &[]).await.unwrap();
@@ -524,28 +564,18 @@ async fn mingap_skips_the_write_and_its_replication() {
         after_write > start,
         "a touch did not reach the replication stream"
     );
-    let expiry = pexpiretime(&mut conn, &s).await;
     for _ in 0..5 {
-        let skipped = touch(&mut conn, &s, &["MINGAP", "1h"]).await.unwrap();
-        assert_eq!(skipped, first, "a skipped touch still returns the session");
+        touch(&mut conn, &s, &["MINGAP", "1h"]).await.unwrap();
     }
     assert_eq!(
         repl_offset(&mut conn).await,
         after_write,
         "a skipped touch reached the replication stream"
     );
-    let stored: i64 = query(&mut conn, &["HGET", &s, "last_active"]).await;
-    assert_eq!(stored, first.last_active);
-    assert_eq!(pexpiretime(&mut conn, &s).await, expiry);
-    assert_eq!(
-        counter(&counters(&mut conn).await, "tk_session_touch_skipped"),
-        skipped_before + 5
-    );
 
-    // Once the gap has passed, MINGAP writes again.
+    // Once the gap has passed, MINGAP writes and replicates again.
     wait_for_clock_past(&mut conn, first.last_active + 5).await;
     let later = touch(&mut conn, &s, &["MINGAP", "5ms"]).await.unwrap();
-    assert!(later.last_active > first.last_active, "{later:?}");
     assert!(repl_offset(&mut conn).await > after_write);
 
     wait_for_sync(&primary, &replica).await;
@@ -556,16 +586,15 @@ async fn mingap_skips_the_write_and_its_replication() {
 
 // ---- SET and versions ---------------------------------------------------------
 
-#[tokio::test]
-async fn set_bumps_the_version_keeps_the_expiry_and_checks_ifversion() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn set_bumps_the_version_keeps_the_expiry_and_checks_ifversion(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "a"), ikey("t1", "alice"));
     let created = create(&mut conn, &s, &i, "alice", "1h", "v1", &[]).await;
     let expiry = pexpiretime(&mut conn, &s).await;
     assert_eq!(set(&mut conn, &s, "v2", None).await, Some(2));
     assert_eq!(set(&mut conn, &s, "v3", Some(2)).await, Some(3));
-    let state = snapshot(&mut conn).await;
+    let mut node = node_conn(topology, &s).await;
+    let state = snapshot(&mut node).await;
     let refused = error(
         &mut conn,
         &["TK.SESSION.SET", &s, "stale", "IFVERSION", "2"],
@@ -575,7 +604,7 @@ async fn set_bumps_the_version_keeps_the_expiry_and_checks_ifversion() {
         refused.starts_with("ERR version mismatch"),
         "got {refused:?}"
     );
-    assert_eq!(snapshot(&mut conn).await, state, "a refused SET wrote");
+    assert_eq!(snapshot(&mut node).await, state, "a refused SET wrote");
     let session = get(&mut conn, &s).await.unwrap();
     assert_eq!(session.data, "v3");
     assert_eq!(session.version, 3);
@@ -607,15 +636,14 @@ async fn set_bumps_the_version_keeps_the_expiry_and_checks_ifversion() {
     assert!(!exists(&mut conn, &ghost).await);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_two_concurrent_ifversion_updates_exactly_one_wins() {
+async fn of_two_concurrent_ifversion_updates_exactly_one_wins(topology: &Topology) {
     const ROUNDS: usize = 20;
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "race"), ikey("t1", "alice"));
     create(&mut conn, &s, &i, "alice", "1h", "initial", &[]).await;
-    let mut left = server.conn().await;
-    let mut right = server.conn().await;
+    // Two clients of their own.
+    let mut left = topology.connection().await;
+    let mut right = topology.connection().await;
     for round in 0..ROUNDS {
         let version = get(&mut conn, &s).await.unwrap().version;
         let (a, b) = (format!("left-{round}"), format!("right-{round}"));
@@ -646,7 +674,7 @@ async fn of_two_concurrent_ifversion_updates_exactly_one_wins() {
         assert_eq!(&session.data, winner, "round {round}");
         assert_eq!(session.version, version + 1, "round {round}");
     }
-    let info = counters(&mut conn).await;
+    let info = counters(&mut node_conn(topology, &s).await).await;
     assert_eq!(counter(&info, "tk_session_updated"), ROUNDS as u64);
     assert_eq!(
         counter(&info, "tk_session_version_conflicts"),
@@ -656,10 +684,8 @@ async fn of_two_concurrent_ifversion_updates_exactly_one_wins() {
 
 // ---- DESTROY, ROTATE, REVOKEALL ---------------------------------------------
 
-#[tokio::test]
-async fn a_late_set_after_destroy_does_not_resurrect_the_session() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn a_late_set_after_destroy_does_not_resurrect_the_session(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let (s, i) = (skey("t1", "a"), ikey("t1", "alice"));
     let session = create(&mut conn, &s, &i, "alice", "1h", "d", &[]).await;
     assert_eq!(int(&mut conn, &["TK.SESSION.DESTROY", &s, &i]).await, 1);
@@ -679,10 +705,8 @@ async fn a_late_set_after_destroy_does_not_resurrect_the_session() {
     assert_eq!(dbsize(&mut conn).await, 0);
 }
 
-#[tokio::test]
-async fn destroy_removes_one_session_and_its_index_entry() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn destroy_removes_one_session_and_its_index_entry(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     let (a, b) = (skey("t1", "a"), skey("t1", "b"));
     create(&mut conn, &a, &i, "alice", "1h", "d", &[]).await;
@@ -696,10 +720,8 @@ async fn destroy_removes_one_session_and_its_index_entry() {
     assert_eq!(int(&mut conn, &["TK.SESSION.DESTROY", &a, &i]).await, 0);
 }
 
-#[tokio::test]
-async fn rotate_moves_data_and_expiry_to_the_new_key() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn rotate_moves_data_and_expiry_to_the_new_key(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     let (old, new) = (skey("t1", "old"), skey("t1", "new"));
     create(
@@ -742,18 +764,17 @@ async fn rotate_moves_data_and_expiry_to_the_new_key() {
     assert!(!exists(&mut conn, &old).await);
     // The new key is taken: refused, nothing changed.
     create(&mut conn, &third, &i, "alice", "1h", "other", &[]).await;
-    let state = snapshot(&mut conn).await;
+    let mut node = node_conn(topology, &i).await;
+    let state = snapshot(&mut node).await;
     assert_eq!(
         error(&mut conn, &["TK.SESSION.ROTATE", &new, &third, &i]).await,
         "ERR session already exists"
     );
-    assert_eq!(snapshot(&mut conn).await, state);
+    assert_eq!(snapshot(&mut node).await, state);
 }
 
-#[tokio::test]
-async fn revokeall_except_keeps_exactly_the_excepted_session() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn revokeall_except_keeps_exactly_the_excepted_session(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     let keys: Vec<String> = (0..4).map(|n| skey("t1", &format!("a{n}"))).collect();
     for key in &keys {
@@ -784,15 +805,14 @@ async fn revokeall_except_keeps_exactly_the_excepted_session() {
         [bob],
         "bob's sessions are untouched"
     );
-    assert_eq!(counter(&counters(&mut conn).await, "tk_session_revoked"), 4);
+    let mut node = node_conn(topology, &i).await;
+    assert_eq!(counter(&counters(&mut node).await, "tk_session_revoked"), 4);
 }
 
 // ---- LIST and the index -----------------------------------------------------
 
-#[tokio::test]
-async fn list_skips_dead_sessions_and_the_next_create_prunes_the_index() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn list_skips_dead_sessions_and_the_next_create_prunes_the_index(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     let short: Vec<String> = (0..3).map(|n| skey("t1", &format!("short{n}"))).collect();
     let long: Vec<String> = (0..2).map(|n| skey("t1", &format!("long{n}"))).collect();
@@ -859,10 +879,8 @@ async fn list_skips_dead_sessions_and_the_next_create_prunes_the_index() {
     assert!(list(&mut conn, &ikey("t1", "nobody")).await.is_empty());
 }
 
-#[tokio::test]
-async fn the_index_expires_once_no_session_can_be_alive() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn the_index_expires_once_no_session_can_be_alive(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     for (id, lifetime) in [("a", "300ms"), ("b", "200ms"), ("c", "400ms")] {
         let key = skey("t1", id);
@@ -890,7 +908,7 @@ async fn the_index_expires_once_no_session_can_be_alive() {
 /// 50 CREATEs for one user, all at once on their own connections, with
 /// `MAXSESSIONS 5 <policy>`; returns the session keys and each reply.
 async fn fifty_concurrent_creates(
-    server: &Server,
+    topology: &Topology,
     policy: &str,
 ) -> (String, Vec<String>, Vec<Result<Value, String>>) {
     let index = ikey("t1", "alice");
@@ -898,7 +916,7 @@ async fn fifty_concurrent_creates(
     // Connect first, so that the 50 commands are sent together.
     let mut conns = Vec::new();
     for _ in &keys {
-        conns.push(server.conn().await);
+        conns.push(topology.connection().await);
     }
     let mut tasks = Vec::new();
     for (key, mut conn) in keys.iter().zip(conns) {
@@ -927,7 +945,7 @@ async fn fifty_concurrent_creates(
     (index, keys, replies)
 }
 
-async fn live_keys(conn: &mut MultiplexedConnection, keys: &[String]) -> BTreeSet<String> {
+async fn live_keys(conn: &mut impl ConnectionLike, keys: &[String]) -> BTreeSet<String> {
     let mut live = BTreeSet::new();
     for key in keys {
         if exists(conn, key).await {
@@ -937,30 +955,30 @@ async fn live_keys(conn: &mut MultiplexedConnection, keys: &[String]) -> BTreeSe
     live
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maxsessions_evict_never_leaves_more_than_the_cap_under_50_concurrent_creates() {
-    let server = Server::start().await;
-    let (index, keys, replies) = fifty_concurrent_creates(&server, "EVICT").await;
+async fn maxsessions_evict_never_leaves_more_than_the_cap_under_50_concurrent_creates(
+    topology: &Topology,
+) {
+    let (index, keys, replies) = fifty_concurrent_creates(topology, "EVICT").await;
     for (key, reply) in keys.iter().zip(&replies) {
         assert!(reply.is_ok(), "{key}: {reply:?}");
     }
-    let mut conn = server.conn().await;
+    let mut conn = topology.connection().await;
     let live = live_keys(&mut conn, &keys).await;
     assert_eq!(live.len(), 5, "{live:?}");
     assert_eq!(zcard(&mut conn, &index).await, 5);
     let listed: BTreeSet<String> = list_keys(&mut conn, &index).await.into_iter().collect();
     assert_eq!(listed, live);
     assert_index_covers(&mut conn, &index).await;
-    let info = counters(&mut conn).await;
+    let info = counters(&mut node_conn(topology, &index).await).await;
     assert_eq!(counter(&info, "tk_session_created"), 50);
     assert_eq!(counter(&info, "tk_session_evicted"), 45);
     assert_eq!(dbsize(&mut conn).await, 6, "5 sessions and the index");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maxsessions_reject_admits_exactly_the_cap_under_50_concurrent_creates() {
-    let server = Server::start().await;
-    let (index, keys, replies) = fifty_concurrent_creates(&server, "REJECT").await;
+async fn maxsessions_reject_admits_exactly_the_cap_under_50_concurrent_creates(
+    topology: &Topology,
+) {
+    let (index, keys, replies) = fifty_concurrent_creates(topology, "REJECT").await;
     let mut admitted = BTreeSet::new();
     for (key, reply) in keys.iter().zip(&replies) {
         match reply {
@@ -971,21 +989,19 @@ async fn maxsessions_reject_admits_exactly_the_cap_under_50_concurrent_creates()
         }
     }
     assert_eq!(admitted.len(), 5, "{admitted:?}");
-    let mut conn = server.conn().await;
+    let mut conn = topology.connection().await;
     assert_eq!(live_keys(&mut conn, &keys).await, admitted);
     assert_eq!(zcard(&mut conn, &index).await, 5);
     let listed: BTreeSet<String> = list_keys(&mut conn, &index).await.into_iter().collect();
     assert_eq!(listed, admitted);
-    let info = counters(&mut conn).await;
+    let info = counters(&mut node_conn(topology, &index).await).await;
     assert_eq!(counter(&info, "tk_session_created"), 5);
     assert_eq!(counter(&info, "tk_session_rejected"), 45);
     assert_eq!(counter(&info, "tk_session_evicted"), 0);
 }
 
-#[tokio::test]
-async fn evict_removes_the_least_recently_active_sessions() {
-    let server = Server::start().await;
-    let mut conn = server.conn().await;
+async fn evict_removes_the_least_recently_active_sessions(topology: &Topology) {
+    let mut conn = topology.connection().await;
     let i = ikey("t1", "alice");
     let [a, b, c, d, e] = ["a", "b", "c", "d", "e"].map(|id| skey("t1", id));
     let cap = ["MAXSESSIONS", "3", "EVICT"];
@@ -1726,12 +1742,10 @@ fn login(theme: &str) -> Login {
     }
 }
 
-#[tokio::test]
-async fn client_session_lifecycle() {
+async fn client_session_lifecycle(topology: &Topology) {
     use tk_redis::{SessionStore, UpdateOutcome};
 
-    let server = Server::start().await;
-    let store: SessionStore<Login> = SessionStore::connect(server.url()).await.unwrap();
+    let store: SessionStore<Login, _> = SessionStore::new(topology.connection().await);
     let (token, session) = store.create("alice", &login("dark")).await.unwrap();
     assert_eq!(session.user, "alice");
     assert_eq!(session.version, 1);
@@ -1781,12 +1795,10 @@ async fn client_session_lifecycle() {
     assert!(store.list("alice").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_token_never_appears_in_the_keyspace() {
+async fn the_token_never_appears_in_the_keyspace(topology: &Topology) {
     use tk_redis::SessionStore;
 
-    let server = Server::start().await;
-    let store: SessionStore<Login> = SessionStore::connect(server.url()).await.unwrap();
+    let store: SessionStore<Login, _> = SessionStore::new(topology.connection().await);
     let mut tokens = Vec::new();
     for user in ["alice", "bob"] {
         let (token, _) = store.create(user, &login("dark")).await.unwrap();
@@ -1794,13 +1806,19 @@ async fn the_token_never_appears_in_the_keyspace() {
     }
     let rotated = store.rotate(&tokens[0], "alice").await.unwrap().unwrap();
     tokens.push(rotated);
-    // Every key name and every stored byte, searched for every token and its secret part.
-    let mut conn = server.conn().await;
+    // Every key name and every stored byte, searched for every token and its
+    // secret part (on a cluster, KEYS is asked of every master).
+    let mut conn = topology.connection().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
         .await
         .unwrap();
+    // KEYS saw every node: alice's and bob's keys are in different slots.
+    for user in ["alice", "bob"] {
+        let index = tk_redis::session::index_key(user);
+        assert!(keys.contains(&index), "{index} not in {keys:?}");
+    }
     let mut everything = keys.join("\n").into_bytes();
     for key in &keys {
         let dump: Vec<u8> = redis::cmd("DUMP")
@@ -1836,3 +1854,24 @@ async fn the_token_never_appears_in_the_keyspace() {
         );
     }
 }
+
+tk_redis_tests::topology_tests!(
+    create_replies_the_session_and_stores_a_native_hash,
+    touch_moves_activity_and_expiry_but_never_past_the_cap,
+    an_idle_session_expires,
+    the_absolute_cap_ends_a_session_however_often_it_is_touched,
+    mingap_skips_the_write,
+    set_bumps_the_version_keeps_the_expiry_and_checks_ifversion,
+    of_two_concurrent_ifversion_updates_exactly_one_wins,
+    a_late_set_after_destroy_does_not_resurrect_the_session,
+    destroy_removes_one_session_and_its_index_entry,
+    rotate_moves_data_and_expiry_to_the_new_key,
+    revokeall_except_keeps_exactly_the_excepted_session,
+    list_skips_dead_sessions_and_the_next_create_prunes_the_index,
+    the_index_expires_once_no_session_can_be_alive,
+    maxsessions_evict_never_leaves_more_than_the_cap_under_50_concurrent_creates,
+    maxsessions_reject_admits_exactly_the_cap_under_50_concurrent_creates,
+    evict_removes_the_least_recently_active_sessions,
+    client_session_lifecycle,
+    the_token_never_appears_in_the_keyspace,
+);
