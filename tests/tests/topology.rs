@@ -30,6 +30,11 @@ const SKIP: &str = "cluster and sentinel topologies run local redis-server proce
 /// Per-call timeout of the workload's clients: a call to a dead master fails
 /// after this long instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// `WAIT 1 <ms>` after each acknowledged write. While no replica is online
+/// (a revived node still syncing) WAIT blocks this long, so it must stay
+/// well under [`CALL_TIMEOUT`]: otherwise the client's own response timeout
+/// fires first and the test counts a healthy master as an outage.
+const WAIT_TIMEOUT_MS: u64 = 100;
 /// A limit no workload reaches: every check is admitted, so the sliding
 /// log's length counts exactly the admitted checks still stored.
 const HUGE_LIMIT: &str = "1000000000";
@@ -482,10 +487,13 @@ struct Durable {
 /// reply if a replica acknowledged it.
 async fn write_and_wait(conn: &mut Connection, cmd: redis::Cmd) -> Result<Option<Value>, String> {
     let mut pipe = redis::pipe();
-    pipe.add_command(cmd).cmd("WAIT").arg(1).arg(400);
+    pipe.add_command(cmd)
+        .cmd("WAIT")
+        .arg(1)
+        .arg(WAIT_TIMEOUT_MS);
     let replies: Vec<Value> = tokio::time::timeout(Duration::from_secs(2), pipe.query_async(conn))
         .await
-        .map_err(|_| "timed out".to_string())?
+        .map_err(|_| "no reply within the test's 2 s guard".to_string())?
         .map_err(|e| e.to_string())?;
     match replies.as_slice() {
         [reply, Value::Int(acked)] if *acked >= 1 => Ok(Some(reply.clone())),
