@@ -48,7 +48,10 @@
 //! error, and after one that means the primary is gone or demoted (I/O
 //! error, dropped or refused connection, timeout, `READONLY`,
 //! `MASTERDOWN`, `LOADING`) it forgets the connection, so that the *next*
-//! call asks Sentinel where the primary is now.
+//! call asks Sentinel where the primary is now. While no sentinel names a
+//! healthy primary (mid-failover), calls fail fast with a transient error,
+//! and Sentinel is asked again at most every [`SENTINEL_RETRY_INTERVAL`]
+//! (100 ms), not once per call.
 //!
 //! # Routing `TK.*` commands on a cluster
 //!
@@ -395,7 +398,8 @@ async fn send_asking(
 ///
 /// Finding the primary is done by one caller at a time: concurrent calls
 /// wait for it and then share the new connection, or the error if it
-/// failed; a later call tries again. Finding the primary (asking the
+/// failed; calls within [`SENTINEL_RETRY_INTERVAL`] of a failure get its
+/// error too, and a later call tries again. Finding the primary (asking the
 /// sentinels, checking the primary's role, connecting) is bounded by the
 /// configured dial timeout plus read timeout.
 ///
@@ -419,15 +423,39 @@ struct SentinelShared {
     state: StdMutex<SentinelState>,
 }
 
+/// After a resolution fails, the next one starts no sooner than this: calls
+/// in between get its error at once. During a failover every call would
+/// otherwise ask all the sentinels again (hundreds of times a second per
+/// client); this caps it at 10 a second, and delays noticing the new
+/// primary by at most this long.
+pub const SENTINEL_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct SentinelState {
     master: Option<Master>,
     /// Connections made so far; identifies `master`.
     generation: u64,
-    /// Resolutions finished so far, successful or not.
-    attempts: u64,
-    /// The error of the last resolution, if it failed.
-    last_error: Option<RedisError>,
+    /// The last resolution's error and when it failed, if it failed.
+    last_failure: Option<(RedisError, Instant)>,
+}
+
+impl SentinelState {
+    /// What a call gets at `now` without asking Sentinel: the primary in
+    /// use, or the error of a resolution that failed less than
+    /// [`SENTINEL_RETRY_INTERVAL`] ago. `None`: Sentinel must be asked.
+    fn settled(&self, now: Instant) -> Option<RedisResult<Master>> {
+        if let Some(master) = &self.master {
+            return Some(Ok(master.clone()));
+        }
+        match &self.last_failure {
+            Some((err, failed_at))
+                if now.saturating_duration_since(*failed_at) < SENTINEL_RETRY_INTERVAL =>
+            {
+                Some(Err(err.clone()))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -532,26 +560,14 @@ impl SentinelShared {
 
     /// The current primary's connection, resolving it first if needed.
     async fn master(&self) -> RedisResult<Master> {
-        let seen = {
-            let state = self.state();
-            if let Some(master) = &state.master {
-                return Ok(master.clone());
-            }
-            state.attempts
-        };
+        if let Some(settled) = self.state().settled(Instant::now()) {
+            return settled;
+        }
         let mut client = self.resolver.lock().await;
-        {
-            let state = self.state();
-            if let Some(master) = &state.master {
-                return Ok(master.clone()); // resolved while we waited
-            }
-            if state.attempts != seen {
-                // A resolution failed while we waited: share its error
-                // rather than queueing another attempt behind it.
-                if let Some(err) = &state.last_error {
-                    return Err(err.clone());
-                }
-            }
+        // Resolved, or failed, while we waited for the lock: share that
+        // outcome rather than queueing another resolution behind it.
+        if let Some(settled) = self.state().settled(Instant::now()) {
+            return settled;
         }
         let resolved = tokio::time::timeout(
             self.resolve_timeout,
@@ -568,7 +584,6 @@ impl SentinelShared {
             )))
         });
         let mut state = self.state();
-        state.attempts += 1;
         match resolved {
             Ok((conn, addr)) => {
                 state.generation += 1;
@@ -578,11 +593,11 @@ impl SentinelShared {
                     generation: state.generation,
                 };
                 state.master = Some(master.clone());
-                state.last_error = None;
+                state.last_failure = None;
                 Ok(master)
             }
             Err(err) => {
-                state.last_error = Some(err.clone());
+                state.last_failure = Some((err.clone(), Instant::now()));
                 Err(err)
             }
         }
@@ -904,6 +919,38 @@ mod tests {
         assert!(!replies_mean_primary_lost(&Ok(vec![Value::Okay])));
     }
 
+    #[test]
+    fn a_failed_resolution_answers_calls_for_the_retry_interval() {
+        let failed_at = Instant::now();
+        let not_found = RedisError::from((
+            ErrorKind::MasterNameNotFoundBySentinel,
+            "Master with given name not found in sentinel",
+        ));
+        let state = SentinelState {
+            last_failure: Some((not_found, failed_at)),
+            ..SentinelState::default()
+        };
+        for elapsed in [
+            Duration::ZERO,
+            SENTINEL_RETRY_INTERVAL - Duration::from_millis(1),
+        ] {
+            assert!(
+                matches!(
+                    state.settled(failed_at + elapsed),
+                    Some(Err(err)) if err.kind() == ErrorKind::MasterNameNotFoundBySentinel
+                ),
+                "{elapsed:?}"
+            );
+        }
+        assert!(state.settled(failed_at + SENTINEL_RETRY_INTERVAL).is_none());
+        // A clock reading from before the failure does not panic.
+        assert!(state
+            .settled(failed_at - Duration::from_millis(1))
+            .is_some());
+        // Nothing known yet: ask.
+        assert!(SentinelState::default().settled(failed_at).is_none());
+    }
+
     // ---- against fake servers ---------------------------------------------
 
     use crate::test_support::{resp, FakeServer, Reply};
@@ -1184,9 +1231,10 @@ mod tests {
         }
         assert_eq!(sentinel.asked(), 2);
 
-        // Failover done: the next call asks again.
+        // Failover done: the next call after the retry interval asks again.
         sentinel.down.store(false, Ordering::SeqCst);
         a.failing.store(false, Ordering::SeqCst);
+        tokio::time::sleep(SENTINEL_RETRY_INTERVAL).await;
         assert_eq!(tk_test(&conn).await.unwrap(), 1);
         assert_eq!(sentinel.asked(), 3);
     }

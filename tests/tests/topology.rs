@@ -649,6 +649,39 @@ async fn assert_durable(
     assert!(n >= durable.acked_n, "session data n={n}; {durable:?}");
 }
 
+/// Writes a failover test's report: `heading` (topology, promotion), then
+/// what the client saw and what survived.
+fn report_failover(name: &str, heading: &str, tally: &Tally, durable: &Durable) {
+    report(
+        name,
+        &format!(
+            "{heading}\
+             - the client saw errors for {window:.1?} ({errors} failed calls, {ok} ok)\n\
+             - acknowledged by WAIT 1 and present on the new master: {admits} checks, \
+             session data up to n={n}\n\
+             - first errors: {samples:?}\n\
+             - last errors: {last:?}\n",
+            window = tally.error_window(),
+            errors = tally.errors,
+            ok = tally.ok,
+            admits = durable.acked_admits,
+            n = durable.acked_n,
+            samples = tally.samples,
+            last = tally.last_samples,
+        ),
+    );
+}
+
+/// Commands the group's Sentinels have processed so far, all together.
+async fn sentinel_commands(group: &SentinelGroup) -> u64 {
+    let mut total = 0;
+    for sentinel in group.sentinels() {
+        let stats = sentinel.info("stats").await;
+        total += stats["total_commands_processed"].parse::<u64>().unwrap();
+    }
+    total
+}
+
 async fn wait_for_progress(workload: &Workload, what: &str) {
     // The workload reports nothing while running; a short fixed time of
     // traffic is enough, and nothing is asserted on its length.
@@ -691,27 +724,16 @@ async fn cluster_failover_keeps_every_acknowledged_write_and_the_client_recovers
     );
     let mut master = cluster.node_conn(new_master).await;
     assert_durable(&mut master, &durable, &skey, &rl_key).await;
-    report(
+    report_failover(
         "cluster_failover",
         &format!(
             "Cluster failover (SIGKILL of the master of slot {slot}, cluster-node-timeout \
              {timeout} ms):\n\
-             - replica promoted and cluster ok after {promoted:.1?}\n\
-             - the client saw errors for {window:.1?} ({errors} failed calls, {ok} ok)\n\
-             - acknowledged by WAIT 1 and present on the new master: {admits} checks, \
-             session data up to n={n}\n\
-             - first errors: {samples:?}\n\
-             - last errors: {last:?}\n",
+             - replica promoted and cluster ok after {promoted_after:.1?}\n",
             timeout = tk_redis_tests::topology::CLUSTER_NODE_TIMEOUT_MS,
-            promoted = promoted_after,
-            window = tally.error_window(),
-            errors = tally.errors,
-            ok = tally.ok,
-            admits = durable.acked_admits,
-            n = durable.acked_n,
-            samples = tally.samples,
-            last = tally.last_samples,
         ),
+        &tally,
+        &durable,
     );
 }
 
@@ -731,6 +753,7 @@ async fn sentinel_failover_keeps_every_acknowledged_write_and_the_client_recover
     let workload = start_workload(conn.clone(), token.clone(), rl_key.clone());
     wait_for_progress(&workload, "before the crash").await;
     let old_master = group.master().await;
+    let sentinel_commands_before = sentinel_commands(&group).await;
     let killed_at = Instant::now();
     group.kill(old_master);
     let new_master = group.wait_for_failover(old_master).await;
@@ -767,26 +790,20 @@ async fn sentinel_failover_keeps_every_acknowledged_write_and_the_client_recover
     );
     let mut master = group.data_node(new_master).conn().await;
     assert_durable(&mut master, &durable, &skey, &rl_key).await;
-    report(
+    let sentinel_commands = sentinel_commands(&group).await - sentinel_commands_before;
+    report_failover(
         "sentinel_failover",
         &format!(
             "Sentinel failover (SIGKILL of the master, down-after-milliseconds {down} ms):\n\
-             - Sentinels named the replica after {promoted:.1?}\n\
-             - the client saw errors for {window:.1?} ({errors} failed calls, {ok} ok)\n\
-             - acknowledged by WAIT 1 and present on the new master: {admits} checks, \
-             session data up to n={n}\n\
-             - first errors: {samples:?}\n\
-             - last errors: {last:?}\n",
+             - Sentinels named the replica after {promoted_after:.1?}\n\
+             - the 3 Sentinels processed {sentinel_commands} commands meanwhile (the \
+             client's lookups, at most one per {interval:?} after a failed one, and \
+             their own traffic)\n",
             down = tk_redis_tests::topology::SENTINEL_DOWN_AFTER_MS,
-            promoted = promoted_after,
-            window = tally.error_window(),
-            errors = tally.errors,
-            ok = tally.ok,
-            admits = durable.acked_admits,
-            n = durable.acked_n,
-            samples = tally.samples,
-            last = tally.last_samples,
+            interval = tk_redis::connection::SENTINEL_RETRY_INTERVAL,
         ),
+        &tally,
+        &durable,
     );
 }
 
