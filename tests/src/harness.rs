@@ -30,6 +30,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -401,6 +402,8 @@ pub struct Server {
     dir: Option<TempDir>,
     /// Up and running (a failed start reports its log in its own panic).
     running: bool,
+    /// Stopped with SIGSTOP by [`Server::pause`] (and not resumed yet).
+    paused: AtomicBool,
     /// The cluster bus port of a cluster node (kept across restarts).
     cluster_bus_port: Option<u16>,
 }
@@ -449,6 +452,7 @@ impl Server {
             dir: Some(dir),
             running: false,
             cluster_bus_port: None,
+            paused: AtomicBool::new(false),
             config,
         };
         let special = server.config.cluster || server.config.sentinel_config.is_some();
@@ -556,6 +560,7 @@ impl Server {
     /// With [`ServerBuilder::aof`] every acknowledged write survives.
     pub async fn restart(&mut self) {
         self.running = false;
+        self.paused.store(false, Ordering::SeqCst);
         match self.config.backend {
             Backend::Local => {
                 if let Process::Local(child) = &mut self.process {
@@ -573,8 +578,10 @@ impl Server {
 
     /// Kills the server with SIGKILL (a crash: no shutdown, no save) and
     /// leaves it down; [`Server::revive`] starts it again. Local backend only.
+    /// Works on a [paused](Server::pause) server too.
     pub fn kill(&mut self) {
         self.running = false;
+        self.paused.store(false, Ordering::SeqCst);
         match &mut self.process {
             Process::Local(child) => {
                 if let Some(child) = child.take() {
@@ -598,6 +605,53 @@ impl Server {
     /// Whether the server is up (not killed by [`Server::kill`]).
     pub fn is_running(&self) -> bool {
         self.running
+    }
+
+    /// Stops the local server with SIGSTOP: it keeps its port and its
+    /// connections (the kernel even accepts new ones and buffers what
+    /// clients send) but processes nothing until [`Server::resume`], so to
+    /// a client it hangs rather than disappears. What was sent meanwhile
+    /// runs once it resumes. [`Server::kill`], [`Server::restart`] and
+    /// dropping still work (SIGKILL ends a stopped process). Anything that
+    /// talks to a paused server (e.g. [`Server::info`]) waits until it is
+    /// resumed. Local backend only.
+    ///
+    /// # Panics
+    /// Under docker, or when the server is not running.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP, "pause");
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Continues a server stopped by [`Server::pause`] (SIGCONT).
+    ///
+    /// # Panics
+    /// Under docker, or when the server is not running.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT, "resume");
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the server is stopped by [`Server::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    fn signal(&self, signal: libc::c_int, what: &str) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{what}: {} is not a running local process", self.addr()));
+        let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+        // SAFETY: signals our own child process, which has not been reaped
+        // (it is still held in `self.process`), so the pid is its own.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            panic!("{what} {}: {}", self.addr(), io::Error::last_os_error());
+        }
+    }
+
+    /// `INFO commandstats` of this server for `command` (see [`command_stats`]).
+    pub async fn command_stats(&self, command: &str) -> CommandStats {
+        command_stats(&mut self.conn().await, command).await
     }
 
     fn log_path(&self) -> PathBuf {
@@ -1058,6 +1112,64 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// One command's line of `INFO commandstats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Times the command ran (`calls`), whether it succeeded or not.
+    pub calls: u64,
+    /// Times it was refused before running (`rejected_calls`): unknown
+    /// arguments, ACL, OOM, and the redirections and refusals of a cluster
+    /// or a replica (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`, `READONLY`).
+    pub rejected_calls: u64,
+    /// Times it ran and replied with an error (`failed_calls`).
+    pub failed_calls: u64,
+}
+
+/// Parses the text of `INFO commandstats` into a map from command name,
+/// lowercased (`tk.ratelimit`, `sentinel|masters`: Redis 7 counts each
+/// subcommand on its own; module commands keep the case they were
+/// registered with, hence the lowercasing), to its counts.
+pub fn parse_commandstats(text: &str) -> HashMap<String, CommandStats> {
+    parse_info(text)
+        .into_iter()
+        .filter_map(|(field, value)| {
+            let name = field.strip_prefix("cmdstat_")?.to_ascii_lowercase();
+            let counts: HashMap<&str, u64> = value
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+                .collect();
+            let count = |k: &str| counts.get(k).copied().unwrap_or(0);
+            Some((
+                name,
+                CommandStats {
+                    calls: count("calls"),
+                    rejected_calls: count("rejected_calls"),
+                    failed_calls: count("failed_calls"),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The `INFO commandstats` counts of `command` (any case;
+/// `name|subcommand` for a subcommand) on the server behind `conn`; all
+/// zero when it was never called. (Sentinels of Redis 7.0 have no
+/// commandstats section: there this is always zero.)
+///
+/// # Panics
+/// When `INFO` fails.
+pub async fn command_stats<C: ConnectionLike>(conn: &mut C, command: &str) -> CommandStats {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("INFO commandstats failed: {e}"));
+    parse_commandstats(&text)
+        .remove(&command.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// `DEBUG DIGEST`: a digest of the whole dataset (40 hex digits; all zeros
 /// when empty). Equal digests mean equal datasets (module types included,
 /// when they implement the digest callback).
@@ -1318,6 +1430,25 @@ mod tests {
         assert_eq!(info["process_id"], "42");
         assert_eq!(info["tk_keys"], "3");
         assert_eq!(info.len(), 3);
+    }
+
+    #[test]
+    fn commandstats_parsing() {
+        let text = "# Commandstats\r\n\
+            cmdstat_TK.RATELIMIT.ALL:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,failed_calls=0\r\n\
+            cmdstat_sentinel|masters:calls=3,usec=9,usec_per_call=3.00,rejected_calls=0,failed_calls=2\r\n";
+        let stats = parse_commandstats(text);
+        assert_eq!(
+            stats["tk.ratelimit.all"],
+            CommandStats {
+                calls: 0,
+                rejected_calls: 1,
+                failed_calls: 0
+            }
+        );
+        assert_eq!(stats["sentinel|masters"].calls, 3);
+        assert_eq!(stats["sentinel|masters"].failed_calls, 2);
+        assert_eq!(stats.len(), 2);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //!   --cluster-yes`, with helpers to find the owner of a slot, move a slot
 //!   to another master (`CLUSTER SETSLOT` + `MIGRATE`), crash a node and
 //!   wait for its replica's promotion.
-//! * [`SentinelGroup`]: 1 master, 1 replica and 3 Sentinels monitoring them,
-//!   with helpers to crash the master and wait for the promotion.
+//! * [`SentinelGroup`]: 1 master, 1 replica and 3 Sentinels monitoring them
+//!   (other counts with [`SentinelGroup::start_with`]), with helpers to
+//!   crash the master and wait for the promotion.
 //! * [`Topology`]: what the generic integration suites run on, standalone
 //!   or cluster; [`topology_tests!`](crate::topology_tests) runs a suite's
 //!   test functions once per topology.
@@ -433,34 +434,8 @@ impl Cluster {
     /// IMPORTING/MIGRATING`, `MIGRATE` in batches, then `CLUSTER SETSLOT …
     /// NODE` on every master. Returns the number of keys moved.
     pub async fn migrate_slot(&self, slot: u16, to: usize) -> usize {
-        let from = self.master_of_slot(slot).await;
-        assert_ne!(from, to, "slot {slot} is already on node {to}");
-        let entries = self.cluster_nodes().await;
-        let id_of = |index: usize| {
-            let port = self.nodes[index].port();
-            entries
-                .iter()
-                .find(|e| e.port == port)
-                .map(|e| e.id.clone())
-                .unwrap_or_else(|| panic!("node {index} unknown: {entries:?}"))
-        };
-        let (from_id, to_id) = (id_of(from), id_of(to));
+        let from = self.begin_slot_migration(slot, to).await;
         let mut source = self.node_conn(from).await;
-        let mut target = self.node_conn(to).await;
-        let setslot = |state: &str, id: &str| {
-            let mut cmd = redis::cmd("CLUSTER");
-            cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
-            cmd
-        };
-        let () = setslot("IMPORTING", &from_id)
-            .query_async(&mut target)
-            .await
-            .expect("SETSLOT IMPORTING");
-        let () = setslot("MIGRATING", &to_id)
-            .query_async(&mut source)
-            .await
-            .expect("SETSLOT MIGRATING");
-        let target_node = &self.nodes[to];
         let mut moved = 0;
         loop {
             let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
@@ -474,20 +449,67 @@ impl Cluster {
                 break;
             }
             moved += keys.len();
-            let () = redis::cmd("MIGRATE")
-                .arg(target_node.host())
-                .arg(target_node.port())
-                .arg("")
-                .arg(0)
-                .arg(10_000)
-                .arg("KEYS")
-                .arg(&keys)
-                .query_async(&mut source)
-                .await
-                .expect("MIGRATE");
+            self.migrate_keys(from, to, &keys).await;
         }
-        // The target first, then the source, then everyone else, as
-        // redis-cli does, so no node is left pointing at the wrong owner.
+        self.finish_slot_migration(slot, from, to).await;
+        moved
+    }
+
+    /// The cluster id of node `index`.
+    pub async fn node_id(&self, index: usize) -> String {
+        let port = self.nodes[index].port();
+        let entries = self.cluster_nodes().await;
+        entries
+            .iter()
+            .find(|e| e.port == port)
+            .map(|e| e.id.clone())
+            .unwrap_or_else(|| panic!("node {index} unknown: {entries:?}"))
+    }
+
+    /// Starts moving `slot` from its master to master `to`: `CLUSTER SETSLOT
+    /// <slot> IMPORTING` on `to`, then `MIGRATING` on the owner. No key
+    /// moves yet ([`Cluster::migrate_keys`] moves them): meanwhile the
+    /// owner answers `ASK` for a key it no longer has and `TRYAGAIN` for a
+    /// multi-key command of which it has only some keys. Returns the owner's
+    /// index; [`Cluster::finish_slot_migration`] ends the migration.
+    pub async fn begin_slot_migration(&self, slot: u16, to: usize) -> usize {
+        let from = self.master_of_slot(slot).await;
+        assert_ne!(from, to, "slot {slot} is already on node {to}");
+        let (from_id, to_id) = (self.node_id(from).await, self.node_id(to).await);
+        let () = setslot(slot, "IMPORTING", &from_id)
+            .query_async(&mut self.node_conn(to).await)
+            .await
+            .expect("SETSLOT IMPORTING");
+        let () = setslot(slot, "MIGRATING", &to_id)
+            .query_async(&mut self.node_conn(from).await)
+            .await
+            .expect("SETSLOT MIGRATING");
+        from
+    }
+
+    /// Moves `keys` from node `from` to node `to` with `MIGRATE` (during a
+    /// migration started by [`Cluster::begin_slot_migration`]).
+    pub async fn migrate_keys<K: redis::ToRedisArgs>(&self, from: usize, to: usize, keys: &[K]) {
+        let target = &self.nodes[to];
+        let () = redis::cmd("MIGRATE")
+            .arg(target.host())
+            .arg(target.port())
+            .arg("")
+            .arg(0)
+            .arg(10_000)
+            .arg("KEYS")
+            .arg(keys)
+            .query_async(&mut self.node_conn(from).await)
+            .await
+            .expect("MIGRATE");
+    }
+
+    /// Ends a migration of `slot` from `from` to `to` (keys moved or not):
+    /// `CLUSTER SETSLOT <slot> NODE <to>` on the target first, then the
+    /// source, then every other master, as redis-cli does, so no node is
+    /// left pointing at the wrong owner; waits until every live node agrees.
+    pub async fn finish_slot_migration(&self, slot: u16, from: usize, to: usize) {
+        let to_id = self.node_id(to).await;
         let mut order = vec![to, from];
         order.extend(
             self.masters()
@@ -497,11 +519,12 @@ impl Cluster {
         );
         for index in order {
             let mut conn = self.node_conn(index).await;
-            let () = setslot("NODE", &to_id)
+            let () = setslot(slot, "NODE", &to_id)
                 .query_async(&mut conn)
                 .await
                 .expect("SETSLOT NODE");
         }
+        let target_node = &self.nodes[to];
         wait_until("slot owner agreed", TOPOLOGY_TIMEOUT, || async move {
             for node in self.nodes.iter().filter(|n| n.is_running()) {
                 let mut conn = try_conn(node).await.map_err(|e| e.to_string())?;
@@ -521,8 +544,14 @@ impl Cluster {
             Ok(())
         })
         .await;
-        moved
     }
+}
+
+/// `CLUSTER SETSLOT <slot> <state> <node id>`.
+fn setslot(slot: u16, state: &str, id: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
+    cmd
 }
 
 async fn run_redis_cli(args: Vec<String>) {
@@ -549,7 +578,8 @@ async fn run_redis_cli(args: Vec<String>) {
 // ---------------------------------------------------------------------------
 
 /// A master and a replica (both with the module) watched by 3 Sentinels
-/// under [`SENTINEL_MASTER_NAME`], quorum 2.
+/// under [`SENTINEL_MASTER_NAME`], quorum 2; or, with
+/// [`SentinelGroup::start_with`], any number of replicas and Sentinels.
 pub struct SentinelGroup {
     /// Data nodes: 0 starts as the master, 1 as its replica.
     data: Vec<Server>,
@@ -571,24 +601,47 @@ impl SentinelGroup {
     /// Starts the group and waits until every Sentinel knows the replica and
     /// the two other Sentinels.
     pub async fn start() -> SentinelGroup {
+        SentinelGroup::start_with(1, 3).await
+    }
+
+    /// Starts a master with `replicas` replicas (data nodes `1..=replicas`)
+    /// watched by `sentinels` Sentinels with a majority quorum
+    /// (`sentinels / 2 + 1`), and waits until every Sentinel knows every
+    /// replica and every other Sentinel.
+    ///
+    /// Without a replica no failover can succeed: a master Sentinel flags
+    /// down stays named (flagged `s_down`, `o_down`) until it answers again.
+    /// A lone Sentinel (`sentinels == 1`) gets no traffic from other
+    /// Sentinels, so its `total_commands_processed` counts exactly what its
+    /// clients sent.
+    ///
+    /// # Panics
+    /// When `sentinels` is 0.
+    pub async fn start_with(replicas: usize, sentinels: usize) -> SentinelGroup {
+        assert!(sentinels > 0, "a Sentinel group needs a Sentinel");
         let master = Server::builder().backend(Backend::Local).start().await;
-        let replica = Server::builder()
-            .backend(Backend::Local)
-            .replica_of(&master)
-            .start()
-            .await;
-        wait_for_sync(&master, &replica).await;
+        let mut data = vec![master];
+        for _ in 0..replicas {
+            let replica = Server::builder()
+                .backend(Backend::Local)
+                .replica_of(&data[0])
+                .start()
+                .await;
+            wait_for_sync(&data[0], &replica).await;
+            data.push(replica);
+        }
         let config = format!(
-            "sentinel monitor {name} 127.0.0.1 {port} 2\n\
+            "sentinel monitor {name} 127.0.0.1 {port} {quorum}\n\
              sentinel down-after-milliseconds {name} {SENTINEL_DOWN_AFTER_MS}\n\
              sentinel failover-timeout {name} 10000\n\
              sentinel parallel-syncs {name} 1\n",
             name = SENTINEL_MASTER_NAME,
-            port = master.port(),
+            port = data[0].port(),
+            quorum = sentinels / 2 + 1,
         );
-        let mut sentinels = Vec::new();
-        for _ in 0..3 {
-            sentinels.push(
+        let mut nodes = Vec::new();
+        for _ in 0..sentinels {
+            nodes.push(
                 Server::builder()
                     .backend(Backend::Local)
                     .sentinel(config.clone())
@@ -597,23 +650,56 @@ impl SentinelGroup {
             );
         }
         let group = SentinelGroup {
-            data: vec![master, replica],
-            sentinels,
+            data,
+            sentinels: nodes,
         };
-        group.wait_discovered().await;
+        group.wait_discovered(replicas, sentinels - 1).await;
         group
     }
 
-    async fn wait_discovered(&self) {
+    async fn wait_discovered(&self, replicas: usize, other_sentinels: usize) {
+        let (replicas, others) = (replicas.to_string(), other_sentinels.to_string());
         for sentinel in &self.sentinels {
+            let (replicas, others) = (&replicas, &others);
             wait_until("sentinel discovery", TOPOLOGY_TIMEOUT, || async move {
                 let fields = sentinel_master(sentinel).await?;
-                let slaves = fields.get("num-slaves").map(String::as_str);
-                let others = fields.get("num-other-sentinels").map(String::as_str);
-                if slaves == Some("1") && others == Some("2") {
+                let slaves = fields.get("num-slaves");
+                let seen = fields.get("num-other-sentinels");
+                if slaves == Some(replicas) && seen == Some(others) {
                     Ok(())
                 } else {
                     Err(format!("{}: {fields:?}", sentinel.addr()))
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Waits until every Sentinel flags the master subjectively down
+    /// (`s_down`) when `down`; otherwise until every Sentinel flags it
+    /// neither `s_down` nor `o_down` and has no ping to it outstanding for
+    /// longer than half of `down-after-milliseconds` (so that no Sentinel is
+    /// about to flag it down again because of a ping sent while it was
+    /// unreachable).
+    pub async fn wait_master_flagged_down(&self, down: bool) {
+        for sentinel in &self.sentinels {
+            wait_until("sentinel master flags", TOPOLOGY_TIMEOUT, || async move {
+                let fields = sentinel_master(sentinel).await?;
+                let flags = fields.get("flags").map(String::as_str).unwrap_or("");
+                let flagged = flags.split(',').any(|f| f == "s_down" || f == "o_down");
+                let pending: u64 = fields
+                    .get("last-ping-sent")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(u64::MAX);
+                let reached = if down {
+                    flags.split(',').any(|f| f == "s_down")
+                } else {
+                    !flagged && pending < SENTINEL_DOWN_AFTER_MS / 2
+                };
+                if reached {
+                    Ok(())
+                } else {
+                    Err(format!("{}: flags {flags:?}, {fields:?}", sentinel.addr()))
                 }
             })
             .await;

@@ -50,12 +50,9 @@ async fn stopped_server_is_down_then_ok_again() {
     let server = Server::start().await;
     let conn = server.manager().await;
     assert_eq!(check(&conn, &options()).await.status, Status::Ok);
-    let pid = server.pid().expect("local server has a pid") as libc::pid_t;
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    server.pause();
     let down = check(&conn, &options()).await;
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    server.resume();
     assert_eq!(down.status, Status::Down, "{down:?}");
     assert_eq!(down.http_status(), 503);
     // The same connection recovers once the server runs again.
