@@ -31,7 +31,7 @@
 //! |---|---|---|
 //! | `MOVED` | the slot lives on another node | waits, then sends again by the refreshed slot map |
 //! | `ASK` | the slot is being migrated and the key is already on the target | sends again to the target, after `ASKING` |
-//! | `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`, `READONLY` | failover or resharding in progress | waits, then sends again |
+//! | `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`, `READONLY`, `NOREPLICAS` | failover, resharding or replication catching up | waits, then sends again |
 //! | no connection to the slot's node | the node is being reconnected | waits, then sends again |
 //!
 //! Waits start at 25 ms and double up to 800 ms, for at most
@@ -288,12 +288,11 @@ enum Refusal {
     Ask { host: String, port: u16 },
 }
 
-/// Error codes that a node sends instead of executing the command.
+/// Error codes that a node sends instead of executing the command: a
+/// redirection, or a transient refusal (see
+/// [`Error::Connection`](crate::Error::Connection)).
 fn is_refusal_code(code: &str) -> bool {
-    matches!(
-        code,
-        "MOVED" | "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY"
-    )
+    code == "MOVED" || crate::error::is_unavailable_code(code)
 }
 
 fn refusal_of_error(err: &RedisError) -> Option<Refusal> {
@@ -681,6 +680,9 @@ fn means_primary_lost(err: &RedisError) -> bool {
 }
 
 /// Replies of a server that is no longer (or not yet) a usable primary.
+/// Not `NOREPLICAS`: a healthy primary sends it too while its replicas lag,
+/// and forgetting it would reconnect on every call; after a failover the
+/// `+switch-master` watch moves the connection instead.
 fn is_failover_code(code: &str) -> bool {
     matches!(code, "READONLY" | "MASTERDOWN" | "LOADING")
 }
@@ -841,6 +843,7 @@ mod tests {
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             "LOADING Redis is loading the dataset in memory",
             "READONLY You can't write against a read only replica.",
+            "NOREPLICAS Not enough good replicas to write.",
         ] {
             assert_eq!(
                 refusal_of_error(&server_error(line)),
@@ -908,6 +911,7 @@ mod tests {
             server_error("ERR limit must be between 1 and 1000000"),
             server_error("WRONGTYPE Operation against a key holding the wrong kind of value"),
             server_error("NOPERM this user has no permissions"),
+            server_error("NOREPLICAS Not enough good replicas to write."),
             RedisError::from((ErrorKind::Client, "bad argument")),
         ] {
             assert!(!means_primary_lost(&err), "{err:?}");

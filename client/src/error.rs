@@ -54,9 +54,11 @@ pub enum Error {
     ///
     /// Also the replies a server sends instead of executing a command while
     /// a failover or a restart is in progress, which the redis crate reports
-    /// as server errors: `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`
-    /// and `READONLY` (a write reached a primary that was demoted to
-    /// replica). The error keeps the reply's code ([`RedisError::code`]).
+    /// as server errors: `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`,
+    /// `READONLY` (a write reached a primary that was demoted to replica)
+    /// and `NOREPLICAS` (a primary with `min-replicas-to-write` has too few
+    /// replicas in sync, e.g. right after a failover). The error keeps the
+    /// reply's code ([`RedisError::code`]).
     #[error("redis connection error: {0}")]
     Connection(#[source] RedisError),
 
@@ -123,12 +125,13 @@ impl Error {
 }
 
 /// Error codes of a server that cannot serve the command *now* (failover,
-/// restart, resharding): transient, like a lost connection. The command was
-/// not executed.
-fn is_unavailable_code(code: &str) -> bool {
+/// restart, resharding, replicas lagging): transient, like a lost
+/// connection. Redis sends them before running the command, so it was not
+/// executed.
+pub(crate) fn is_unavailable_code(code: &str) -> bool {
     matches!(
         code,
-        "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY"
+        "CLUSTERDOWN" | "TRYAGAIN" | "MASTERDOWN" | "LOADING" | "READONLY" | "NOREPLICAS"
     )
 }
 
@@ -324,6 +327,7 @@ mod tests {
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
             "LOADING Redis is loading the dataset in memory",
             "READONLY You can't write against a read only replica.",
+            "NOREPLICAS Not enough good replicas to write.",
         ] {
             let err = Error::from_redis(server_error(line), "TK.RATELIMIT");
             match &err {

@@ -2,8 +2,8 @@
 //! Sentinel connection does when its primary fails over, crashes or hangs,
 //! how it shares the lookup of a new primary between concurrent calls, and
 //! how a cluster connection routes `TK.*` commands, follows `MOVED`/`ASK`,
-//! sends again the refusals that ran nothing (`TRYAGAIN`, `CLUSTERDOWN`)
-//! and never sends again a command whose connection dropped.
+//! sends again the refusals that ran nothing (`TRYAGAIN`, `CLUSTERDOWN`,
+//! `NOREPLICAS`) and never sends again a command whose connection dropped.
 //!
 //! "Ran exactly once" and "ran not at all" are read from the servers, never
 //! from timing:
@@ -740,11 +740,12 @@ async fn cluster_follows_ask_during_a_migration_and_moved_after_it() {
 }
 
 /// Behaviour 7: `TRYAGAIN` (a multi-key call while its keys are split by a
-/// migration) and `CLUSTERDOWN` (the owner stopped serving the slot) ran
-/// nothing, so the client sends the call again, with backoff, until it
-/// runs: once.
+/// migration), `CLUSTERDOWN` (the owner stopped serving the slot) and
+/// `NOREPLICAS` (too few replicas in sync) ran nothing, so the client sends
+/// the call again, with backoff, until it runs: once.
 #[tokio::test]
-async fn cluster_sends_tryagain_and_clusterdown_refusals_again_until_the_call_runs_once() {
+async fn cluster_sends_tryagain_clusterdown_and_noreplicas_refusals_again_until_the_call_runs_once()
+{
     if skip_under_docker(SKIP) {
         return;
     }
@@ -849,6 +850,42 @@ async fn cluster_sends_tryagain_and_clusterdown_refusals_again_until_the_call_ru
     );
     assert_eq!(ran, 1, "ran once, after {refused} refusals");
     assert_eq!(admitted(cluster.node(owner), key).await, 2);
+
+    // NOREPLICAS: the owner requires a replica in sync (it has none) and
+    // refuses writes until that requirement is dropped.
+    let set_min_replicas = |n: &'static str| {
+        let mut admin = admin.clone();
+        async move {
+            let () = redis::cmd("CONFIG")
+                .arg(&["SET", "min-replicas-to-write", n])
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+    };
+    set_min_replicas("1").await;
+    assert_eq!(
+        refusal_of(cluster.node(owner), &check_args).await,
+        "NOREPLICAS"
+    );
+    let before = cluster.node(owner).command_stats("tk.ratelimit").await;
+    let call = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.check(key, &huge(), 1).await }
+    });
+    wait_for("the owner answered NOREPLICAS", || async {
+        let now = cluster.node(owner).command_stats("tk.ratelimit").await;
+        (now.rejected_calls > before.rejected_calls).then_some(())
+    })
+    .await;
+    set_min_replicas("0").await;
+    assert!(call.await.unwrap().unwrap().allowed);
+    let (ran, refused) = delta(
+        before,
+        cluster.node(owner).command_stats("tk.ratelimit").await,
+    );
+    assert_eq!(ran, 1, "ran once, after {refused} refusals");
+    assert_eq!(admitted(cluster.node(owner), key).await, 3);
 }
 
 /// Behaviour 8: a call whose connection drops before the reply (the master

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tk_redis::config::Config;
 use tk_redis::{Error, FailurePolicy, Quota, RateLimiter};
-use tk_redis_tests::harness::Server;
+use tk_redis_tests::harness::{command_stats, Server};
 
 /// Per-call timeout of the limiters, and the connection's timeouts.
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -106,4 +106,40 @@ async fn a_missing_module_is_an_error_even_when_failing_open() {
     assert!(err.is_module_not_loaded(), "{err:?}");
     assert_eq!(limiter.metrics().errors, 1);
     assert_eq!(limiter.metrics().fallbacks_open, 0);
+}
+
+/// A primary that refuses writes for lack of replicas in sync (what the old
+/// primary of a failover answers with `min-replicas-to-write`) refused
+/// before running anything: a transient error, so the policy applies.
+#[tokio::test]
+async fn noreplicas_is_transient_and_runs_nothing() {
+    // Requires one replica in sync; it has none, so every write is refused.
+    let server = Server::builder()
+        .arg("min-replicas-to-write", "1")
+        .start()
+        .await;
+    let manager = server.manager().await;
+    let open = RateLimiter::new(manager.clone());
+    let error = RateLimiter::new(manager).with_failure_policy(FailurePolicy::Error);
+    let quota = Quota::per_hour(10);
+
+    let err = error.check("fp:norep", &quota, 1).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        matches!(&err, Error::Connection(inner) if inner.code() == Some("NOREPLICAS")),
+        "{err:?}"
+    );
+    let decision = open.check("fp:norep", &quota, 1).await.unwrap();
+    assert!(decision.allowed && decision.fallback, "{decision:?}");
+    assert_eq!(open.metrics().fallbacks_open, 1);
+
+    let stats = command_stats(&mut server.conn().await, "tk.ratelimit").await;
+    assert_eq!((stats.calls, stats.rejected_calls), (0, 2), "{stats:?}");
+    let mut conn = server.conn().await;
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("fp:norep")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "nothing was written");
 }
