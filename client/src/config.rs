@@ -1078,7 +1078,7 @@ impl Config {
             primary = primary.set_tls_mode(TlsMode::Secure);
         }
         let client = SentinelClient::build(
-            sentinels,
+            sentinels.clone(),
             master_name.clone(),
             Some(primary),
             SentinelServerType::Master,
@@ -1097,6 +1097,7 @@ impl Config {
                 connection_config: self.async_connection_config(),
                 resolve_timeout: self.dial_timeout.saturating_add(self.read_timeout),
                 response_timeout: self.read_timeout,
+                watch: sentinels,
             },
         );
         conn.resolve_master().await?;

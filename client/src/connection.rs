@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | standalone | `REDIS_ADDR` | [`Connection::Standalone`] ([`ConnectionManager`]) | reconnects to the same address |
 //! | Redis Cluster | `REDIS_CLUSTER_NODES` | [`Connection::Cluster`] ([`ClusterConnection`]) | refreshes the slot map and follows `MOVED`/`ASK`; waits out `CLUSTERDOWN` and the like (below) |
-//! | Sentinel | `REDIS_SENTINEL_ADDRS` + `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`] ([`SentinelConnection`]) | the next call asks Sentinel for the new primary |
+//! | Sentinel | `REDIS_SENTINEL_ADDRS` + `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`] ([`SentinelConnection`]) | moves on Sentinel's `+switch-master` announcement, or the next call after an error asks Sentinel for the new primary |
 //!
 //! # Nothing is sent twice
 //!
@@ -53,6 +53,14 @@
 //! and Sentinel is asked again at most every [`SENTINEL_RETRY_INTERVAL`]
 //! (100 ms), not once per call.
 //!
+//! It also subscribes to `+switch-master` on every sentinel. A *planned*
+//! failover (`SENTINEL FAILOVER`) produces no error: the old primary keeps
+//! accepting writes until Sentinel demotes it, about 10 s later, and those
+//! writes are lost. On the announcement the connection moves to the new
+//! primary at once. If a sentinel refuses the subscription (ACL) or is
+//! down, the watch keeps retrying in the background and errors still move
+//! the connection as above.
+//!
 //! # Routing `TK.*` commands on a cluster
 //!
 //! The redis crate routes a command it does not know by its first argument,
@@ -78,7 +86,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -87,11 +95,14 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::SentinelClient;
 use redis::{
-    Arg, AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
-    Value,
+    Arg, AsyncConnectionConfig, Cmd, ConnectionInfo, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, Value,
 };
 
+use tokio::task::AbortHandle;
+
 use crate::error::Error;
+use crate::pubsub::{Item, RawSubscription, SubscribeOptions};
 
 /// How a deployment is reached; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -402,6 +413,11 @@ async fn send_asking(
 /// sentinels, checking the primary's role, connecting) is bounded by the
 /// configured dial timeout plus read timeout.
 ///
+/// A background task per sentinel listens to its `+switch-master`
+/// announcements and moves the connection to the announced primary (see
+/// the [module docs](self)); the tasks stop when the last clone is
+/// dropped.
+///
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct SentinelConnection {
@@ -420,6 +436,17 @@ struct SentinelShared {
     response_timeout: Duration,
     /// Never locked across an `.await`.
     state: StdMutex<SentinelState>,
+    /// The `+switch-master` watches, one task per sentinel; stopped when
+    /// the last clone of the connection is dropped.
+    watches: OnceLock<Vec<AbortHandle>>,
+}
+
+impl Drop for SentinelShared {
+    fn drop(&mut self) {
+        for watch in self.watches.get().into_iter().flatten() {
+            watch.abort();
+        }
+    }
 }
 
 /// After a resolution fails, the next one starts no sooner than this: calls
@@ -471,6 +498,8 @@ pub(crate) struct SentinelSettings {
     pub(crate) connection_config: AsyncConnectionConfig,
     pub(crate) resolve_timeout: Duration,
     pub(crate) response_timeout: Duration,
+    /// How to reach each sentinel for the `+switch-master` watch.
+    pub(crate) watch: Vec<ConnectionInfo>,
 }
 
 impl SentinelConnection {
@@ -482,18 +511,30 @@ impl SentinelConnection {
         sentinels: Vec<String>,
         settings: SentinelSettings,
     ) -> SentinelConnection {
-        SentinelConnection {
-            shared: Arc::new(SentinelShared {
-                master_name: settings.master_name,
-                sentinels,
-                db: settings.db,
-                resolver: tokio::sync::Mutex::new(client),
-                connection_config: settings.connection_config,
-                resolve_timeout: settings.resolve_timeout,
-                response_timeout: settings.response_timeout,
-                state: StdMutex::default(),
-            }),
-        }
+        let shared = Arc::new(SentinelShared {
+            master_name: settings.master_name,
+            sentinels,
+            db: settings.db,
+            resolver: tokio::sync::Mutex::new(client),
+            connection_config: settings.connection_config,
+            resolve_timeout: settings.resolve_timeout,
+            response_timeout: settings.response_timeout,
+            state: StdMutex::default(),
+            watches: OnceLock::new(),
+        });
+        // Spawned once the Arc exists, so that a watch never finds its
+        // connection missing while it is being built.
+        let options = SubscribeOptions::default().timeout(settings.resolve_timeout);
+        let watches = settings
+            .watch
+            .into_iter()
+            .map(|sentinel| {
+                let watch = watch_switches(sentinel, Arc::downgrade(&shared), options);
+                tokio::spawn(watch).abort_handle()
+            })
+            .collect();
+        let _ = shared.watches.set(watches);
+        SentinelConnection { shared }
     }
 
     /// The primary's name as Sentinel knows it (`REDIS_SENTINEL_MASTER`).
@@ -602,6 +643,21 @@ impl SentinelShared {
         }
     }
 
+    /// A sentinel announced a new primary at `addr` (`None`: announcements
+    /// may have been missed): forget a connection to any other address, and
+    /// let the next call ask Sentinel at once.
+    fn primary_moved(&self, addr: Option<&str>) {
+        let mut state = self.state();
+        if state
+            .master
+            .as_ref()
+            .is_some_and(|master| addr != Some(master.addr.as_str()))
+        {
+            state.master = None;
+        }
+        state.last_failure = None;
+    }
+
     /// Forgets the connection of `generation`, if it is still the current
     /// one, so that the next call asks Sentinel again.
     fn discard(&self, generation: u64) {
@@ -612,6 +668,65 @@ impl SentinelShared {
             .is_some_and(|master| master.generation == generation)
         {
             state.master = None;
+        }
+    }
+}
+
+/// The channel on which a sentinel announces a new primary, as
+/// `<name> <old-ip> <old-port> <new-ip> <new-port>`.
+const SWITCH_MASTER: &str = "+switch-master";
+
+/// The new primary's `ip:port` if `payload` announces a switch of
+/// `master_name`.
+fn switched_to(payload: &[u8], master_name: &str) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let fields: Vec<&str> = text.split(' ').collect();
+    match fields.as_slice() {
+        [name, _old_ip, _old_port, new_ip, new_port] if *name == master_name => {
+            let port: u16 = new_port.parse().ok()?;
+            Some(format!("{new_ip}:{port}"))
+        }
+        _ => None,
+    }
+}
+
+/// Listens to one sentinel's `+switch-master` announcements while the
+/// connection lives, so that a *planned* failover (`SENTINEL FAILOVER`)
+/// moves it to the new primary at once. Without this, the demoted primary
+/// keeps accepting writes until Sentinel reconfigures it (about 10 s
+/// later) and those writes are lost; errors alone give no signal, since
+/// there are none. Connects (and reconnects) forever, with backoff.
+async fn watch_switches(
+    sentinel: ConnectionInfo,
+    shared: Weak<SentinelShared>,
+    options: SubscribeOptions,
+) {
+    let Ok(client) = redis::Client::open(sentinel) else {
+        return; // the same address already served the first lookup
+    };
+    let names = vec![SWITCH_MASTER.to_owned()];
+    let mut failures = 0;
+    let mut subscription = loop {
+        match RawSubscription::start(client.clone(), names.clone(), options).await {
+            Ok(subscription) => break subscription,
+            Err(_) => {
+                tokio::time::sleep(crate::pubsub::retry_delay(failures)).await;
+                failures = failures.saturating_add(1);
+            }
+        }
+    };
+    while let Some(item) = subscription.next().await {
+        let Some(connection) = shared.upgrade() else {
+            return;
+        };
+        match item {
+            Item::Message { payload, .. } => {
+                if let Some(addr) = switched_to(&payload, &connection.master_name) {
+                    connection.primary_moved(Some(&addr));
+                }
+            }
+            // Announcements may have been missed while disconnected.
+            Item::Reconnected { .. } => connection.primary_moved(None),
         }
     }
 }
@@ -921,6 +1036,26 @@ mod tests {
         assert!(!reply_means_primary_lost(&Ok(Value::Int(1))));
         assert!(replies_mean_primary_lost(&Ok(vec![Value::Okay, readonly])));
         assert!(!replies_mean_primary_lost(&Ok(vec![Value::Okay])));
+    }
+
+    #[test]
+    fn switch_master_announcements_of_our_primary_only() {
+        let payload = b"tkmaster 127.0.0.1 6379 10.0.0.7 6380";
+        assert_eq!(
+            switched_to(payload, "tkmaster").as_deref(),
+            Some("10.0.0.7:6380")
+        );
+        assert_eq!(switched_to(payload, "other"), None);
+        for malformed in [
+            &b""[..],
+            b"tkmaster",
+            b"tkmaster 127.0.0.1 6379 10.0.0.7",
+            b"tkmaster 127.0.0.1 6379 10.0.0.7 port",
+            b"tkmaster 127.0.0.1 6379 10.0.0.7 6380 extra",
+            b"tkmaster 127.0.0.1 6379 10.0.0.7 \xff",
+        ] {
+            assert_eq!(switched_to(malformed, "tkmaster"), None, "{malformed:?}");
+        }
     }
 
     #[test]

@@ -382,15 +382,51 @@ pub async fn subscribe_with<T: DeserializeOwned>(
         .map(Channel::name)
         .filter(|name| seen.insert(name.clone()))
         .collect();
-    let (sink, stream) = connect(&client, &names, options.timeout).await?;
-    let (sender, receiver) = mpsc::channel(BUFFER);
-    let task = tokio::spawn(run(client, names, options, sink, stream, sender));
     Ok(Subscription {
-        receiver,
-        task: task.abort_handle(),
+        raw: RawSubscription::start(client, names, options).await?,
         channels,
         payload: PhantomData,
     })
+}
+
+/// The machinery behind a [`Subscription`], on raw channel names and
+/// payloads: the first connection is made (and the subscription confirmed)
+/// before it returns; afterwards a background task reconnects forever, as
+/// [`subscribe_with`] describes. Also used by the Sentinel connection to
+/// watch `+switch-master`. Dropping it stops the task.
+pub(crate) struct RawSubscription {
+    receiver: mpsc::Receiver<Item>,
+    task: tokio::task::AbortHandle,
+}
+
+impl RawSubscription {
+    /// Connects with `client` and subscribes to `names`: one attempt, whose
+    /// error is returned.
+    pub(crate) async fn start(
+        client: Client,
+        names: Vec<String>,
+        options: SubscribeOptions,
+    ) -> Result<RawSubscription> {
+        let (sink, stream) = connect(&client, &names, options.timeout).await?;
+        let (sender, receiver) = mpsc::channel(BUFFER);
+        let task = tokio::spawn(run(client, names, options, sink, stream, sender));
+        Ok(RawSubscription {
+            receiver,
+            task: task.abort_handle(),
+        })
+    }
+
+    /// The next message or reconnection; `None` only once the background
+    /// task has stopped (the runtime is shutting down).
+    pub(crate) async fn next(&mut self) -> Option<Item> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for RawSubscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A stream of [`Event`]s from [`subscribe`]: `Result<Event<T>>` items.
@@ -399,8 +435,7 @@ pub async fn subscribe_with<T: DeserializeOwned>(
 /// only if its background task stops, i.e. when the Tokio runtime shuts
 /// down. Dropping it unsubscribes and closes the connection.
 pub struct Subscription<T> {
-    receiver: mpsc::Receiver<Item>,
-    task: tokio::task::AbortHandle,
+    raw: RawSubscription,
     channels: Vec<Channel>,
     // `fn() -> T`: the stream yields `T`s but holds none, so it is Send,
     // Sync and Unpin whatever `T` is.
@@ -422,17 +457,12 @@ impl<T> fmt::Debug for Subscription<T> {
     }
 }
 
-impl<T> Drop for Subscription<T> {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl<T: DeserializeOwned> Stream for Subscription<T> {
     type Item = Result<Event<T>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut()
+            .raw
             .receiver
             .poll_recv(cx)
             .map(|item| item.map(decode))
@@ -442,7 +472,7 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
 /// What the background task hands to the stream; decoding happens in the
 /// reader, so `T` need not be `Send`.
 #[derive(Debug)]
-enum Item {
+pub(crate) enum Item {
     Message { channel: String, payload: Vec<u8> },
     Reconnected { down_for: Duration },
 }
@@ -520,7 +550,7 @@ async fn run(
                 }
                 () = sender.closed() => return,
             }
-            let delay = jitter(backoff(failures), RandomState::new().hash_one(failures));
+            let delay = retry_delay(failures);
             failures = failures.saturating_add(1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
@@ -570,6 +600,12 @@ async fn forward(
             () = sender.closed() => return Outcome::Closed,
         }
     }
+}
+
+/// The delay after `failures` + 1 failed connection attempts: [`backoff`]
+/// with [`jitter`].
+pub(crate) fn retry_delay(failures: u32) -> Duration {
+    jitter(backoff(failures), RandomState::new().hash_one(failures))
 }
 
 /// The delay after `failures` + 1 failed reconnection attempts: 50 ms,

@@ -1,5 +1,6 @@
 //! `tk_redis::Connection` against real topologies (no fake servers): what a
-//! Sentinel connection does when its primary fails over, crashes or hangs,
+//! Sentinel connection does when its primary fails over (planned or not),
+//! crashes or hangs,
 //! how it shares the lookup of a new primary between concurrent calls, and
 //! how a cluster connection routes `TK.*` commands, follows `MOVED`/`ASK`,
 //! sends again the refusals that ran nothing (`TRYAGAIN`, `CLUSTERDOWN`,
@@ -257,10 +258,25 @@ async fn demote(node: &Server, primary: &Server) {
         .expect("REPLICAOF");
 }
 
+/// Makes every Sentinel refuse pub/sub channels to the default user, so a
+/// client's `+switch-master` watch cannot subscribe (it keeps trying);
+/// lookups (`SENTINEL` commands) still work.
+async fn deny_sentinel_pubsub(group: &SentinelGroup) {
+    for node in group.sentinels() {
+        let () = redis::cmd("ACL")
+            .arg(&["SETUSER", "default", "resetchannels"])
+            .query_async(&mut node.conn().await)
+            .await
+            .expect("ACL SETUSER on a Sentinel");
+    }
+}
+
 /// Behaviours 1 and 2: the call that meets a demoted (`READONLY`) or
 /// crashed primary fails with a transient error and runs nowhere, the
 /// connection forgets the primary, and the next call asks Sentinel and
-/// runs on the new primary, once.
+/// runs on the new primary, once. The Sentinels refuse the client's
+/// `+switch-master` watch here, so that only these errors move it (with
+/// the watch, a planned failover moves it first: see the next test).
 #[tokio::test]
 async fn sentinel_a_call_to_a_demoted_or_crashed_primary_fails_unexecuted_and_the_next_asks_sentinel(
 ) {
@@ -268,6 +284,7 @@ async fn sentinel_a_call_to_a_demoted_or_crashed_primary_fails_unexecuted_and_th
         return;
     }
     let mut group = SentinelGroup::start().await;
+    deny_sentinel_pubsub(&group).await;
     let conn = connect(sentinel_config(&group, Duration::from_secs(5))).await;
     assert_eq!(conn.topology(), Topology::Sentinel);
     let sentinel = sentinel_of(&conn);
@@ -514,6 +531,110 @@ async fn sentinel_concurrent_calls_share_one_lookup_and_a_failed_lookup_is_share
     // The calls that failed without a primary ran nowhere; the timed-out
     // one ran once when the primary resumed.
     assert_eq!(admitted(master, key).await, ok_calls + 1);
+}
+
+/// After a *planned* failover (`SENTINEL FAILOVER`) the old primary keeps
+/// accepting writes until Sentinel demotes it, some 8 to 11 s later, and
+/// whatever it accepted meanwhile is lost. The connection watches
+/// `+switch-master` on the Sentinels, so it moves to the new primary
+/// without waiting for an error. Here Sentinel cannot demote the old
+/// primary at all, so only the watch can move the client.
+#[tokio::test]
+async fn sentinel_a_planned_failover_moves_the_connection_while_the_old_primary_still_accepts_writes(
+) {
+    if skip_under_docker(SKIP) {
+        return;
+    }
+    let group = SentinelGroup::start().await;
+    let conn = connect(sentinel_config(&group, Duration::from_secs(5))).await;
+    let sentinel = sentinel_of(&conn);
+    let limiter = limiter(&conn, Duration::from_secs(5));
+    let key = "rl:sentinel:planned";
+    let (a, b) = (group.data_node(0), group.data_node(1));
+    assert!(limiter.check(key, &huge(), 1).await.unwrap().allowed);
+    assert_eq!(sentinel.master_addr(), Some(a.addr()));
+    wait_for_sync(a, b).await;
+    // Sentinel demotes with MULTI, SLAVEOF, …, CLIENT KILL, EXEC: refusing
+    // SLAVEOF aborts all of it, so A stays a writable primary and keeps its
+    // clients, the split brain of the first seconds after a planned
+    // failover, for good.
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "default", "-slaveof", "-replicaof"])
+        .query_async(&mut a.conn().await)
+        .await
+        .expect("ACL SETUSER");
+
+    sentinel_failover(&group, 1).await;
+    wait_for("the connection leaves A on +switch-master", || async {
+        (sentinel.master_addr() != Some(a.addr())).then_some(())
+    })
+    .await;
+    let on_a = a.command_stats("tk.ratelimit").await;
+    let decision = limiter.check(key, &huge(), 1).await.unwrap();
+    assert_eq!(sentinel.master_addr(), Some(b.addr()));
+    assert_eq!(
+        HUGE - decision.remaining,
+        2,
+        "ran on B, on the replicated state"
+    );
+    assert_eq!(
+        delta(on_a, a.command_stats("tk.ratelimit").await),
+        (0, 0),
+        "nothing more reached A"
+    );
+    assert_eq!(
+        a.info("replication").await["role"],
+        "master",
+        "A still takes writes: only the watch moved the client"
+    );
+}
+
+/// `CLIENT LIST TYPE pubsub` on `server`: how many connections are
+/// subscribed (on a Sentinel, only clients' watches: Sentinels subscribe on
+/// the data nodes, not on each other).
+async fn pubsub_clients(server: &Server) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg(&["LIST", "TYPE", "pubsub"])
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("CLIENT LIST");
+    list.lines().filter(|line| !line.trim().is_empty()).count()
+}
+
+/// The watch holds one subscribed connection per Sentinel while any clone
+/// of the connection lives, and closes them all when the last is dropped.
+#[tokio::test]
+async fn sentinel_watches_every_sentinel_until_the_last_clone_is_dropped() {
+    if skip_under_docker(SKIP) {
+        return;
+    }
+    let group = SentinelGroup::start().await;
+    let conn = connect(sentinel_config(&group, Duration::from_secs(5))).await;
+    let clone = conn.clone();
+    for node in group.sentinels() {
+        wait_for("one watch on each Sentinel", || async {
+            (pubsub_clients(node).await == 1).then_some(())
+        })
+        .await;
+    }
+    drop(conn);
+    assert!(
+        limiter(&clone, WAIT)
+            .check("rl:sentinel:watch", &huge(), 1)
+            .await
+            .unwrap()
+            .allowed
+    );
+    for node in group.sentinels() {
+        assert_eq!(pubsub_clients(node).await, 1, "a clone still watches");
+    }
+    drop(clone);
+    for node in group.sentinels() {
+        wait_for("the watches closed", || async {
+            (pubsub_clients(node).await == 0).then_some(())
+        })
+        .await;
+    }
 }
 
 // ---------------------------------------------------------------------------
