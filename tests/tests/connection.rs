@@ -342,6 +342,30 @@ async fn sentinel_a_call_to_a_demoted_or_crashed_primary_fails_unexecuted_and_th
     assert_eq!(HUGE - decision.remaining, 4, "{decision:?}");
 }
 
+/// Resumes the paused primary of `group` and waits until Sentinel no longer
+/// flags it down (it hung past down-after-milliseconds, and Sentinel names
+/// no primary it flags); then the next check on `conn`, which had forgotten
+/// the primary, succeeds on it after exactly one lookup.
+async fn resume_then_one_lookup(
+    group: &SentinelGroup,
+    conn: &Connection,
+    lookups: &mut SentinelLookups,
+    key: &str,
+) {
+    let master = group.data_node(0);
+    master.resume();
+    group.wait_master_flagged_down(false).await;
+    lookups.since_last().await;
+    let decision = limiter(conn, WAIT).check(key, &huge(), 1).await.unwrap();
+    assert!(decision.allowed, "{decision:?}");
+    assert_eq!(sentinel_of(conn).master_addr(), Some(master.addr()));
+    assert_eq!(
+        lookups.since_last().await,
+        1,
+        "the next call asked Sentinel"
+    );
+}
+
 /// Behaviour 3: a caller that gives up long before the response timeout
 /// says nothing about the primary, so the connection keeps it; a call that
 /// waited about the response timeout (the caller's timeout or the
@@ -390,25 +414,8 @@ async fn sentinel_a_hung_primary_is_forgotten_after_the_response_timeout_not_aft
     assert!(matches!(err, Error::Timeout), "{err:?}");
     assert_eq!(sentinel.master_addr(), None, "forgotten");
     assert_eq!(lookups.since_last().await, 0, "nothing asked yet");
-    master.resume();
-    // It hung past down-after-milliseconds: wait until Sentinel no longer
-    // flags it down, else it names no primary.
-    group.wait_master_flagged_down(false).await;
-    lookups.since_last().await;
-    assert!(
-        limiter(&conn, WAIT)
-            .check(key, &huge(), 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    resume_then_one_lookup(&group, &conn, &mut lookups, key).await;
     ok_calls += 1;
-    assert_eq!(sentinel.master_addr(), Some(master.addr()));
-    assert_eq!(
-        lookups.since_last().await,
-        1,
-        "the next call asked Sentinel"
-    );
 
     // The caller waits longer than the response timeout: the connection's
     // own timeout fires, with the same effect.
@@ -419,23 +426,8 @@ async fn sentinel_a_hung_primary_is_forgotten_after_the_response_timeout_not_aft
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(sentinel.master_addr(), None, "forgotten");
-    master.resume();
-    group.wait_master_flagged_down(false).await;
-    lookups.since_last().await;
-    assert!(
-        limiter(&conn, WAIT)
-            .check(key, &huge(), 1)
-            .await
-            .unwrap()
-            .allowed
-    );
+    resume_then_one_lookup(&group, &conn, &mut lookups, key).await;
     ok_calls += 1;
-    assert_eq!(sentinel.master_addr(), Some(master.addr()));
-    assert_eq!(
-        lookups.since_last().await,
-        1,
-        "the next call asked Sentinel"
-    );
 
     // Nothing was sent twice: the 3 timed-out checks reached the paused
     // primary once each (and ran when it resumed), the others ran once.
