@@ -695,7 +695,8 @@ fn switched_to(payload: &[u8], master_name: &str) -> Option<String> {
 /// moves it to the new primary at once. Without this, the demoted primary
 /// keeps accepting writes until Sentinel reconfigures it (about 10 s
 /// later) and those writes are lost; errors alone give no signal, since
-/// there are none. Connects (and reconnects) forever, with backoff.
+/// there are none. Connects (and reconnects) forever, with backoff
+/// ([`RawSubscription::spawn`]).
 async fn watch_switches(
     sentinel: ConnectionInfo,
     shared: Weak<SentinelShared>,
@@ -704,17 +705,7 @@ async fn watch_switches(
     let Ok(client) = redis::Client::open(sentinel) else {
         return; // the same address already served the first lookup
     };
-    let names = vec![SWITCH_MASTER.to_owned()];
-    let mut failures = 0;
-    let mut subscription = loop {
-        match RawSubscription::start(client.clone(), names.clone(), options).await {
-            Ok(subscription) => break subscription,
-            Err(_) => {
-                tokio::time::sleep(crate::pubsub::retry_delay(failures)).await;
-                failures = failures.saturating_add(1);
-            }
-        }
-    };
+    let mut subscription = RawSubscription::spawn(client, vec![SWITCH_MASTER.to_owned()], options);
     while let Some(item) = subscription.next().await {
         let Some(connection) = shared.upgrade() else {
             return;

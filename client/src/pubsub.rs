@@ -390,8 +390,7 @@ pub async fn subscribe_with<T: DeserializeOwned>(
 }
 
 /// The machinery behind a [`Subscription`], on raw channel names and
-/// payloads: the first connection is made (and the subscription confirmed)
-/// before it returns; afterwards a background task reconnects forever, as
+/// payloads: a background task that reconnects forever, as
 /// [`subscribe_with`] describes. Also used by the Sentinel connection to
 /// watch `+switch-master`. Dropping it stops the task.
 pub(crate) struct RawSubscription {
@@ -414,6 +413,27 @@ impl RawSubscription {
             receiver,
             task: task.abort_handle(),
         })
+    }
+
+    /// Like [`RawSubscription::start`], but the first connection is made
+    /// in the background too, retried like a reconnection (its success
+    /// yields no [`Item::Reconnected`]). Never fails; must be called within
+    /// a Tokio runtime.
+    pub(crate) fn spawn(
+        client: Client,
+        names: Vec<String>,
+        options: SubscribeOptions,
+    ) -> RawSubscription {
+        let (sender, receiver) = mpsc::channel(BUFFER);
+        let task = tokio::spawn(async move {
+            if let Some((sink, stream)) = reconnect(&client, &names, &options, &sender).await {
+                run(client, names, options, sink, stream, sender).await;
+            }
+        });
+        RawSubscription {
+            receiver,
+            task: task.abort_handle(),
+        }
     }
 
     /// The next message or reconnection; `None` only once the background
@@ -540,26 +560,41 @@ async fn run(
             Outcome::Lost => {}
         }
         let down_since = Instant::now();
-        let mut failures = 0u32;
-        (sink, stream) = loop {
-            tokio::select! {
-                connected = connect(&client, &names, options.timeout) => {
-                    if let Ok(connection) = connected {
-                        break connection;
-                    }
-                }
-                () = sender.closed() => return,
-            }
-            let delay = retry_delay(failures);
-            failures = failures.saturating_add(1);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = sender.closed() => return,
-            }
+        let Some(connection) = reconnect(&client, &names, &options, &sender).await else {
+            return;
         };
+        (sink, stream) = connection;
         let down_for = down_since.elapsed();
         if sender.send(Item::Reconnected { down_for }).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Connects and subscribes to `names`, retrying at once, then after
+/// [`backoff`] delays with [`jitter`], until it succeeds; `None` if the
+/// receiver of `sender` is dropped first.
+async fn reconnect(
+    client: &Client,
+    names: &[String],
+    options: &SubscribeOptions,
+    sender: &mpsc::Sender<Item>,
+) -> Option<(PubSubSink, PubSubStream)> {
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            connected = connect(client, names, options.timeout) => {
+                if let Ok(connection) = connected {
+                    return Some(connection);
+                }
+            }
+            () = sender.closed() => return None,
+        }
+        let delay = jitter(backoff(failures), RandomState::new().hash_one(failures));
+        failures = failures.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = sender.closed() => return None,
         }
     }
 }
@@ -600,12 +635,6 @@ async fn forward(
             () = sender.closed() => return Outcome::Closed,
         }
     }
-}
-
-/// The delay after `failures` + 1 failed connection attempts: [`backoff`]
-/// with [`jitter`].
-pub(crate) fn retry_delay(failures: u32) -> Duration {
-    jitter(backoff(failures), RandomState::new().hash_one(failures))
 }
 
 /// The delay after `failures` + 1 failed reconnection attempts: 50 ms,
