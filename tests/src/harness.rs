@@ -30,7 +30,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -402,8 +401,6 @@ pub struct Server {
     dir: Option<TempDir>,
     /// Up and running (a failed start reports its log in its own panic).
     running: bool,
-    /// Stopped with SIGSTOP by [`Server::pause`] (and not resumed yet).
-    paused: AtomicBool,
     /// The cluster bus port of a cluster node (kept across restarts).
     cluster_bus_port: Option<u16>,
 }
@@ -452,7 +449,6 @@ impl Server {
             dir: Some(dir),
             running: false,
             cluster_bus_port: None,
-            paused: AtomicBool::new(false),
             config,
         };
         let special = server.config.cluster || server.config.sentinel_config.is_some();
@@ -560,7 +556,6 @@ impl Server {
     /// With [`ServerBuilder::aof`] every acknowledged write survives.
     pub async fn restart(&mut self) {
         self.running = false;
-        self.paused.store(false, Ordering::SeqCst);
         match self.config.backend {
             Backend::Local => {
                 if let Process::Local(child) = &mut self.process {
@@ -581,7 +576,6 @@ impl Server {
     /// Works on a [paused](Server::pause) server too.
     pub fn kill(&mut self) {
         self.running = false;
-        self.paused.store(false, Ordering::SeqCst);
         match &mut self.process {
             Process::Local(child) => {
                 if let Some(child) = child.take() {
@@ -620,7 +614,6 @@ impl Server {
     /// Under docker, or when the server is not running.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP, "pause");
-        self.paused.store(true, Ordering::SeqCst);
     }
 
     /// Continues a server stopped by [`Server::pause`] (SIGCONT).
@@ -629,12 +622,6 @@ impl Server {
     /// Under docker, or when the server is not running.
     pub fn resume(&self) {
         self.signal(libc::SIGCONT, "resume");
-        self.paused.store(false, Ordering::SeqCst);
-    }
-
-    /// Whether the server is stopped by [`Server::pause`].
-    pub fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::SeqCst)
     }
 
     fn signal(&self, signal: libc::c_int, what: &str) {
