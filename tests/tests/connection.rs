@@ -928,77 +928,70 @@ async fn cluster_sends_tryagain_clusterdown_and_noreplicas_refusals_again_until_
     let slot = key_slot(key.as_bytes());
     assert!(limiter.check(key, &huge(), 1).await.unwrap().allowed);
     let owner = cluster.master_of_slot(slot).await;
-    let mut admin = cluster.node_conn(owner).await;
-    let () = redis::cmd("CLUSTER")
-        .arg("DELSLOTS")
-        .arg(slot)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let check_args = ["TK.RATELIMIT", key, "10", "1h"];
-    assert_eq!(
-        refusal_of(cluster.node(owner), &check_args).await,
-        "CLUSTERDOWN"
-    );
-    let before = cluster.node(owner).command_stats("tk.ratelimit").await;
-    let call = tokio::spawn({
-        let limiter = limiter.clone();
-        async move { limiter.check(key, &huge(), 1).await }
-    });
-    wait_for("the owner answered CLUSTERDOWN", || async {
-        let now = cluster.node(owner).command_stats("tk.ratelimit").await;
-        (now.rejected_calls > before.rejected_calls).then_some(())
-    })
-    .await;
-    let () = redis::cmd("CLUSTER")
-        .arg("ADDSLOTS")
-        .arg(slot)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    assert!(call.await.unwrap().unwrap().allowed);
-    let (ran, refused) = delta(
-        before,
-        cluster.node(owner).command_stats("tk.ratelimit").await,
-    );
-    assert_eq!(ran, 1, "ran once, after {refused} refusals");
+    let admin = cluster.node_conn(owner).await;
+    cluster_slots(&admin, "DELSLOTS", slot).await;
+    let lift = cluster_slots(&admin, "ADDSLOTS", slot);
+    check_runs_once_after_refusals(&cluster, owner, &limiter, key, "CLUSTERDOWN", lift).await;
     assert_eq!(admitted(cluster.node(owner), key).await, 2);
 
     // NOREPLICAS: the owner requires a replica in sync (it has none) and
     // refuses writes until that requirement is dropped.
-    let set_min_replicas = |n: &'static str| {
-        let mut admin = admin.clone();
-        async move {
-            let () = redis::cmd("CONFIG")
-                .arg(&["SET", "min-replicas-to-write", n])
-                .query_async(&mut admin)
-                .await
-                .unwrap();
-        }
-    };
-    set_min_replicas("1").await;
+    set_min_replicas_to_write(&admin, "1").await;
+    let lift = set_min_replicas_to_write(&admin, "0");
+    check_runs_once_after_refusals(&cluster, owner, &limiter, key, "NOREPLICAS", lift).await;
+    assert_eq!(admitted(cluster.node(owner), key).await, 3);
+}
+
+/// With master `owner` refusing checks of `key` with `code` (shown by
+/// sending one straight to it): a check through `limiter` is refused and
+/// sent again; `lift` ends the refusal after the first one, and then the
+/// check runs exactly once.
+async fn check_runs_once_after_refusals(
+    cluster: &Cluster,
+    owner: usize,
+    limiter: &RateLimiter<Connection>,
+    key: &'static str,
+    code: &str,
+    lift: impl Future<Output = ()>,
+) {
+    let node = cluster.node(owner);
     assert_eq!(
-        refusal_of(cluster.node(owner), &check_args).await,
-        "NOREPLICAS"
+        refusal_of(node, &["TK.RATELIMIT", key, "10", "1h"]).await,
+        code
     );
-    let before = cluster.node(owner).command_stats("tk.ratelimit").await;
+    let before = node.command_stats("tk.ratelimit").await;
     let call = tokio::spawn({
         let limiter = limiter.clone();
         async move { limiter.check(key, &huge(), 1).await }
     });
-    wait_for("the owner answered NOREPLICAS", || async {
-        let now = cluster.node(owner).command_stats("tk.ratelimit").await;
+    wait_for(&format!("the owner answered {code}"), || async {
+        let now = node.command_stats("tk.ratelimit").await;
         (now.rejected_calls > before.rejected_calls).then_some(())
     })
     .await;
-    set_min_replicas("0").await;
+    lift.await;
     assert!(call.await.unwrap().unwrap().allowed);
-    let (ran, refused) = delta(
-        before,
-        cluster.node(owner).command_stats("tk.ratelimit").await,
-    );
+    let (ran, refused) = delta(before, node.command_stats("tk.ratelimit").await);
     assert_eq!(ran, 1, "ran once, after {refused} refusals");
-    assert_eq!(admitted(cluster.node(owner), key).await, 3);
+}
+
+/// `CLUSTER <DELSLOTS|ADDSLOTS> <slot>` on the node behind `admin`.
+async fn cluster_slots(admin: &MultiplexedConnection, subcommand: &str, slot: u16) {
+    let () = redis::cmd("CLUSTER")
+        .arg(subcommand)
+        .arg(slot)
+        .query_async(&mut admin.clone())
+        .await
+        .unwrap_or_else(|e| panic!("CLUSTER {subcommand} {slot}: {e}"));
+}
+
+/// `CONFIG SET min-replicas-to-write <count>` on the node behind `admin`.
+async fn set_min_replicas_to_write(admin: &MultiplexedConnection, count: &str) {
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "min-replicas-to-write", count])
+        .query_async(&mut admin.clone())
+        .await
+        .unwrap_or_else(|e| panic!("CONFIG SET min-replicas-to-write {count}: {e}"));
 }
 
 /// Behaviour 8: a call whose connection drops before the reply (the master
