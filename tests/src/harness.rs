@@ -1099,6 +1099,18 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// `total_commands_processed` from `INFO stats` of the server behind
+/// `conn` (this INFO included). Sentinels report it too, though they have
+/// no `commandstats`.
+///
+/// # Panics
+/// When `INFO` fails or the field is missing.
+pub async fn commands_processed<C: ConnectionLike>(conn: &mut C) -> u64 {
+    info_section(conn, "stats").await["total_commands_processed"]
+        .parse()
+        .expect("total_commands_processed")
+}
+
 /// One command's line of `INFO commandstats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommandStats {

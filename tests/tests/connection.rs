@@ -33,7 +33,7 @@ use tk_redis::{
     Topology,
 };
 use tk_redis_tests::harness::{
-    info_section, skip_under_docker, wait_for_sync, CommandStats, Server,
+    commands_processed, skip_under_docker, wait_for_sync, CommandStats, Server,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
 
@@ -153,21 +153,14 @@ impl SentinelLookups {
             "only a lone Sentinel counts exactly"
         );
         let mut conn = group.sentinels()[0].conn().await;
-        let seen = Self::processed(&mut conn).await;
+        let seen = commands_processed(&mut conn).await;
         SentinelLookups { conn, seen }
-    }
-
-    async fn processed(conn: &mut MultiplexedConnection) -> u64 {
-        let stats = info_section(conn, "stats").await;
-        stats["total_commands_processed"]
-            .parse()
-            .expect("total_commands_processed")
     }
 
     /// Commands processed since the last reading, less the reading itself
     /// (an INFO is counted once it has run).
     async fn since_last(&mut self) -> u64 {
-        let now = Self::processed(&mut self.conn).await;
+        let now = commands_processed(&mut self.conn).await;
         let others = now - self.seen - 1;
         self.seen = now;
         others

@@ -22,7 +22,8 @@ use tk_redis::{
     SessionToken,
 };
 use tk_redis_tests::harness::{
-    debug_digest_value, skip_under_docker, try_info_section, wait_for_sync, workspace_dir,
+    commands_processed, debug_digest_value, skip_under_docker, try_info_section, wait_for_sync,
+    workspace_dir,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
 
@@ -676,8 +677,7 @@ fn report_failover(name: &str, heading: &str, tally: &Tally, durable: &Durable) 
 async fn sentinel_commands(group: &SentinelGroup) -> u64 {
     let mut total = 0;
     for sentinel in group.sentinels() {
-        let stats = sentinel.info("stats").await;
-        total += stats["total_commands_processed"].parse::<u64>().unwrap();
+        total += commands_processed(&mut sentinel.conn().await).await;
     }
     total
 }
