@@ -406,9 +406,9 @@ impl RawSubscription {
         names: Vec<String>,
         options: SubscribeOptions,
     ) -> Result<RawSubscription> {
-        let (sink, stream) = connect(&client, &names, options.timeout).await?;
+        let connection = connect(&client, &names, options.timeout).await?;
         let (sender, receiver) = mpsc::channel(BUFFER);
-        let task = tokio::spawn(run(client, names, options, sink, stream, sender));
+        let task = tokio::spawn(run(client, names, options, connection, sender));
         Ok(RawSubscription {
             receiver,
             task: task.abort_handle(),
@@ -426,8 +426,8 @@ impl RawSubscription {
     ) -> RawSubscription {
         let (sender, receiver) = mpsc::channel(BUFFER);
         let task = tokio::spawn(async move {
-            if let Some((sink, stream)) = reconnect(&client, &names, &options, &sender).await {
-                run(client, names, options, sink, stream, sender).await;
+            if let Some(connection) = reconnect(&client, &names, &options, &sender).await {
+                run(client, names, options, connection, sender).await;
             }
         });
         RawSubscription {
@@ -520,11 +520,7 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<Event<T>> {
 
 /// One attempt to open a pub/sub connection and subscribe to `names`,
 /// within `timeout`.
-async fn connect(
-    client: &Client,
-    names: &[String],
-    timeout: Duration,
-) -> Result<(PubSubSink, PubSubStream)> {
+async fn connect(client: &Client, names: &[String], timeout: Duration) -> Result<Connection> {
     let attempt = async {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(names).await?;
@@ -535,6 +531,9 @@ async fn connect(
         .map_err(|_| Error::Timeout)?
         .map_err(|err| Error::from_redis(err, CMD_SUBSCRIBE))
 }
+
+/// A subscribed pub/sub connection, split into its command and message halves.
+type Connection = (PubSubSink, PubSubStream);
 
 /// Why [`forward`] returned.
 enum Outcome {
@@ -550,20 +549,23 @@ async fn run(
     client: Client,
     names: Vec<String>,
     options: SubscribeOptions,
-    mut sink: PubSubSink,
-    mut stream: PubSubStream,
+    mut connection: Connection,
     sender: mpsc::Sender<Item>,
 ) {
     loop {
-        match forward(&mut sink, &mut stream, &sender, &options).await {
+        // `forward` consumes the connection, so a lost one is closed before
+        // reconnecting: a connection given up on while still open (an
+        // unanswered ping) would otherwise stay subscribed on the server
+        // next to its replacement.
+        match forward(connection, &sender, &options).await {
             Outcome::Closed => return,
             Outcome::Lost => {}
         }
         let down_since = Instant::now();
-        let Some(connection) = reconnect(&client, &names, &options, &sender).await else {
+        let Some(next) = reconnect(&client, &names, &options, &sender).await else {
             return;
         };
-        (sink, stream) = connection;
+        connection = next;
         let down_for = down_since.elapsed();
         if sender.send(Item::Reconnected { down_for }).await.is_err() {
             return;
@@ -579,7 +581,7 @@ async fn reconnect(
     names: &[String],
     options: &SubscribeOptions,
     sender: &mpsc::Sender<Item>,
-) -> Option<(PubSubSink, PubSubStream)> {
+) -> Option<Connection> {
     let mut failures = 0u32;
     loop {
         tokio::select! {
@@ -599,12 +601,11 @@ async fn reconnect(
     }
 }
 
-/// Forwards messages from `stream` to `sender` until the connection is lost
-/// (the message stream ends, or a keepalive ping fails) or the receiver is
-/// dropped.
+/// Forwards messages from the connection to `sender` until the connection
+/// is lost (the message stream ends, or a keepalive ping fails) or the
+/// receiver is dropped; the connection is closed on return.
 async fn forward(
-    sink: &mut PubSubSink,
-    stream: &mut PubSubStream,
+    (mut sink, mut stream): Connection,
     sender: &mpsc::Sender<Item>,
     options: &SubscribeOptions,
 ) -> Outcome {
