@@ -156,9 +156,11 @@ use redis::{
     AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
     TlsMode,
 };
+use serde::de::DeserializeOwned;
 
 use crate::connection::{Connection, SentinelConnection, SentinelSettings, Topology};
 use crate::error::Error;
+use crate::pubsub::{self, Channel, Source, SubscribeOptions, Subscription};
 
 /// The names of the environment variables read by [`Config::from_env`].
 ///
@@ -1036,8 +1038,7 @@ impl Config {
     }
 
     async fn connect_to(&self, info: ConnectionInfo) -> Result<ConnectionManager, Error> {
-        require_supported(&info)?;
-        let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
+        let client = self.client_for(info)?;
         ConnectionManager::new_with_config(client, self.manager_config())
             .await
             .map_err(|err| Error::from_redis(err, CONNECT))
@@ -1057,12 +1058,16 @@ impl Config {
             .map_err(|err| Error::from_redis(err, CONNECT))
     }
 
-    async fn connect_sentinel(&self) -> Result<SentinelConnection, Error> {
-        let master_name = self
-            .topology
+    /// The primary's name as Sentinel knows it.
+    fn master_name(&self) -> String {
+        self.topology
             .sentinel_master
             .clone()
-            .expect("a valid Config in Sentinel mode has a primary name");
+            .expect("a valid Config in Sentinel mode has a primary name")
+    }
+
+    /// The sentinels' connection info.
+    fn sentinel_infos(&self) -> Result<Vec<ConnectionInfo>, Error> {
         let sentinels: Vec<ConnectionInfo> = self
             .topology
             .sentinel_addrs
@@ -1072,18 +1077,30 @@ impl Config {
         for info in &sentinels {
             require_supported(info)?;
         }
+        Ok(sentinels)
+    }
+
+    /// A client that asks `sentinels` for the primary and connects to it
+    /// with this config's password, database and TLS flag.
+    fn sentinel_client(&self, sentinels: Vec<ConnectionInfo>) -> Result<SentinelClient, Error> {
         let mut primary =
             SentinelNodeConnectionInfo::default().set_redis_connection_info(self.redis_settings());
         if self.tls {
             primary = primary.set_tls_mode(TlsMode::Secure);
         }
-        let client = SentinelClient::build(
-            sentinels.clone(),
-            master_name.clone(),
+        SentinelClient::build(
+            sentinels,
+            self.master_name(),
             Some(primary),
             SentinelServerType::Master,
         )
-        .map_err(|err| Error::from_redis(err, CONNECT))?;
+        .map_err(|err| Error::from_redis(err, CONNECT))
+    }
+
+    async fn connect_sentinel(&self) -> Result<SentinelConnection, Error> {
+        let master_name = self.master_name();
+        let sentinels = self.sentinel_infos()?;
+        let client = self.sentinel_client(sentinels.clone())?;
         let conn = SentinelConnection::new(
             client,
             self.topology
@@ -1102,6 +1119,57 @@ impl Config {
         );
         conn.resolve_master().await?;
         Ok(conn)
+    }
+
+    /// Subscribes to `channels` on the main topology with the default
+    /// [`SubscribeOptions`]; see [`Config::subscribe_with`].
+    pub async fn subscribe<T: DeserializeOwned>(
+        &self,
+        channels: Vec<Channel>,
+    ) -> Result<Subscription<T>, Error> {
+        self.subscribe_with(channels, SubscribeOptions::default())
+            .await
+    }
+
+    /// Like [`pubsub::subscribe_with`], on the main topology (not the
+    /// cache's instance), and following it when a server goes away:
+    ///
+    /// - standalone: the instance at [`Config::addr`], reconnecting to it;
+    /// - cluster: a seed node ([`Config::cluster_nodes`]); classic pub/sub
+    ///   is cluster-wide, so any node will do. A reconnection tries the
+    ///   node that worked last, then the next seed node on each failure,
+    ///   so a node that is gone for good is left behind;
+    /// - Sentinel: the primary that the Sentinels name at each
+    ///   (re)connection, so a subscription moves to the new primary after
+    ///   a failover.
+    ///
+    /// Fails like [`pubsub::subscribe_with`] when the first attempt does,
+    /// and with [`Error::InvalidArgument`] when TLS is requested but not
+    /// supported by this build.
+    pub async fn subscribe_with<T: DeserializeOwned>(
+        &self,
+        channels: Vec<Channel>,
+        options: SubscribeOptions,
+    ) -> Result<Subscription<T>, Error> {
+        let source = match self.topology() {
+            Topology::Standalone => Source::from(self.client_for(self.connection_info())?),
+            Topology::Cluster => Source::Servers {
+                clients: self
+                    .topology
+                    .cluster_nodes
+                    .iter()
+                    .map(|addr| self.client_for(self.connection_info_for(addr)))
+                    .collect::<Result<_, _>>()?,
+                current: 0,
+            },
+            Topology::Sentinel => Source::Sentinel(self.sentinel_client(self.sentinel_infos()?)?),
+        };
+        pubsub::subscribe_from(source, channels, options).await
+    }
+
+    fn client_for(&self, info: ConnectionInfo) -> Result<redis::Client, Error> {
+        require_supported(&info)?;
+        redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))
     }
 }
 

@@ -8,6 +8,9 @@
 //! unchanged: `RateLimiter::new(conn)`, `SessionStore::new(conn)`,
 //! `Cache::new(conn)`, `Lock::new(conn)`, `Leaderboard::new(conn)`,
 //! `Publisher::new(conn)` and [`health::check(&conn, ..)`](crate::health::check).
+//! Subscriptions need a connection of their own:
+//! [`Config::subscribe`](crate::Config::subscribe) follows the topology the
+//! same way (see [`crate::pubsub`]).
 //!
 //! | topology | chosen by | variant | when the primary fails |
 //! |---|---|---|---|

@@ -16,7 +16,7 @@
 //! | per-user response cache with instant invalidation | [`Cache`], [`RequestIdentity`] | `TK.CACHE.*` |
 //! | login sessions: touch, versioned updates, rotation, per-user caps, log out everywhere | [`SessionStore`], [`SessionToken`] | `TK.SESSION.*` |
 //! | challenge leaderboards | [`Leaderboard`] | a sorted set |
-//! | typed pub/sub that survives reconnects | [`Publisher`], [`pubsub::subscribe`] | channels |
+//! | typed pub/sub that survives reconnects and failovers | [`Publisher`], [`Config::subscribe`], [`pubsub::subscribe`] | channels |
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
 //!
 //! It is built on the [`redis`] crate and works with any of its async

@@ -53,22 +53,17 @@
 //! only the node that ran it). With Sentinel, the primary's `PUBLISH` is
 //! also replicated to its replicas.
 //!
-//! [`subscribe`] does not take a [`Connection`](crate::Connection): a
-//! subscription needs a dedicated connection to **one server**, given as a
-//! [`redis::Client`]. It resubscribes to that same address after a
-//! disconnection; it does not follow a cluster's or Sentinel's failover.
-//! So:
+//! A subscription needs a dedicated connection to **one server**, so it
+//! does not take a [`Connection`](crate::Connection). Subscribe through the
+//! [`Config`](crate::Config) instead, which follows the topology:
+//! [`Config::subscribe`](crate::Config::subscribe) connects to a cluster's
+//! seed node and moves on to the next seed node when that one is gone
+//! (classic pub/sub is cluster-wide, so any node will do), and with
+//! Sentinel asks the Sentinels for the primary at every (re)connection, so
+//! it moves to the new primary after a failover.
 //!
-//! - Cluster: pass a client for any node (classic pub/sub is
-//!   cluster-wide). If that node goes away for good, subscribe again
-//!   through another one (the stream keeps retrying the old address until
-//!   dropped).
-//! - Sentinel: pass a client for the current primary (e.g. the address from
-//!   [`SentinelConnection::resolve_master`](crate::SentinelConnection::resolve_master))
-//!   or for a replica, which receives the replicated messages too. After a
-//!   failover the old primary usually comes back as a replica, so the
-//!   subscription resumes once it is reachable again; if it does not come
-//!   back, subscribe again.
+//! [`subscribe`] takes a [`redis::Client`] for one server and resubscribes
+//! to that same address after a disconnection, whatever it is.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -80,6 +75,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager, PubSubSink, PubSubStream};
+use redis::sentinel::SentinelClient;
 use redis::{Client, Msg};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -371,6 +367,16 @@ pub async fn subscribe_with<T: DeserializeOwned>(
     channels: Vec<Channel>,
     options: SubscribeOptions,
 ) -> Result<Subscription<T>> {
+    subscribe_from(Source::from(client), channels, options).await
+}
+
+/// [`subscribe_with`] on the servers `source` names; behind
+/// [`Config::subscribe_with`](crate::Config::subscribe_with) too.
+pub(crate) async fn subscribe_from<T: DeserializeOwned>(
+    source: Source,
+    channels: Vec<Channel>,
+    options: SubscribeOptions,
+) -> Result<Subscription<T>> {
     if channels.is_empty() {
         return Err(Error::InvalidArgument(
             "subscribe needs at least one channel".into(),
@@ -383,10 +389,64 @@ pub async fn subscribe_with<T: DeserializeOwned>(
         .filter(|name| seen.insert(name.clone()))
         .collect();
     Ok(Subscription {
-        raw: RawSubscription::start(client, names, options).await?,
+        raw: RawSubscription::start(source, names, options).await?,
         channels,
         payload: PhantomData,
     })
+}
+
+/// Where a subscription (re)connects; asked again on every attempt.
+pub(crate) enum Source {
+    /// Fixed servers, any of which will do: one server, or the nodes of a
+    /// cluster (classic pub/sub is cluster-wide). An attempt uses the
+    /// server that worked last; a failed one moves on to the next, so a
+    /// node that is gone for good is left behind.
+    Servers {
+        clients: Vec<Client>,
+        /// Index of the server the next attempt uses.
+        current: usize,
+    },
+    /// The primary that Sentinel names at the time of the attempt.
+    Sentinel(SentinelClient),
+}
+
+impl From<Client> for Source {
+    fn from(client: Client) -> Self {
+        Source::Servers {
+            clients: vec![client],
+            current: 0,
+        }
+    }
+}
+
+impl Source {
+    /// The client for the next attempt.
+    async fn client(&mut self) -> redis::RedisResult<Client> {
+        match self {
+            Source::Servers { clients, current } => Ok(clients[*current].clone()),
+            Source::Sentinel(sentinel) => sentinel.async_get_client().await,
+        }
+    }
+
+    /// The last attempt failed: the next one tries another server.
+    fn failed(&mut self) {
+        if let Source::Servers { clients, current } = self {
+            *current = (*current + 1) % clients.len();
+        }
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Servers { clients, current } => f
+                .debug_struct("Servers")
+                .field("count", &clients.len())
+                .field("current", current)
+                .finish(),
+            Source::Sentinel(_) => f.write_str("Sentinel"),
+        }
+    }
 }
 
 /// The machinery behind a [`Subscription`], on raw channel names and
@@ -402,13 +462,13 @@ impl RawSubscription {
     /// Connects with `client` and subscribes to `names`: one attempt, whose
     /// error is returned.
     pub(crate) async fn start(
-        client: Client,
+        mut source: Source,
         names: Vec<String>,
         options: SubscribeOptions,
     ) -> Result<RawSubscription> {
-        let connection = connect(&client, &names, options.timeout).await?;
+        let connection = connect(&mut source, &names, options.timeout).await?;
         let (sender, receiver) = mpsc::channel(BUFFER);
-        let task = tokio::spawn(run(client, names, options, connection, sender));
+        let task = tokio::spawn(run(source, names, options, connection, sender));
         Ok(RawSubscription {
             receiver,
             task: task.abort_handle(),
@@ -426,8 +486,9 @@ impl RawSubscription {
     ) -> RawSubscription {
         let (sender, receiver) = mpsc::channel(BUFFER);
         let task = tokio::spawn(async move {
-            if let Some(connection) = reconnect(&client, &names, &options, &sender).await {
-                run(client, names, options, connection, sender).await;
+            let mut source = Source::from(client);
+            if let Some(connection) = reconnect(&mut source, &names, &options, &sender).await {
+                run(source, names, options, connection, sender).await;
             }
         });
         RawSubscription {
@@ -518,18 +579,23 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<Event<T>> {
     }
 }
 
-/// One attempt to open a pub/sub connection and subscribe to `names`,
-/// within `timeout`.
-async fn connect(client: &Client, names: &[String], timeout: Duration) -> Result<Connection> {
+/// One attempt to find a server in `source`, open a pub/sub connection and
+/// subscribe to `names`, within `timeout`.
+async fn connect(source: &mut Source, names: &[String], timeout: Duration) -> Result<Connection> {
     let attempt = async {
+        let client = source.client().await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(names).await?;
         Ok(pubsub.split())
     };
-    tokio::time::timeout(timeout, attempt)
+    let result = tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| Error::Timeout)?
-        .map_err(|err| Error::from_redis(err, CMD_SUBSCRIBE))
+        .map_err(|_| Error::Timeout)
+        .and_then(|connected| connected.map_err(|err| Error::from_redis(err, CMD_SUBSCRIBE)));
+    if result.is_err() {
+        source.failed();
+    }
+    result
 }
 
 /// A subscribed pub/sub connection, split into its command and message halves.
@@ -546,7 +612,7 @@ enum Outcome {
 /// The background task: forwards messages, and reconnects when the
 /// connection is lost, until the receiver is dropped.
 async fn run(
-    client: Client,
+    mut source: Source,
     names: Vec<String>,
     options: SubscribeOptions,
     mut connection: Connection,
@@ -562,7 +628,7 @@ async fn run(
             Outcome::Lost => {}
         }
         let down_since = Instant::now();
-        let Some(next) = reconnect(&client, &names, &options, &sender).await else {
+        let Some(next) = reconnect(&mut source, &names, &options, &sender).await else {
             return;
         };
         connection = next;
@@ -577,7 +643,7 @@ async fn run(
 /// [`backoff`] delays with [`jitter`], until it succeeds; `None` if the
 /// receiver of `sender` is dropped first.
 async fn reconnect(
-    client: &Client,
+    source: &mut Source,
     names: &[String],
     options: &SubscribeOptions,
     sender: &mpsc::Sender<Item>,
@@ -585,7 +651,7 @@ async fn reconnect(
     let mut failures = 0u32;
     loop {
         tokio::select! {
-            connected = connect(client, names, options.timeout) => {
+            connected = connect(source, names, options.timeout) => {
                 if let Ok(connection) = connected {
                     return Some(connection);
                 }
@@ -691,6 +757,32 @@ mod tests {
         }
         assert_eq!(Channel::parse("tk:messages"), None);
         assert_eq!(Channel::parse("tk:other:x"), None);
+    }
+
+    #[test]
+    fn servers_are_tried_from_the_last_good_one_moving_on_after_a_failure() {
+        let clients = ["a", "b", "c"]
+            .map(|host| Client::open(format!("redis://{host}:6379/")).unwrap())
+            .to_vec();
+        let mut source = Source::Servers {
+            clients,
+            current: 0,
+        };
+        let host = |source: &mut Source| {
+            let client = futures_util::FutureExt::now_or_never(source.client())
+                .expect("no await for fixed servers")
+                .unwrap();
+            client.get_connection_info().addr().to_string()
+        };
+        assert_eq!(host(&mut source), "a:6379");
+        // A success keeps the server; each failure moves to the next, round.
+        assert_eq!(host(&mut source), "a:6379");
+        let mut tried = Vec::new();
+        for _ in 0..4 {
+            source.failed();
+            tried.push(host(&mut source));
+        }
+        assert_eq!(tried, ["b:6379", "c:6379", "a:6379", "b:6379"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! how it shares the lookup of a new primary between concurrent calls, and
 //! how a cluster connection routes `TK.*` commands, follows `MOVED`/`ASK`,
 //! sends again the refusals that ran nothing (`TRYAGAIN`, `CLUSTERDOWN`,
-//! `NOREPLICAS`) and never sends again a command whose connection dropped.
+//! `NOREPLICAS`) and never sends again a command whose connection dropped;
+//! and how `Config::subscribe` moves a subscription to another cluster node
+//! or to Sentinel's new primary.
 //!
 //! "Ran exactly once" and "ran not at all" are read from the servers, never
 //! from timing:
@@ -26,8 +28,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tk_redis::health::{self, HealthOptions, Status};
+use tk_redis::pubsub::{Channel, Event, Publisher, SubscribeOptions, Subscription};
 use tk_redis::{
     Algorithm, Config, Connection, Error, FailurePolicy, Quota, RateLimiter, SentinelConnection,
     Topology,
@@ -1046,4 +1050,107 @@ async fn cluster_never_resends_a_call_whose_connection_dropped() {
     })
     .await;
     assert_eq!(admitted(cluster.node(promoted), key).await, 2);
+}
+
+// ---------------------------------------------------------------------------
+// Pub/sub through `Config::subscribe`
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Chat {
+    text: String,
+}
+
+fn chat(text: &str) -> Chat {
+    Chat {
+        text: text.to_owned(),
+    }
+}
+
+/// The next item of `sub`, failing the test after [`WAIT`].
+async fn next_event(sub: &mut Subscription<Chat>) -> Event<Chat> {
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("no event within WAIT")
+        .expect("the subscription ended")
+        .expect("an undecodable message")
+}
+
+/// Publishes `text` in conversation `c` through `node` and expects `sub`,
+/// whose subscription is confirmed, to receive it.
+async fn expect_delivery(node: &Server, sub: &mut Subscription<Chat>, text: &str) {
+    Publisher::new(node.conn().await)
+        .publish_message("c", &chat(text))
+        .await
+        .expect("PUBLISH");
+    match next_event(sub).await {
+        Event::Message { payload, .. } => assert_eq!(payload, chat(text)),
+        other => panic!("expected the message {text:?}, got {other:?}"),
+    }
+}
+
+/// `PUBSUB NUMSUB` of conversation `c` on `server`: how many connections
+/// subscribe to it there (Sentinels' own subscriptions are not counted).
+async fn subscribers(server: &Server) -> i64 {
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg(&["NUMSUB", "tk:messages:c"])
+        .query_async(&mut server.conn().await)
+        .await
+        .expect("PUBSUB NUMSUB");
+    counts[0].1
+}
+
+/// On a cluster the subscription uses the first seed node; when that node
+/// dies it moves on to the next one (classic pub/sub is cluster-wide, so
+/// any node will do) and messages published on any node reach it again.
+#[tokio::test]
+async fn cluster_subscription_moves_to_the_next_seed_node_when_its_node_dies() {
+    if skip_under_docker(SKIP) {
+        return;
+    }
+    let mut cluster = Cluster::start_with(3, 0).await;
+    let options = SubscribeOptions::default().timeout(Duration::from_secs(1));
+    let mut sub: Subscription<Chat> = cluster_config(&cluster)
+        .subscribe_with(vec![Channel::messages("c")], options)
+        .await
+        .unwrap();
+    assert_eq!(subscribers(cluster.node(0)).await, 1);
+    // Published on another node: the cluster bus carries it over.
+    expect_delivery(cluster.node(2), &mut sub, "before").await;
+
+    cluster.kill(0);
+    match next_event(&mut sub).await {
+        Event::Reconnected { .. } => {}
+        other => panic!("expected Reconnected, got {other:?}"),
+    }
+    assert_eq!(subscribers(cluster.node(1)).await, 1);
+    expect_delivery(cluster.node(2), &mut sub, "after").await;
+}
+
+/// With Sentinel the subscription is on the primary Sentinel names, and
+/// after that primary dies and a replica is promoted it subscribes on the
+/// new primary, asking Sentinel again.
+#[tokio::test]
+async fn sentinel_subscription_follows_the_failover_to_the_new_primary() {
+    if skip_under_docker(SKIP) {
+        return;
+    }
+    let mut group = SentinelGroup::start().await;
+    let primary = group.master().await;
+    let options = SubscribeOptions::default().timeout(Duration::from_secs(1));
+    let mut sub: Subscription<Chat> = sentinel_config(&group, Duration::from_secs(1))
+        .subscribe_with(vec![Channel::messages("c")], options)
+        .await
+        .unwrap();
+    assert_eq!(subscribers(group.data_node(primary)).await, 1);
+    expect_delivery(group.data_node(primary), &mut sub, "before").await;
+
+    group.kill(primary);
+    let promoted = group.wait_for_failover(primary).await;
+    match next_event(&mut sub).await {
+        Event::Reconnected { .. } => {}
+        other => panic!("expected Reconnected, got {other:?}"),
+    }
+    assert_eq!(subscribers(group.data_node(promoted)).await, 1);
+    expect_delivery(group.data_node(promoted), &mut sub, "after").await;
 }

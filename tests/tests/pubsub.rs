@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tk_redis::pubsub::{self, Channel, Event, Publisher, SubscribeOptions, Subscription};
-use tk_redis::Error;
+use tk_redis::{Config, Error};
 use tk_redis_tests::harness::Server;
 
 /// Upper bound for any single wait.
@@ -244,10 +244,28 @@ async fn bad_payload_is_an_error_and_the_stream_goes_on() {
 #[tokio::test]
 async fn resubscribes_after_the_connection_is_killed() {
     let server = Server::start().await;
-    let publisher = Publisher::new(server.manager().await);
-    let mut chats = pubsub::subscribe::<Chat>(server.client(), vec![Channel::messages("c")])
+    let chats = pubsub::subscribe::<Chat>(server.client(), vec![Channel::messages("c")])
         .await
         .unwrap();
+    expect_resubscribed_after_a_kill(&server, chats).await;
+}
+
+/// `Config::subscribe` on a standalone server: the same subscription.
+#[tokio::test]
+async fn config_subscribes_on_the_standalone_server() {
+    let server = Server::start().await;
+    let config = Config::builder().addr(server.addr()).build().unwrap();
+    let chats = config
+        .subscribe::<Chat>(vec![Channel::messages("c")])
+        .await
+        .unwrap();
+    expect_resubscribed_after_a_kill(&server, chats).await;
+}
+
+/// Delivers a message to `chats` (subscribed to conversation `c`), kills
+/// its connection, and expects `Reconnected` and delivery again.
+async fn expect_resubscribed_after_a_kill(server: &Server, mut chats: Subscription<Chat>) {
+    let publisher = Publisher::new(server.manager().await);
     publisher
         .publish_message("c", &chat("before"))
         .await
@@ -399,4 +417,21 @@ async fn first_subscribe_reports_errors() {
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
+
+    // The same through a Config, for each topology it can name.
+    let gone = format!("127.0.0.1:{port}");
+    let configs = [
+        Config::builder().addr(&gone).build().unwrap(),
+        Config::builder().cluster_nodes([&gone]).build().unwrap(),
+        Config::builder().sentinel([&gone], "main").build().unwrap(),
+    ];
+    for config in configs {
+        let err = config.subscribe::<Chat>(vec![]).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        let err = config
+            .subscribe::<Chat>(vec![Channel::messages("c")])
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{config:?}: {err:?}");
+    }
 }
