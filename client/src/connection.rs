@@ -32,7 +32,7 @@
 //!
 //! | reply | meaning | cluster connection |
 //! |---|---|---|
-//! | `MOVED` | the slot lives on another node | waits, then sends again by the refreshed slot map |
+//! | `MOVED` | the slot lives on another node | sends again at once to the node named in the reply (the redis crate refreshes its slot map for later calls) |
 //! | `ASK` | the slot is being migrated and the key is already on the target | sends again to the target, after `ASKING` |
 //! | `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `LOADING`, `READONLY`, `NOREPLICAS` | failover, resharding or replication catching up | waits, then sends again |
 //! | no connection to the slot's node | the node is being reconnected | waits, then sends again |
@@ -298,8 +298,13 @@ fn cluster_routing(cmd: &Cmd) -> Option<RoutingInfo> {
 enum Refusal {
     /// Wait, then send again by slot (the crate refreshes its slot map).
     Wait,
-    /// Send again to this node, preceded by `ASKING`.
-    Ask { host: String, port: u16 },
+    /// Send again at once to the node a redirection names: the slot's
+    /// owner (`MOVED`), or the node importing it, after `ASKING` (`ASK`).
+    Redirect {
+        host: String,
+        port: u16,
+        asking: bool,
+    },
 }
 
 /// Error codes that a node sends instead of executing the command: a
@@ -315,18 +320,26 @@ fn refusal_of_error(err: &RedisError) -> Option<Refusal> {
         return Some(Refusal::Wait);
     }
     let code = err.code()?;
-    if code == "ASK" {
-        let (addr, _slot) = err.redirect_node()?;
-        let (host, port) = addr.rsplit_once(':')?;
-        return Some(Refusal::Ask {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: port.parse().ok()?,
-        });
+    if code == "ASK" || code == "MOVED" {
+        if let Some((host, port)) = redirect_target(err) {
+            return Some(Refusal::Redirect {
+                host,
+                port,
+                asking: code == "ASK",
+            });
+        }
     }
     is_refusal_code(code).then_some(Refusal::Wait)
+}
+
+/// The `host` and `port` a `MOVED` or `ASK` reply names (`None` when it
+/// cannot be read: an `ASK` is then returned as it is, a `MOVED` waited
+/// out like other refusals).
+fn redirect_target(err: &RedisError) -> Option<(String, u16)> {
+    let (addr, _slot) = err.redirect_node()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 fn refusal(result: &RedisResult<Value>) -> Option<Refusal> {
@@ -347,10 +360,10 @@ fn refusal(result: &RedisResult<Value>) -> Option<Refusal> {
 async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
     let routing = cluster_routing(cmd);
     let mut retries = 0;
-    let mut ask = None;
+    let mut redirect = None;
     loop {
-        let result = match ask.take() {
-            Some((host, port)) => send_asking(conn, cmd, host, port).await,
+        let result = match redirect.take() {
+            Some((host, port, asking)) => send_to(conn, cmd, host, port, asking).await,
             None => match &routing {
                 Some(routing) => conn.route_command(cmd.clone(), routing.clone()).await,
                 None => conn.req_packed_command(cmd).await,
@@ -364,19 +377,27 @@ async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult
         }
         retries += 1;
         match refused {
-            Refusal::Ask { host, port } => ask = Some((host, port)),
+            Refusal::Redirect { host, port, asking } => redirect = Some((host, port, asking)),
             Refusal::Wait => tokio::time::sleep(cluster_backoff(retries)).await,
         }
     }
 }
 
-/// `ASKING` then `cmd`, on the connection to `host:port`.
-async fn send_asking(
+/// `cmd` (preceded by `ASKING` when `asking`) on the connection to
+/// `host:port`.
+async fn send_to(
     conn: &mut ClusterConnection,
     cmd: &Cmd,
     host: String,
     port: u16,
+    asking: bool,
 ) -> RedisResult<Value> {
+    if !asking {
+        let node = SingleNodeRoutingInfo::ByAddress { host, port };
+        return conn
+            .route_command(cmd.clone(), RoutingInfo::SingleNode(node))
+            .await;
+    }
     let mut pipeline = redis::pipe();
     pipeline.cmd("ASKING").add_command(cmd.clone());
     let mut replies = conn
@@ -946,7 +967,7 @@ mod tests {
     #[test]
     fn only_unexecuted_refusals_are_sent_again() {
         for line in [
-            "MOVED 3999 127.0.0.1:6381",
+            "MOVED 3999",
             "CLUSTERDOWN The cluster is down",
             "TRYAGAIN Multiple keys request during rehashing of slot",
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
@@ -962,13 +983,32 @@ mod tests {
             let value = crate::test_support::error_reply(line);
             assert_eq!(refusal(&Ok(value)), Some(Refusal::Wait), "{line}");
         }
-        assert_eq!(
-            refusal_of_error(&server_error("ASK 3999 10.0.0.7:6381")),
-            Some(Refusal::Ask {
+        for (line, asking) in [
+            ("ASK 3999 10.0.0.7:6381", true),
+            ("MOVED 3999 10.0.0.7:6381", false),
+        ] {
+            let redirect = Refusal::Redirect {
                 host: "10.0.0.7".into(),
-                port: 6381
+                port: 6381,
+                asking,
+            };
+            assert_eq!(
+                refusal_of_error(&server_error(line)),
+                Some(redirect.clone())
+            );
+            let value = crate::test_support::error_reply(line);
+            assert_eq!(refusal(&Ok(value)), Some(redirect), "{line}");
+        }
+        assert_eq!(
+            refusal_of_error(&server_error("MOVED 3999 [::1]:7000")),
+            Some(Refusal::Redirect {
+                host: "::1".into(),
+                port: 7000,
+                asking: false
             })
         );
+        // An ASK that names no node cannot be followed.
+        assert_eq!(refusal_of_error(&server_error("ASK 3999")), None);
         assert_eq!(
             refusal_of_error(&RedisError::from((
                 ErrorKind::ClusterConnectionNotFound,
