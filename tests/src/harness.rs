@@ -994,6 +994,27 @@ impl DockerLog {
 // Replication
 // ---------------------------------------------------------------------------
 
+/// Polls `check` every 50 ms until it returns `Ok`, or panics after
+/// `timeout` with the last thing `check` reported (its `Err`).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    const POLL: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            panic!("{what}: not reached within {timeout:?}; last seen: {last}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Waits until `replica` is connected to `primary` and has processed
 /// everything the primary had written when this was called: its
 /// `master_link_status` is `up` and its `master_repl_offset` has reached the

@@ -22,14 +22,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
 use crate::harness::{
-    connection_config, parse_info, skip_under_docker, wait_for_sync, Backend, Server,
+    connection_config, parse_info, skip_under_docker, wait_for_sync, wait_until, Backend, Server,
     CONNECT_TIMEOUT, RESPONSE_TIMEOUT,
 };
 
@@ -42,8 +42,6 @@ pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 2000;
 pub const SENTINEL_DOWN_AFTER_MS: u64 = 1000;
 /// The name the Sentinels monitor the master under.
 pub const SENTINEL_MASTER_NAME: &str = "tkmaster";
-
-const POLL: Duration = Duration::from_millis(50);
 
 /// The `redis-cli` binary: `TK_REDIS_CLI` if set, else `redis-cli` on `PATH`.
 pub fn redis_cli_bin() -> PathBuf {
@@ -67,26 +65,6 @@ async fn try_conn(server: &Server) -> redis::RedisResult<MultiplexedConnection> 
         .client()
         .get_multiplexed_async_connection_with_config(&connection_config())
         .await
-}
-
-/// Polls `check` until it returns `Some`, or panics after `timeout` with the
-/// last thing `check` reported (its `Err`).
-async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(value) => return value,
-            Err(why) => why,
-        };
-        if Instant::now() >= deadline {
-            panic!("{what}: not reached within {timeout:?}; last seen: {last}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -25,7 +25,7 @@
 //! the docker backend.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
@@ -37,7 +37,7 @@ use tk_redis::{
     Topology,
 };
 use tk_redis_tests::harness::{
-    commands_processed, skip_under_docker, wait_for_sync, CommandStats, Server,
+    commands_processed, skip_under_docker, wait_for_sync, wait_until, CommandStats, Server,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
 
@@ -90,14 +90,31 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
+    wait_until(what, WAIT, || {
+        let checked = check();
+        async move { checked.await.ok_or_else(|| "not yet".to_owned()) }
+    })
+    .await
+}
+
+/// Checks `key` under [`huge`] until a call succeeds (at most [`WAIT`]),
+/// every failure being transient; returns how many calls that took.
+async fn check_until_admitted(limiter: &RateLimiter<Connection>, key: &str) -> u64 {
+    let mut attempts = 0u64;
+    wait_for("a check succeeds", || {
+        attempts += 1;
+        async move {
+            match limiter.check(key, &huge(), 1).await {
+                Ok(decision) => Some(decision),
+                Err(err) => {
+                    assert!(err.is_transient(), "{err:?}");
+                    None
+                }
+            }
         }
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    attempts
 }
 
 /// The error code `node` answers the command `args` with, sent straight to
@@ -495,21 +512,7 @@ async fn sentinel_concurrent_calls_share_one_lookup_and_a_failed_lookup_is_share
     // call finds it. (Failed lookups may be spaced out: calls in between
     // get the last error without asking.)
     master.resume();
-    let mut attempts = 0u64;
-    wait_for("a call succeeds after the primary resumed", || {
-        attempts += 1;
-        let limiter = limiter.clone();
-        async move {
-            match limiter.check(key, &huge(), 1).await {
-                Ok(decision) => Some(decision),
-                Err(err) => {
-                    assert!(err.is_transient(), "{err:?}");
-                    None
-                }
-            }
-        }
-    })
-    .await;
+    let attempts = check_until_admitted(&limiter, key).await;
     ok_calls += 1;
     let asked = lookups.since_last().await;
     assert!(
@@ -1038,19 +1041,7 @@ async fn cluster_never_resends_a_call_whose_connection_dropped() {
         "not sent again"
     );
     // The client finds the new master by itself; failed attempts ran nowhere.
-    wait_for("the client reaches the promoted replica", || {
-        let limiter = limiter.clone();
-        async move {
-            match limiter.check(key, &huge(), 1).await {
-                Ok(decision) => Some(decision),
-                Err(err) => {
-                    assert!(err.is_transient(), "{err:?}");
-                    None
-                }
-            }
-        }
-    })
-    .await;
+    check_until_admitted(&limiter, key).await;
     assert_eq!(admitted(cluster.node(promoted), key).await, 2);
 }
 

@@ -12,7 +12,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tk_redis::pubsub::{self, Channel, Event, Publisher, SubscribeOptions, Subscription};
 use tk_redis::{Config, Error};
-use tk_redis_tests::harness::Server;
+use tk_redis_tests::harness::{wait_until, Server};
 
 /// Upper bound for any single wait.
 const WAIT: Duration = Duration::from_secs(10);
@@ -96,18 +96,15 @@ async fn publish_until(
     payload: &Chat,
     receivers: impl Fn(u64) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    wait_until("PUBLISH reaches the expected subscribers", WAIT, || async {
         let count = publish_retrying(publisher, conversation, payload).await;
         if receivers(count) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("PUBLISH reached {count} subscribers"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "PUBLISH still reaches {count} subscribers"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 async fn raw_publish(server: &Server, channel: &str, payload: &[u8]) -> i64 {
