@@ -1143,6 +1143,8 @@ pub struct CommandStats {
     pub rejected_calls: u64,
     /// Times it ran and replied with an error (`failed_calls`).
     pub failed_calls: u64,
+    /// Microseconds spent running it, all calls together (`usec`).
+    pub usec: u64,
 }
 
 /// Parses the text of `INFO commandstats` into a map from command name,
@@ -1166,6 +1168,7 @@ pub fn parse_commandstats(text: &str) -> HashMap<String, CommandStats> {
                     calls: count("calls"),
                     rejected_calls: count("rejected_calls"),
                     failed_calls: count("failed_calls"),
+                    usec: count("usec"),
                 },
             ))
         })
@@ -1180,14 +1183,24 @@ pub fn parse_commandstats(text: &str) -> HashMap<String, CommandStats> {
 /// # Panics
 /// When `INFO` fails.
 pub async fn command_stats<C: ConnectionLike>(conn: &mut C, command: &str) -> CommandStats {
+    all_command_stats(conn)
+        .await
+        .remove(&command.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Every command's `INFO commandstats` counts on the server behind `conn`,
+/// by lowercased name (see [`parse_commandstats`]).
+///
+/// # Panics
+/// When `INFO` fails.
+pub async fn all_command_stats<C: ConnectionLike>(conn: &mut C) -> HashMap<String, CommandStats> {
     let text: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await
         .unwrap_or_else(|e| panic!("INFO commandstats failed: {e}"));
     parse_commandstats(&text)
-        .remove(&command.to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 /// `DEBUG DIGEST`: a digest of the whole dataset (40 hex digits; all zeros
@@ -1463,10 +1476,12 @@ mod tests {
             CommandStats {
                 calls: 0,
                 rejected_calls: 1,
-                failed_calls: 0
+                failed_calls: 0,
+                usec: 0,
             }
         );
         assert_eq!(stats["sentinel|masters"].calls, 3);
+        assert_eq!(stats["sentinel|masters"].usec, 9);
         assert_eq!(stats["sentinel|masters"].failed_calls, 2);
         assert_eq!(stats.len(), 2);
     }

@@ -23,7 +23,6 @@ mod bench {
     pub mod chart;
 }
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use serde_json::json;
-use tk_redis_tests::{info_section, workspace_dir, Server};
+use tk_redis_tests::{all_command_stats, info_section, workspace_dir, Server};
 
 /// Distinct keys every load run spreads over.
 const KEYS: usize = 10_000;
@@ -392,27 +391,6 @@ impl SplitMix64 {
     }
 }
 
-async fn commandstats(conn: &mut MultiplexedConnection) -> HashMap<String, (u64, u64)> {
-    let info = info_section(conn, "commandstats").await;
-    let mut out = HashMap::new();
-    for (field, value) in info {
-        let Some(name) = field.strip_prefix("cmdstat_") else {
-            continue;
-        };
-        let mut calls = 0;
-        let mut usec = 0;
-        for part in value.split(',') {
-            match part.split_once('=') {
-                Some(("calls", v)) => calls = v.parse().unwrap_or(0),
-                Some(("usec", v)) => usec = v.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        out.insert(name.to_ascii_lowercase(), (calls, usec));
-    }
-    out
-}
-
 /// CPU seconds of the server's main thread (user + system), from `INFO cpu`.
 async fn server_cpu_seconds(ctl: &mut MultiplexedConnection) -> f64 {
     let info = info_section(ctl, "cpu").await;
@@ -483,13 +461,13 @@ async fn load(
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_after = server_cpu_seconds(ctl).await;
-    let stats = commandstats(ctl).await;
+    let stats = all_command_stats(ctl).await;
     let done = (ops / pipeline * pipeline) as f64;
     let (calls, usec) = case
         .counted()
         .iter()
         .filter_map(|name| stats.get(*name))
-        .fold((0, 0), |(c, u), (calls, usec)| (c + calls, u + usec));
+        .fold((0, 0), |(c, u), s| (c + s.calls, u + s.usec));
     Run {
         us_per_op: usec as f64 / done,
         cpu_us_per_op: (cpu_after - cpu_before).max(0.0) * 1e6 / done,
@@ -873,7 +851,7 @@ async fn cache_runs(
                 let (round_trips, elapsed) = invalidate(how, user, &mut conn).await;
                 stop.store(true, Ordering::Relaxed);
                 prober.await.expect("prober");
-                let stats = commandstats(ctl).await;
+                let stats = all_command_stats(ctl).await;
                 let names: &[&str] = match how {
                     Invalidation::Tk => &["tk.cache.invalidateuser"],
                     Invalidation::Keys => &["keys", "unlink"],
@@ -882,7 +860,7 @@ async fn cache_runs(
                 let total: u64 = names
                     .iter()
                     .filter_map(|n| stats.get(*n))
-                    .map(|s| s.1)
+                    .map(|s| s.usec)
                     .sum();
                 // INVALIDATEUSER is one call, so its commandstats time is
                 // its duration (the slowlog can be rotated out by the
