@@ -436,19 +436,6 @@ impl Source {
     }
 }
 
-impl fmt::Debug for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Servers { clients, current } => f
-                .debug_struct("Servers")
-                .field("count", &clients.len())
-                .field("current", current)
-                .finish(),
-            Source::Sentinel(_) => f.write_str("Sentinel"),
-        }
-    }
-}
-
 /// The machinery behind a [`Subscription`], on raw channel names and
 /// payloads: a background task that reconnects forever, as
 /// [`subscribe_with`] describes. Also used by the Sentinel connection to
@@ -459,8 +446,8 @@ pub(crate) struct RawSubscription {
 }
 
 impl RawSubscription {
-    /// Connects with `client` and subscribes to `names`: one attempt, whose
-    /// error is returned.
+    /// Connects to a server of `source` and subscribes to `names`: one
+    /// attempt, whose error is returned.
     pub(crate) async fn start(
         mut source: Source,
         names: Vec<String>,
