@@ -278,6 +278,15 @@ impl Cluster {
             .collect()
     }
 
+    /// A live master other than `index` (the first one listed).
+    pub async fn other_master(&self, index: usize) -> usize {
+        self.masters()
+            .await
+            .into_iter()
+            .find(|&master| master != index)
+            .expect("another live master")
+    }
+
     /// Indexes of the replicas of master `index`.
     pub async fn replicas_of(&self, index: usize) -> Vec<usize> {
         let entries = self.cluster_nodes().await;

@@ -777,12 +777,7 @@ async fn cluster_follows_ask_during_a_migration_and_moved_after_it() {
     // Also loads the client's slot map: the slot is on `from`.
     assert!(limiter.check(key, &huge(), 1).await.unwrap().allowed);
     let from = cluster.master_of_slot(slot).await;
-    let to = *cluster
-        .masters()
-        .await
-        .iter()
-        .find(|&&m| m != from)
-        .unwrap();
+    let to = cluster.other_master(from).await;
 
     // ASK: the slot is migrating and the key is already on `to`.
     assert_eq!(cluster.begin_slot_migration(slot, to).await, from);
@@ -883,12 +878,7 @@ async fn cluster_sends_tryagain_clusterdown_and_noreplicas_refusals_again_until_
             .allowed
     );
     let from = cluster.master_of_slot(slot).await;
-    let to = *cluster
-        .masters()
-        .await
-        .iter()
-        .find(|&&m| m != from)
-        .unwrap();
+    let to = cluster.other_master(from).await;
     assert_eq!(cluster.begin_slot_migration(slot, to).await, from);
     cluster.migrate_keys(from, to, &[a]).await;
     let all_args = ["TK.RATELIMIT.ALL", "2", a, b, "10", "1h", "10", "1h"];
