@@ -10,6 +10,8 @@ pub mod args;
 pub mod cache;
 #[path = "../../module/src/error.rs"]
 pub mod error;
+#[path = "../../module/src/keys.rs"]
+pub mod keys;
 #[path = "../../module/src/lock/mod.rs"]
 pub mod lock;
 #[path = "../../module/src/ratelimit/mod.rs"]

@@ -28,8 +28,8 @@ mod effects;
 mod error;
 #[path = "../src/glue.rs"]
 mod glue;
-#[path = "../src/keyslot.rs"]
-mod keyslot;
+#[path = "../src/keys.rs"]
+mod keys;
 #[path = "../src/lock/mod.rs"]
 mod lock;
 #[path = "../src/ratelimit/mod.rs"]

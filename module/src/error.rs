@@ -13,6 +13,7 @@
 use std::fmt;
 
 use crate::args::ArgError;
+use crate::keys::BadKeyName;
 use crate::lock::LockError;
 use crate::ratelimit::QuotaError;
 
@@ -49,6 +50,12 @@ impl From<ArgError> for CommandError {
 impl From<QuotaError> for CommandError {
     fn from(error: QuotaError) -> Self {
         CommandError::Quota(error)
+    }
+}
+
+impl From<BadKeyName> for CommandError {
+    fn from(error: BadKeyName) -> Self {
+        CommandError::Refused(error.0)
     }
 }
 

@@ -361,3 +361,112 @@ impl Ctx {
         }
     }
 }
+
+/// What a command does to a key it reads from inside an index (a key that
+/// is not an argument, so Redis did not check the caller's ACL for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadAndDelete,
+}
+
+/// The ACL user a command (or the background job it queued) acts for.
+///
+/// Redis checks ACL key patterns only on a command's declared keys; keys
+/// named inside an index are checked here, one by one, against the same
+/// user. No user (a call Redis itself runs without a client user, which
+/// ACLs do not restrict) means unrestricted.
+pub struct Caller(Option<NonNull<raw::RedisModuleUser>>);
+
+impl Caller {
+    /// The user of the client running the current command.
+    pub fn current(ctx: Ctx) -> Result<Caller, CommandError> {
+        match current_user_name(ctx) {
+            None => Ok(Caller(None)),
+            Some(name) => Caller::named(ctx, &name).ok_or(CommandError::Internal(
+                "the calling ACL user does not exist",
+            )),
+        }
+    }
+
+    /// The ACL user called `name`; `None` if there is no such user (any
+    /// more). An empty name is the unrestricted caller.
+    pub fn named(ctx: Ctx, name: &[u8]) -> Option<Caller> {
+        if name.is_empty() {
+            return Some(Caller(None));
+        }
+        let string = OwnedString::new(ctx, name)?;
+        // SAFETY: a live string; the user handle is freed on drop.
+        let user = unsafe { raw::RedisModule_GetModuleUserFromUserName?(string.0) };
+        NonNull::new(user).map(|user| Caller(Some(user)))
+    }
+
+    /// Whether the user may do `access` to `key` with plain commands.
+    pub fn may(&self, ctx: Ctx, key: &[u8], access: Access) -> bool {
+        let Some(user) = self.0 else {
+            return true;
+        };
+        let flags = match access {
+            Access::Read => raw::REDISMODULE_CMD_KEY_ACCESS,
+            Access::ReadAndDelete => {
+                raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_DELETE
+            }
+        };
+        let Some(string) = OwnedString::new(ctx, key) else {
+            return false;
+        };
+        // SAFETY: a live user and string. Without the API, nothing is allowed.
+        unsafe {
+            raw::RedisModule_ACLCheckKeyPermissions.is_some_and(|check| {
+                check(user.as_ptr(), string.0, flags as c_int) == raw::REDISMODULE_OK as c_int
+            })
+        }
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        if let Some(user) = self.0 {
+            // SAFETY: from GetModuleUserFromUserName, freed once; this frees
+            // only the handle, never the ACL user itself.
+            unsafe {
+                if let Some(free) = raw::RedisModule_FreeModuleUser {
+                    free(user.as_ptr());
+                }
+            }
+        }
+    }
+}
+
+/// The name of the current command's ACL user; `None` when no user runs it.
+pub fn current_user_name(ctx: Ctx) -> Option<Vec<u8>> {
+    // SAFETY: live context; the returned string is ours to free.
+    let name = unsafe { raw::RedisModule_GetCurrentUserName?(ctx.as_ptr()) };
+    let name = NonNull::new(name)?;
+    let owned = OwnedString(name.as_ptr(), ctx);
+    Some(string_bytes(owned.0).to_vec())
+}
+
+/// A string created for one call into Redis, freed on drop.
+struct OwnedString(*mut raw::RedisModuleString, Ctx);
+
+impl OwnedString {
+    fn new(ctx: Ctx, bytes: &[u8]) -> Option<OwnedString> {
+        // SAFETY: live context; Redis copies the bytes.
+        let string = unsafe {
+            raw::RedisModule_CreateString?(ctx.as_ptr(), bytes.as_ptr().cast(), bytes.len())
+        };
+        (!string.is_null()).then_some(OwnedString(string, ctx))
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        // SAFETY: created by (or handed over from) Redis for us, freed once.
+        unsafe {
+            if let Some(free) = raw::RedisModule_FreeString {
+                free(self.1.as_ptr(), self.0);
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ pub mod call;
 pub mod effects;
 pub mod error;
 pub mod glue;
-pub mod keyslot;
+pub mod keys;
 pub mod lock;
 pub mod ratelimit;
 pub mod registry;

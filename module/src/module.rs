@@ -497,6 +497,11 @@ extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) 
     add_field(ctx, c"session_revoked", session.revoked.get());
     add_field(ctx, c"session_evicted", session.evicted.get());
     add_field(ctx, c"session_rejected", session.rejected.get());
+    add_field(
+        ctx,
+        c"session_foreign_members",
+        session.foreign_members.get(),
+    );
     let cache = &stats::CACHE;
     add_field(ctx, c"cache_hits", cache.hits.get());
     add_field(ctx, c"cache_misses", cache.misses.get());
@@ -509,6 +514,8 @@ extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) 
         cache.entries_reclaimed.get(),
     );
     add_field(ctx, c"cache_reclaim_pending", reclaim::pending());
+    add_field(ctx, c"cache_reclaim_stopped", cache.reclaim_stopped.get());
+    add_field(ctx, c"cache_foreign_members", cache.foreign_members.get());
     add_field(ctx, c"errors", stats::ERRORS.get());
     add_field(ctx, c"panics", stats::PANICS.get());
 }

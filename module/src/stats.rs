@@ -124,6 +124,13 @@ pub struct CacheStats {
     pub invalidations: Counter,
     /// Invisible entries deleted by the reclaimer.
     pub entries_reclaimed: Counter,
+    /// Index members the reclaimer refused to touch (a name outside the
+    /// index's `tk:c:{tag}:` prefix, a key the invalidating ACL user may not
+    /// read and delete, another type): unlisted only.
+    pub foreign_members: Counter,
+    /// Reclaim jobs stopped before the end of their index (an error, or the
+    /// invalidating ACL user was deleted); their entries expire with their TTL.
+    pub reclaim_stopped: Counter,
 }
 
 pub static CACHE: CacheStats = CacheStats {
@@ -133,6 +140,8 @@ pub static CACHE: CacheStats = CacheStats {
     sets_refused: Counter::new(),
     invalidations: Counter::new(),
     entries_reclaimed: Counter::new(),
+    foreign_members: Counter::new(),
+    reclaim_stopped: Counter::new(),
 };
 
 /// TK.SESSION.* outcomes.
@@ -156,6 +165,11 @@ pub struct SessionStats {
     pub evicted: Counter,
     /// CREATE refused by MAXSESSIONS REJECT.
     pub rejected: Counter,
+    /// Index members CREATE, LIST or REVOKEALL refused to touch (a name
+    /// outside the index's `tk:s:{tag}:` prefix, a key the caller's ACL user
+    /// may not access, another type, another user's session): unlisted by
+    /// the write commands, skipped by LIST.
+    pub foreign_members: Counter,
 }
 
 pub static SESSION: SessionStats = SessionStats {
@@ -170,6 +184,7 @@ pub static SESSION: SessionStats = SessionStats {
     revoked: Counter::new(),
     evicted: Counter::new(),
     rejected: Counter::new(),
+    foreign_members: Counter::new(),
 };
 
 /// Error replies sent, and panics caught by the guard (each one a bug).

@@ -422,26 +422,58 @@ async fn aof_restart_keeps_entries_and_generations() {
 }
 
 // Standalone only: compares the whole keyspace before and after, and some
-// cases deliberately mix keys of different slots ("str", "badgen").
+// cases deliberately mix keys of different slots.
 #[tokio::test]
 async fn every_error_path_replies_err_and_changes_nothing() {
     let server = Server::start().await;
     let mut conn = server.conn().await;
-    let _: () = redis::cmd("SET")
-        .arg(&["str", "x"])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&["badgen", "u", "not-a-number"])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // Keys of other types, each under its own user's tag.
+    let str_entry = entry("s1", "http", "x");
+    let (str_generations, str_index) = (generations("s2"), index("s3"));
+    for key in [&str_entry, &str_generations, &str_index] {
+        let _: () = redis::cmd("SET")
+            .arg(&[key.as_str(), "x"])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Generations hashes tk could not have written: not a number, and
+    // above 2^63 - 1 (both WRONGTYPE at every command); and the largest
+    // generation, which cannot be invalidated further.
+    let mut hand_written = Vec::new();
+    for (user, value) in [
+        ("bad", "not-a-number"),
+        ("big", "18446744073709551615"),
+        ("max", "9223372036854775807"),
+    ] {
+        let key = generations(user);
+        let _: () = redis::cmd("HSET")
+            .arg(&[key.as_str(), "u", value])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        hand_written.push((entry(user, "http", "1"), key, index(user)));
+    }
+    let [(bad_e, bad_g, bad_i), (big_e, big_g, big_i), (_, max_g, max_i)] = &hand_written[..]
+    else {
+        unreachable!()
+    };
     set(&mut conn, "a", "http", "1", "1h", "v", None).await;
     let before = snapshot(&mut conn).await;
     let e = entry("a", "http", "2");
     let g = generations("a");
     let i = index("a");
+    let k_entry_b_http_2 = entry("b", "http", "2");
+    let k_entry_s2_http_x = entry("s2", "http", "x");
+    let k_entry_s3_http_x = entry("s3", "http", "x");
+    let k_generations_b = generations("b");
+    let k_generations_s1 = generations("s1");
+    let k_generations_s3 = generations("s3");
+    let k_index_b = index("b");
+    let k_index_s1 = index("s1");
+    let k_index_s2 = index("s2");
+    const NAMES: &str =
+        "ERR cache keys must be tk:c:{<tag>}:<name>, tk:cg:{<tag>} and tk:ci:{<tag>}, with one tag";
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["TK.CACHE.GET", &e, &g],
@@ -455,12 +487,27 @@ async fn every_error_path_replies_err_and_changes_nothing() {
             vec!["TK.CACHE.GET", &e, &g, "bad ns"],
             "ERR syntax error: namespace must be",
         ),
-        (vec!["TK.CACHE.GET", "str", &g, "http"], "WRONGTYPE"),
-        (vec!["TK.CACHE.GET", &e, "str", "http"], "WRONGTYPE"),
         (
-            vec!["TK.CACHE.GET", &e, "badgen", "http"],
+            vec!["TK.CACHE.GET", &str_entry, &k_generations_s1, "http"],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.GET", &k_entry_s2_http_x, &str_generations, "http"],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.GET", bad_e, bad_g, "http"],
             "WRONGTYPE cache generations key",
         ),
+        (
+            vec!["TK.CACHE.GET", big_e, big_g, "http"],
+            "WRONGTYPE cache generations key",
+        ),
+        // Names outside the layout, or of two users.
+        (vec!["TK.CACHE.GET", "x", &g, "http"], NAMES),
+        (vec!["TK.CACHE.GET", &e, "x", "http"], NAMES),
+        (vec!["TK.CACHE.GET", &e, &k_generations_b, "http"], NAMES),
+        (vec!["TK.CACHE.GET", &e, &i, "http"], NAMES),
         (
             vec!["TK.CACHE.SET", &e, &g, &i, "http", "5m"],
             "ERR wrong number of arguments",
@@ -486,26 +533,82 @@ async fn every_error_path_replies_err_and_changes_nothing() {
             "ERR syntax error: the same key",
         ),
         (
-            vec!["TK.CACHE.SET", "str", &g, &i, "http", "5m", "v"],
+            vec![
+                "TK.CACHE.SET",
+                &str_entry,
+                &k_generations_s1,
+                &k_index_s1,
+                "http",
+                "5m",
+                "v",
+            ],
             "WRONGTYPE",
         ),
         (
-            vec!["TK.CACHE.SET", &e, &g, "str", "http", "5m", "v"],
+            vec![
+                "TK.CACHE.SET",
+                &k_entry_s3_http_x,
+                &k_generations_s3,
+                &str_index,
+                "http",
+                "5m",
+                "v",
+            ],
             "WRONGTYPE",
         ),
         (
-            vec!["TK.CACHE.SET", &e, "badgen", &i, "http", "5m", "v"],
+            vec!["TK.CACHE.SET", bad_e, bad_g, bad_i, "http", "5m", "v"],
             "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.SET", big_e, big_g, big_i, "http", "5m", "v"],
+            "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.SET", "users:42", &g, &i, "http", "5m", "v"],
+            NAMES,
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, "rl:cidx", "http", "5m", "v"],
+            NAMES,
+        ),
+        (
+            vec!["TK.CACHE.SET", &e, &g, &k_index_b, "http", "5m", "v"],
+            NAMES,
+        ),
+        (
+            vec!["TK.CACHE.SET", &k_entry_b_http_2, &g, &i, "http", "5m", "v"],
+            NAMES,
         ),
         (
             vec!["TK.CACHE.INVALIDATEUSER", &g],
             "ERR wrong number of arguments",
         ),
-        (vec!["TK.CACHE.INVALIDATEUSER", "str", &i], "WRONGTYPE"),
-        (vec!["TK.CACHE.INVALIDATEUSER", &g, "str"], "WRONGTYPE"),
         (
-            vec!["TK.CACHE.INVALIDATEUSER", "badgen", &i],
+            vec!["TK.CACHE.INVALIDATEUSER", &str_generations, &k_index_s2],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", &k_generations_s3, &str_index],
+            "WRONGTYPE",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", bad_g, bad_i],
             "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", big_g, big_i],
+            "WRONGTYPE cache generations key",
+        ),
+        (
+            vec!["TK.CACHE.INVALIDATEUSER", max_g, max_i],
+            "ERR generation limit reached",
+        ),
+        (vec!["TK.CACHE.INVALIDATEUSER", "rl:cgen", "rl:cidx"], NAMES),
+        (vec!["TK.CACHE.INVALIDATEUSER", &g, &k_index_b], NAMES),
+        (
+            vec!["TK.CACHE.INVALIDATENS", &k_generations_b, &i, "http"],
+            NAMES,
         ),
         (
             vec!["TK.CACHE.INVALIDATENS", &g, &i],

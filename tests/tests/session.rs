@@ -189,6 +189,45 @@ async fn list_keys(conn: &mut impl ConnectionLike, index: &str) -> Vec<String> {
         .collect()
 }
 
+/// A session hash written with plain commands (no TTL): `user`, times
+/// around the server's clock with `lifetime_ms` left (negative: already
+/// past its max lifetime), and `version` as given.
+async fn write_session_by_hand(
+    conn: &mut impl ConnectionLike,
+    key: &str,
+    user: &str,
+    lifetime_ms: i64,
+    version: &str,
+) {
+    let now = now_ms(conn).await;
+    let end = (now + lifetime_ms).to_string();
+    let start = (now - 2 * HOUR_MS).to_string();
+    let _: () = query(
+        conn,
+        &[
+            "HSET",
+            key,
+            "user",
+            user,
+            "data",
+            "by hand",
+            "created",
+            &start,
+            "last_active",
+            &start,
+            "expires_at",
+            &end,
+            "max_expires_at",
+            &end,
+            "version",
+            version,
+            "idle",
+            "3600000",
+        ],
+    )
+    .await;
+}
+
 async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {
     int(conn, &["EXISTS", key]).await == 1
 }
@@ -387,7 +426,7 @@ async fn create_replies_the_session_and_stores_a_native_hash(topology: &Topology
     assert_eq!(
         error(
             &mut conn,
-            &["TK.SESSION.CREATE", &s, &i, "mallory", "1h", "evil"]
+            &["TK.SESSION.CREATE", &s, &i, "alice", "1h", "evil"]
         )
         .await,
         "ERR session already exists"
@@ -1270,12 +1309,29 @@ async fn every_error_path_replies_err_and_changes_nothing() {
     let _: () = query(&mut conn, &["SET", &string, "x"]).await;
     let _: () = query(&mut conn, &["SET", &string_index, "x"]).await;
     let _: () = query(&mut conn, &["HSET", &foreign, "foo", "bar"]).await;
+    let bobs = skey("t1", "bobs");
+    create(&mut conn, &bobs, &ikey("t1", "bob"), "bob", "1h", "d", &[]).await;
+    let max_version = i64::MAX.to_string();
+    let huge_version = skey("t1", "huge-version");
+    write_session_by_hand(
+        &mut conn,
+        &huge_version,
+        "alice",
+        HOUR_MS,
+        "9223372036854775808",
+    )
+    .await;
+    let last_version = skey("t1", "last-version");
+    write_session_by_hand(&mut conn, &last_version, "alice", HOUR_MS, &max_version).await;
     let before = snapshot(&mut conn).await;
     let errors_before: u64 = info_section(&mut conn, "tk").await["tk_errors"]
         .parse()
         .unwrap();
 
     const ARITY: &str = "ERR wrong number of arguments";
+    const BAD_INDEX: &str = "ERR a session index must be named tk:si:{<tag>}:<user>";
+    const BAD_SESSION: &str =
+        "ERR a session key must be tk:s:{<tag>}:<id>, with the tag of its index";
     const SAME_KEY: &str = "ERR syntax error: the same key";
     const UNKNOWN: &str = "ERR syntax error: unknown option";
     let create_args = |extra: &[&'static str]| -> Vec<String> {
@@ -1465,7 +1521,7 @@ async fn every_error_path_replies_err_and_changes_nothing() {
                 "TK.SESSION.CREATE",
                 &fresh,
                 &string_index,
-                "alice",
+                "string",
                 "1h",
                 "d",
             ]),
@@ -1506,6 +1562,48 @@ async fn every_error_path_replies_err_and_changes_nothing() {
             create_args(&["MAXSESSIONS", "2", "REJECT"]),
             "ERR session limit reached",
         ),
+        // Sessions are bound to the user their index names.
+        (
+            owned(&["TK.SESSION.CREATE", &fresh, &i, "bob", "1h", "d"]),
+            "ERR the user must be the one its index names",
+        ),
+        (
+            owned(&["TK.SESSION.ROTATE", &bobs, &fresh, &i]),
+            "ERR the session belongs to another user",
+        ),
+        // Stored numbers tk could not have written, and the last version.
+        (owned(&["TK.SESSION.GET", &huge_version]), "WRONGTYPE"),
+        (owned(&["TK.SESSION.TOUCH", &huge_version]), "WRONGTYPE"),
+        (owned(&["TK.SESSION.SET", &huge_version, "d"]), "WRONGTYPE"),
+        (
+            owned(&[
+                "TK.SESSION.SET",
+                &last_version,
+                "d",
+                "IFVERSION",
+                &max_version,
+            ]),
+            "ERR version limit reached",
+        ),
+        // Index names outside the layout.
+        (owned(&["TK.SESSION.LIST", "sessions:alice"]), BAD_INDEX),
+        (owned(&["TK.SESSION.REVOKEALL", "tk:si:{t1}:"]), BAD_INDEX),
+        (
+            owned(&[
+                "TK.SESSION.CREATE",
+                &fresh,
+                "tk:si:{}:alice",
+                "alice",
+                "1h",
+                "d",
+            ]),
+            BAD_INDEX,
+        ),
+        (owned(&["TK.SESSION.DESTROY", &s, "users:alice"]), BAD_INDEX),
+        (
+            owned(&["TK.SESSION.CREATE", "victim", &i, "alice", "1h", "d"]),
+            BAD_SESSION,
+        ),
     ];
     let cross_slot: Vec<Vec<String>> = vec![
         owned(&[
@@ -1536,7 +1634,7 @@ async fn every_error_path_replies_err_and_changes_nothing() {
     for args in &cross_slot {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         match outcome(&mut conn, &args).await {
-            Err(text) if text.starts_with("ERR ") && text.contains("must share a hash tag") => {}
+            Err(text) if text.starts_with(BAD_SESSION) => {}
             other => failures.push(format!("{args:?}: got {other:?}, want a hash tag error")),
         }
     }

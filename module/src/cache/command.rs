@@ -1,21 +1,24 @@
 //! TK.CACHE.GET, TK.CACHE.SET, TK.CACHE.INVALIDATEUSER, TK.CACHE.INVALIDATENS.
 //!
-//! Each handler: parse (`spec.rs`) → check every key's type before writing
-//! anything → read the generations → decide (`generation.rs`) → write and
-//! replicate plain effects (HSET, PEXPIREAT with absolute times, ZADD,
-//! HINCRBY) → reply. Invalidations also queue the user's index for the
-//! background reclaimer (`reclaim.rs`).
+//! Each handler: parse (`spec.rs`) → check the key names (one user's
+//! `tk:c:{tag}:…`, `tk:cg:{tag}`, `tk:ci:{tag}`, see `keys.rs`) and every
+//! key's type before writing anything → read the generations → decide
+//! (`generation.rs`) → write and replicate plain effects (HSET, PEXPIREAT
+//! with absolute times, ZADD) → reply. Invalidations also queue the user's
+//! index for the background reclaimer (`reclaim.rs`), which may delete only
+//! entries of the same tag that the invalidating ACL user could delete.
 
 use crate::call::{Call, Key, Replicate, Reply};
 use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{Argv, Ctx, KeyKind};
+use crate::glue::{current_user_name, Argv, Ctx, KeyKind};
+use crate::keys::CacheKeys;
 use crate::registry::CommandResult;
 use crate::stats;
 
 use super::generation::{
-    bookkeeping_expiry, decide_set, invalidation_expiry, is_visible, parse_generation, Generations,
-    SetDecision, USER_FIELD,
+    bookkeeping_expiry, decide_set, invalidation_expiry, is_visible, next_generation,
+    parse_generation, Generations, SetDecision, USER_FIELD,
 };
 use super::spec::{parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set};
 use super::{
@@ -92,6 +95,7 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_get(argv)?;
     let entry_key = argv.string(parsed.entry)?;
     let generations_key = argv.string(parsed.generations)?;
+    CacheKeys::of_generations(generations_key.bytes())?.check_entry(entry_key.bytes())?;
     // Read-only: the HMGETs themselves report a key of another type.
     let current = current_generations(ctx, generations_key, parsed.namespace)?;
     let entry = Call::new(c"HMGET")
@@ -135,6 +139,9 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let entry_key = argv.string(parsed.entry)?;
     let generations_key = argv.string(parsed.generations)?;
     let index_key = argv.string(parsed.index)?;
+    let keys = CacheKeys::of_index(index_key.bytes())?;
+    keys.check_generations(generations_key.bytes())?;
+    keys.check_entry(entry_key.bytes())?;
     // Every type is checked before anything is written.
     ctx.expect_kind(entry_key, KeyKind::Hash)?;
     let generations_exist = ctx.expect_kind(generations_key, KeyKind::Hash)?;
@@ -208,25 +215,30 @@ fn invalidate(
 ) -> CommandResult {
     let generations_key = argv.string(generations)?;
     let index_key = argv.string(index)?;
+    CacheKeys::of_index(index_key.bytes())?.check_generations(generations_key.bytes())?;
     ctx.expect_kind(generations_key, KeyKind::Hash)?;
     let index_exists = ctx.expect_kind(index_key, KeyKind::SortedSet)?;
     let field = namespace.map(NamespaceField::new);
     let field_bytes = field.as_ref().map_or(USER_FIELD, NamespaceField::as_bytes);
-    let reply = Call::new(c"HINCRBY")
+    // Read with the same rule as GET and SET (not HINCRBY's own), so a
+    // value one command refuses is refused by all.
+    let stored = Call::new(c"HMGET")
         .key(generations_key)
         .bytes(field_bytes)
-        .int(1)
-        .run(ctx, Replicate::Yes)?;
-    let checked = reply.get();
-    if checked.is_error() {
-        return Err(match checked.error_text() {
-            Some(text) if text.starts_with(b"WRONGTYPE") => CommandError::WrongType,
-            _ => CommandError::Foreign(CORRUPT_GENERATIONS),
-        });
-    }
-    let new_generation = checked
-        .integer()
-        .ok_or(CommandError::Internal("HINCRBY gave no integer"))?;
+        .run(ctx, Replicate::No)?;
+    let stored = stored.get().check("HMGET on the generations key failed")?;
+    let current = parse_generation(stored.element(0).and_then(|field| field.bytes()))
+        .map_err(|_| CommandError::Foreign(CORRUPT_GENERATIONS))?;
+    let new_generation =
+        next_generation(current).ok_or(CommandError::Refused("generation limit reached"))?;
+    let mut digits = itoa::Buffer::new();
+    Call::new(c"HSET")
+        .key(generations_key)
+        .bytes(field_bytes)
+        .bytes(digits.format(new_generation).as_bytes())
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("HSET failed")?;
     let now_ms = ctx.now_nanos() / 1_000_000;
     let current_expiry = effects::expire_time(ctx, generations_key)?;
     let index_expiry = if index_exists {
@@ -239,10 +251,10 @@ fn invalidate(
         effects::expire_at(ctx, generations_key, wanted)?;
     }
     if index_exists {
-        reclaim::enqueue(ctx, generations_key, index_key);
+        reclaim::enqueue(ctx, generations_key, index_key, current_user_name(ctx));
     }
     stats::CACHE.invalidations.incr();
-    ctx.reply_integer(new_generation);
+    ctx.reply_u64(new_generation);
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! visible only while both still equal the current ones, so:
 //!
 //! - `INVALIDATEUSER` increments `u`: every entry of the user, in every
-//!   namespace, is invisible at once — one `HINCRBY`, whatever the count.
+//!   namespace, is invisible at once — one `HSET`, whatever the count.
 //! - `INVALIDATENS` increments `n:<ns>`: only that namespace's entries.
 //! - A read that misses returns the current generations as a token
 //!   (`"<u>.<n>"`). `SET ... IFGEN <token>` stores only if the generations
@@ -43,29 +43,52 @@ pub struct Generations {
     pub namespace: u64,
 }
 
-/// A stored generation that is not a decimal `u64` (set by hand).
+/// The largest generation: Redis hash integers (and integer replies) are
+/// signed 64-bit.
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
+/// A stored generation tk could not have written (set by hand): not a
+/// decimal in `0..=MAX_GENERATION`. Every command treats it as foreign data
+/// (WRONGTYPE), so none half-accepts what another refuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorruptGeneration;
 
 /// Parses one stored generation: absent is 0; otherwise strict ASCII
-/// decimal without sign or leading zeros (Redis's HINCRBY writes exactly
-/// that).
+/// decimal without sign or leading zeros, at most [`MAX_GENERATION`].
 pub fn parse_generation(stored: Option<&[u8]>) -> Result<u64, CorruptGeneration> {
     let Some(bytes) = stored else {
         return Ok(0);
     };
-    if bytes.is_empty() || bytes.len() > 20 || (bytes.len() > 1 && bytes[0] == b'0') {
+    if bytes.is_empty() || bytes.len() > 19 || (bytes.len() > 1 && bytes[0] == b'0') {
         return Err(CorruptGeneration);
     }
-    bytes.iter().try_fold(0u64, |value, &digit| {
-        if !digit.is_ascii_digit() {
-            return Err(CorruptGeneration);
-        }
-        value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit - b'0')))
-            .ok_or(CorruptGeneration)
-    })
+    bytes
+        .iter()
+        .try_fold(0u64, |value, &digit| {
+            if !digit.is_ascii_digit() {
+                return Err(CorruptGeneration);
+            }
+            value
+                .checked_mul(10)
+                .and_then(|value| value.checked_add(u64::from(digit - b'0')))
+                .ok_or(CorruptGeneration)
+        })
+        .and_then(|value| {
+            if value <= MAX_GENERATION {
+                Ok(value)
+            } else {
+                Err(CorruptGeneration)
+            }
+        })
+}
+
+/// The generation an invalidation writes after `current`; `None` at
+/// [`MAX_GENERATION`] (after 9.2·10^18 invalidations: `ERR`, never a value
+/// the other commands would refuse).
+pub fn next_generation(current: u64) -> Option<u64> {
+    current
+        .checked_add(1)
+        .filter(|&next| next <= MAX_GENERATION)
 }
 
 /// A generations token, `"<user>.<namespace>"`, built on the stack.
@@ -175,11 +198,15 @@ mod tests {
         assert_eq!(parse_generation(Some(b"0")), Ok(0));
         assert_eq!(parse_generation(Some(b"42")), Ok(42));
         assert_eq!(
-            parse_generation(Some(b"18446744073709551615")),
-            Ok(u64::MAX)
+            parse_generation(Some(b"9223372036854775807")),
+            Ok(MAX_GENERATION)
         );
+        assert_eq!(next_generation(MAX_GENERATION - 1), Some(MAX_GENERATION));
+        assert_eq!(next_generation(MAX_GENERATION), None);
         for bad in [
-            &b""[..],
+            &b"9223372036854775808"[..],
+            b"18446744073709551615",
+            b"",
             b"-1",
             b"+1",
             b"01",
@@ -273,7 +300,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_token_round_trips(user in any::<u64>(), namespace in any::<u64>()) {
+        fn any_token_round_trips(user in 0..=MAX_GENERATION, namespace in 0..=MAX_GENERATION) {
             let generations = Generations { user, namespace };
             let mut token = Vec::new();
             generations.encode(&mut token);

@@ -10,9 +10,16 @@
 //! other clients are served between batches however large the user's cache.
 //!
 //! Only a primary reclaims (replicas receive its deletions); only keys named
-//! by an invalidation are touched (no keyspace scan). The queue lives in
-//! memory: after a restart or failover, entries still pending simply expire
-//! with their TTL (at most 7 days, usually minutes).
+//! by an invalidation are touched (no keyspace scan). The index's members
+//! are untrusted (anyone who may write the index may list any name), so a
+//! member is read or deleted only if its name is `tk:c:{tag}:…` with the
+//! index's tag (so the same slot), and the ACL user who invalidated, recorded
+//! with the job, may read and delete it. Other members are unlisted and
+//! counted (`cache_foreign_members`), never touched. A job whose user was
+//! deleted meanwhile stops (`cache_reclaim_stopped`).
+//!
+//! The queue lives in memory: after a restart or failover, entries still
+//! pending simply expire with their TTL (at most 7 days, usually minutes).
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -24,7 +31,8 @@ use redis_module::raw;
 use crate::call::{Call, Replicate};
 use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{ArgString, Ctx};
+use crate::glue::{Access, ArgString, Caller, Ctx};
+use crate::keys::CacheKeys;
 use crate::stats;
 
 use super::command::{current_generations, entry_generations};
@@ -38,6 +46,9 @@ pub const INTERVAL_MS: i64 = 1;
 
 struct Job {
     db: i32,
+    /// The ACL user who invalidated (empty: unrestricted); the job may
+    /// touch only what that user could.
+    user: Vec<u8>,
     generations: Vec<u8>,
     index: Vec<u8>,
     /// ZSCAN cursor ("0" to start).
@@ -67,10 +78,11 @@ pub fn pending() -> u64 {
     queue().jobs.len() as u64
 }
 
-/// Queues the index of a user who was just invalidated (primary only).
-/// A user already queued starts over, so entries the sweep had passed are
-/// checked against the new generation too.
-pub fn enqueue(ctx: Ctx, generations: ArgString, index: ArgString) {
+/// Queues the index of a user who was just invalidated (primary only), on
+/// behalf of the ACL user `caller` (`None`: unrestricted). A user already
+/// queued starts over, so entries the sweep had passed are checked against
+/// the new generation too, with the rights of the latest invalidator.
+pub fn enqueue(ctx: Ctx, generations: ArgString, index: ArgString, caller: Option<Vec<u8>>) {
     if !ctx.is_writable_primary() {
         return;
     }
@@ -81,9 +93,13 @@ pub fn enqueue(ctx: Ctx, generations: ArgString, index: ArgString) {
         .iter_mut()
         .find(|job| job.db == db && job.index == index.bytes())
     {
-        Some(job) => job.cursor = b"0".to_vec(),
+        Some(job) => {
+            job.cursor = b"0".to_vec();
+            job.user = caller.unwrap_or_default();
+        }
         None => queue.jobs.push_back(Job {
             db,
+            user: caller.unwrap_or_default(),
             generations: generations.bytes().to_vec(),
             index: index.bytes().to_vec(),
             cursor: b"0".to_vec(),
@@ -138,16 +154,41 @@ fn run_tick(ctx: Ctx) {
     match sweep(ctx, &mut job) {
         Ok(true) => {}
         Ok(false) => queue.jobs.push_back(job),
-        Err(error) => ctx.log(
-            c"warning",
-            &format!("tk: cache reclaim of one index stopped: {error}"),
-        ),
+        Err(error) => stopped(ctx, &error),
     }
     arm(ctx, &mut queue);
 }
 
+/// Least time between two "reclaim stopped" log lines, in ms: stops are
+/// counted in `INFO tk`, the log only says that they happen.
+const STOPPED_LOG_INTERVAL_MS: u64 = 60_000;
+
+fn stopped(ctx: Ctx, error: &CommandError) {
+    static LAST_LOGGED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    stats::CACHE.reclaim_stopped.incr();
+    let now_ms = ctx.now_nanos() / 1_000_000;
+    let last = LAST_LOGGED_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if last == 0 || now_ms.saturating_sub(last) >= STOPPED_LOG_INTERVAL_MS {
+        LAST_LOGGED_MS.store(now_ms.max(1), std::sync::atomic::Ordering::Relaxed);
+        ctx.log(
+            c"warning",
+            &format!(
+                "tk: cache reclaim of one index stopped ({error}); its entries expire with their TTL. \
+                 Further stops within a minute are only counted (INFO tk: cache_reclaim_stopped)"
+            ),
+        );
+    }
+}
+
 /// One batch of one job. Returns whether the job is finished.
 fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
+    let Ok(keys) = CacheKeys::of_index(&job.index) else {
+        // INVALIDATE* checks the name before queueing; nothing to sweep.
+        return Ok(true);
+    };
+    let caller = Caller::named(ctx, &job.user).ok_or(CommandError::Refused(
+        "the invalidating ACL user no longer exists",
+    ))?;
     let scan = Call::new(c"ZSCAN")
         .bytes(&job.index)
         .bytes(&job.cursor)
@@ -172,6 +213,11 @@ fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
         let Some(member) = members.element(position).and_then(|member| member.bytes()) else {
             continue;
         };
+        if !keys.lists(member) || !caller.may(ctx, member, Access::ReadAndDelete) {
+            stats::CACHE.foreign_members.incr();
+            effects::remove_member(ctx, &job.index, member)?;
+            continue;
+        }
         let entry = Call::new(c"HMGET")
             .bytes(member)
             .bytes(ENTRY_USER_GENERATION_FIELD)
@@ -181,6 +227,7 @@ fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
         let fields = entry.get();
         let stale = if fields.is_error() {
             // Replaced by a key of another type: not ours, only unlisted.
+            stats::CACHE.foreign_members.incr();
             Stale::Unlist
         } else {
             let field = |index| fields.element(index).and_then(|element| element.bytes());

@@ -1,28 +1,32 @@
 //! The TK.SESSION.* commands.
 //!
-//! Each handler: parse (`spec.rs`) → check key types and that a session and
-//! its index share a hash slot → read → decide (`rules.rs`, with Redis's
-//! time read once) → write and replicate plain effects (HSET, PEXPIREAT with
-//! absolute times, ZADD/ZREM on the index, UNLINK, RENAME) → reply.
+//! Each handler: parse (`spec.rs`) → check the key names (`keys.rs`) and
+//! types → read → decide (`rules.rs`, with Redis's time read once) → write
+//! and replicate plain effects (HSET, PEXPIREAT with absolute times,
+//! ZADD/ZREM on the index, UNLINK, RENAME) → reply.
 //!
-//! The index (a sorted set) lists the user's session keys, each added only
-//! after checking it hashes to the index's slot; CREATE, LIST and REVOKEALL
-//! read or delete those listed keys, which therefore always live in the slot
-//! of the index key they declare.
+//! The index (a sorted set) lists the user's session keys. CREATE, LIST and
+//! REVOKEALL read or delete those listed keys, which are not arguments, so
+//! anyone who may write the index could list anything there. Every listed
+//! key is therefore checked when it is read back ([`classify`]): its name
+//! must fit the index (`tk:s:{tag}:…` for `tk:si:{tag}:<user>`, so the same
+//! slot), the caller's ACL user must be allowed to read (and, for writes,
+//! delete) it, and it must be a session of the index's user. Anything else
+//! is foreign: unlisted (or skipped by LIST) and counted, never touched.
 
 use crate::args::parse_integer;
 use crate::call::{Call, Key, Replicate, Reply};
 use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{ArgString, Argv, Ctx, KeyKind};
-use crate::keyslot;
+use crate::glue::{Access, ArgString, Argv, Caller, Ctx, KeyKind};
+use crate::keys::SessionIndex;
 use crate::registry::CommandResult;
 use crate::stats;
 
-use super::rules::{self, Times, Touch};
+use super::rules::{self, Cleanup, LimitReached, Listed, Times, Touch};
 use super::spec::{
     parse_create, parse_destroy, parse_revoke_all, parse_rotate, parse_set, parse_single_key,
-    parse_touch, CapPolicy,
+    parse_touch,
 };
 use super::{
     CREATED_FIELD, DATA_FIELD, EXPIRES_AT_FIELD, IDLE_FIELD, LAST_ACTIVE_FIELD,
@@ -33,19 +37,6 @@ const NOT_A_SESSION: &str = "key holds a hash that is not a tk session (written 
 
 fn now_ms(ctx: Ctx) -> u64 {
     ctx.now_nanos() / 1_000_000
-}
-
-/// Refuses keys that would land in different Cluster slots: a session must
-/// live with its user's index.
-fn same_slot(keys: &[&[u8]]) -> Result<(), CommandError> {
-    let first = keyslot::slot(keys.first().copied().unwrap_or_default());
-    if keys.iter().all(|key| keyslot::slot(key) == first) {
-        Ok(())
-    } else {
-        Err(CommandError::Refused(
-            "a session and its index must share a hash tag (one Cluster slot)",
-        ))
-    }
 }
 
 /// A stored session, read with one HMGET; `user` and `data` borrow the reply.
@@ -76,7 +67,7 @@ fn number(bytes: Option<&[u8]>) -> Option<u64> {
 
 /// Reads the session at `key`: `None` when there is none. A key of another
 /// type is WRONGTYPE (reported by HMGET itself), as is a hash that is not a
-/// session.
+/// session or holds numbers tk could not have written.
 fn read<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<Option<Stored>, CommandError> {
     let key = key.into();
     let reply = Call::new(c"HMGET")
@@ -112,6 +103,7 @@ fn read<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<Option<Stored>, Command
             idle_ms: number(field(7))?,
         })
     })()
+    .filter(Times::is_plausible)
     .ok_or(CommandError::Foreign(NOT_A_SESSION))?;
     Ok(Some(Stored { reply, times }))
 }
@@ -177,38 +169,80 @@ fn write_session(
     Ok(())
 }
 
-/// The index's members (session keys), all of them. The index only holds
-/// the user's possibly-live sessions, so it stays small.
-fn index_members(ctx: Ctx, index: &[u8]) -> Result<Reply, CommandError> {
-    let reply = Call::new(c"ZRANGE")
-        .bytes(index)
-        .int(0)
-        .int(-1)
-        .run(ctx, Replicate::No)?;
+/// The index's members (session keys): all of them, or only those scored
+/// (max lifetime) at or after `from`. The index only holds the user's
+/// possibly-live sessions, so it stays small.
+fn index_members(ctx: Ctx, index: &[u8], from: Option<u64>) -> Result<Reply, CommandError> {
+    let call = Call::new(c"ZRANGE").bytes(index);
+    let call = match from {
+        Some(from) => call.uint(from).bytes(b"+inf").bytes(b"BYSCORE"),
+        None => call.int(0).int(-1),
+    };
+    let reply = call.run(ctx, Replicate::No)?;
     reply.get().check("ZRANGE on the index failed")?;
     Ok(reply)
 }
 
-/// Drops index entries whose session can no longer be alive: past their
-/// max lifetime (by score), or gone (idle expiry, deleted).
-/// Returns the live sessions with their last activity.
-fn prune(ctx: Ctx, index: &[u8], now: u64) -> Result<Vec<(Vec<u8>, u64)>, CommandError> {
-    effects::remove_scores_below(ctx, index, now)?;
-    let members = index_members(ctx, index)?;
-    let mut live = Vec::new();
-    for position in 0..members.get().len() {
-        let Some(session) = members.get().element(position).and_then(|m| m.bytes()) else {
-            continue;
-        };
-        match read(ctx, session) {
-            Ok(Some(stored)) => live.push((session.to_vec(), stored.times.last_active)),
-            Ok(None) | Err(CommandError::WrongType) | Err(CommandError::Foreign(_)) => {
-                effects::remove_member(ctx, index, session)?
-            }
+/// The member names of a ZRANGE reply, borrowed from it.
+fn member_names(reply: &Reply) -> Vec<&[u8]> {
+    let members = reply.get();
+    (0..members.len())
+        .filter_map(|position| members.element(position).and_then(|member| member.bytes()))
+        .collect()
+}
+
+/// What a key listed in `index` is, checked as untrusted input: see the
+/// module docs. Never reads a key that fails the name or ACL check.
+fn classify(
+    ctx: Ctx,
+    caller: &Caller,
+    index: &SessionIndex,
+    member: &[u8],
+    now: u64,
+    access: Access,
+) -> Result<Listed, CommandError> {
+    let listed = if !index.lists(member) || !caller.may(ctx, member, access) {
+        Listed::Foreign
+    } else {
+        match read(ctx, member) {
+            Ok(None) => Listed::Gone,
+            Ok(Some(stored)) => rules::listed(index.user(), stored.user(), stored.times, now),
+            Err(CommandError::WrongType | CommandError::Foreign(_)) => Listed::Foreign,
             Err(other) => return Err(other),
         }
+    };
+    if listed == Listed::Foreign {
+        stats::SESSION.foreign_members.incr();
     }
-    Ok(live)
+    Ok(listed)
+}
+
+/// Every member's classification, for the write commands.
+fn classify_all<'a>(
+    ctx: Ctx,
+    index: &SessionIndex,
+    members: &[&'a [u8]],
+    now: u64,
+) -> Result<Vec<(&'a [u8], Listed)>, CommandError> {
+    let caller = Caller::current(ctx)?;
+    members
+        .iter()
+        .map(|&member| {
+            let listed = classify(ctx, &caller, index, member, now, Access::ReadAndDelete)?;
+            Ok((member, listed))
+        })
+        .collect()
+}
+
+/// Applies one member's cleanup to the index (and the session).
+fn clean_up(ctx: Ctx, index: ArgString, member: &[u8], cleanup: Cleanup) -> CommandResult {
+    if cleanup == Cleanup::DeleteAndUnlist {
+        effects::delete(ctx, member)?;
+    }
+    if cleanup != Cleanup::Keep {
+        effects::remove_member(ctx, index, member)?;
+    }
+    Ok(())
 }
 
 /// Makes the index expire no earlier than `at_ms` (it must outlive every
@@ -236,31 +270,36 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_create(argv)?;
     let session = argv.string(parsed.session)?;
     let index = argv.string(parsed.index)?;
-    same_slot(&[session.bytes(), index.bytes()])?;
+    let user = argv.string(parsed.user)?.bytes();
+    let shape = SessionIndex::parse(index.bytes())?;
+    shape.check_session(session.bytes())?;
+    if user != shape.user() {
+        return Err(CommandError::Refused(
+            "the user must be the one its index names (tk:si:{<tag>}:<user>)",
+        ));
+    }
     if ctx.expect_kind(session, KeyKind::Hash)? {
         return Err(CommandError::Refused("session already exists"));
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
-    let live = prune(ctx, index.bytes(), now)?;
-    if let Some((cap, policy)) = parsed.cap {
-        let excess = rules::evictions_needed(live.len(), cap);
-        if excess > 0 {
-            if policy == CapPolicy::Reject {
-                stats::SESSION.rejected.incr();
-                return Err(CommandError::Refused("session limit reached"));
-            }
-            let mut oldest_first = live;
-            rules::eviction_order(&mut oldest_first);
-            for (victim, _) in oldest_first.iter().take(excess) {
-                effects::delete(ctx, victim)?;
-                effects::remove_member(ctx, index, victim)?;
-                stats::SESSION.evicted.incr();
-            }
+    // Entries scored before now are past their max lifetime: dropped by
+    // score below, without reading them.
+    let members = index_members(ctx, index.bytes(), Some(now))?;
+    let listed = classify_all(ctx, &shape, &member_names(&members), now)?;
+    // Decided before anything is written: a refusal changes nothing.
+    let plan = rules::plan_create(&listed, parsed.cap).map_err(|LimitReached| {
+        stats::SESSION.rejected.incr();
+        CommandError::Refused("session limit reached")
+    })?;
+    effects::remove_scores_below(ctx, index, now)?;
+    for ((member, listed), cleanup) in listed.iter().zip(plan) {
+        clean_up(ctx, index, member, cleanup)?;
+        if matches!(listed, Listed::Live(_)) && cleanup == Cleanup::DeleteAndUnlist {
+            stats::SESSION.evicted.incr();
         }
     }
     let times = rules::create(now, parsed.idle_ms, parsed.max_lifetime_ms);
-    let user = argv.string(parsed.user)?.bytes();
     let data = argv.string(parsed.data)?;
     write_session(ctx, session.bytes(), Some((user, data)), &times)?;
     add_to_index(ctx, index.bytes(), session.bytes(), times.max_expires_at)?;
@@ -269,16 +308,29 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     Ok(())
 }
 
+/// A session read back that is no longer alive: counted, and (for write
+/// commands) deleted, so a dead session is dead everywhere.
+fn dead(ctx: Ctx, session: ArgString, delete: bool) -> CommandResult {
+    stats::SESSION.expired_on_read.incr();
+    if delete {
+        effects::delete(ctx, session)?;
+    }
+    reply_null(ctx);
+    Ok(())
+}
+
 /// `TK.SESSION.TOUCH <skey> [IDLE <ttl>] [MINGAP <ttl>]` → the session, or nil.
 pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_touch(argv)?;
     let session = argv.string(parsed.session)?;
+    let now = now_ms(ctx);
     let Some(stored) = read(ctx, session)? else {
-        stats::SESSION.expired_on_read.incr();
-        reply_null(ctx);
-        return Ok(());
+        return dead(ctx, session, false);
     };
-    let times = match rules::touch(now_ms(ctx), stored.times, parsed.idle_ms, parsed.min_gap_ms) {
+    if !stored.times.is_live(now) {
+        return dead(ctx, session, true);
+    }
+    let times = match rules::touch(now, stored.times, parsed.idle_ms, parsed.min_gap_ms) {
         Touch::Skip => {
             stats::SESSION.touch_skipped.incr();
             stored.times
@@ -296,14 +348,16 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// `TK.SESSION.GET <skey>` → the session, or nil. Read-only.
 pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let session = argv.string(parse_single_key(argv, "tk.session.get")?)?;
+    let now = now_ms(ctx);
     match read(ctx, session)? {
-        Some(stored) => reply_session(ctx, stored.user(), stored.data(), &stored.times),
-        None => {
-            stats::SESSION.expired_on_read.incr();
-            reply_null(ctx);
+        // Read-only: a dead session is reported gone, and the next write
+        // (or Redis's own expiry) deletes it.
+        Some(stored) if stored.times.is_live(now) => {
+            reply_session(ctx, stored.user(), stored.data(), &stored.times);
+            Ok(())
         }
+        _ => dead(ctx, session, false),
     }
-    Ok(())
 }
 
 /// `TK.SESSION.SET <skey> <data> [IFVERSION <v>]` → the new version; nil if
@@ -311,18 +365,21 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_set(argv)?;
     let session = argv.string(parsed.session)?;
+    let now = now_ms(ctx);
     let Some(stored) = read(ctx, session)? else {
-        stats::SESSION.expired_on_read.incr();
-        reply_null(ctx);
-        return Ok(());
+        return dead(ctx, session, false);
     };
+    if !stored.times.is_live(now) {
+        return dead(ctx, session, true);
+    }
     if !rules::version_matches(stored.times.version, parsed.if_version) {
         stats::SESSION.version_conflicts.incr();
         return Err(CommandError::Refused(
             "version mismatch: the session was changed since it was read",
         ));
     }
-    let version = stored.times.version.saturating_add(1);
+    let version = rules::next_version(stored.times.version)
+        .ok_or(CommandError::Refused("version limit reached"))?;
     let mut buffer = itoa::Buffer::new();
     // HSET keeps the key's expiry: the session lives exactly as long as before.
     Call::new(c"HSET")
@@ -343,7 +400,7 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn destroy(ctx: Ctx, argv: &Argv) -> CommandResult {
     let (session, index) = parse_destroy(argv)?;
     let (session, index) = (argv.string(session)?, argv.string(index)?);
-    same_slot(&[session.bytes(), index.bytes()])?;
+    SessionIndex::parse(index.bytes())?.check_session(session.bytes())?;
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     // Only a session is deleted: another type or a hash of another shape is
     // refused by the read.
@@ -362,17 +419,27 @@ pub fn destroy(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
     let (old, new, index) = parse_rotate(argv)?;
     let (old, new, index) = (argv.string(old)?, argv.string(new)?, argv.string(index)?);
-    same_slot(&[old.bytes(), new.bytes(), index.bytes()])?;
+    let shape = SessionIndex::parse(index.bytes())?;
+    shape.check_session(old.bytes())?;
+    shape.check_session(new.bytes())?;
     ctx.expect_kind(old, KeyKind::Hash)?;
     if ctx.expect_kind(new, KeyKind::Hash)? {
         return Err(CommandError::Refused("session already exists"));
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
+    let now = now_ms(ctx);
     let Some(stored) = read(ctx, old)? else {
-        stats::SESSION.expired_on_read.incr();
-        reply_null(ctx);
-        return Ok(());
+        return dead(ctx, old, false);
     };
+    if stored.user() != shape.user() {
+        return Err(CommandError::Refused(
+            "the session belongs to another user than the index names",
+        ));
+    }
+    if !stored.times.is_live(now) {
+        effects::remove_member(ctx, index, old.bytes())?;
+        return dead(ctx, old, true);
+    }
     // RENAME keeps the value and the expiry, and replicates as itself.
     Call::new(c"RENAME")
         .key(old)
@@ -388,23 +455,19 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
 }
 
 /// `TK.SESSION.LIST <ikey>` → `[[skey, created, last_active, expires_at], ...]`,
-/// most recently active first. Read-only: dead entries are skipped here and
-/// pruned by the next write to the index.
+/// most recently active first. Read-only: dead and foreign entries are
+/// skipped here and unlisted by the next write to the index.
 pub fn list(ctx: Ctx, argv: &Argv) -> CommandResult {
     let index = argv.string(parse_single_key(argv, "tk.session.list")?)?;
+    let shape = SessionIndex::parse(index.bytes())?;
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
-    let members = index_members(ctx, index.bytes())?;
+    let caller = Caller::current(ctx)?;
+    let members = index_members(ctx, index.bytes(), None)?;
     let mut live: Vec<(&[u8], Times)> = Vec::new();
-    for position in 0..members.get().len() {
-        let Some(session) = members.get().element(position).and_then(|m| m.bytes()) else {
-            continue;
-        };
-        // A session of another type or shape is not listed (not ours).
-        if let Ok(Some(stored)) = read(ctx, session) {
-            if rules::is_live(stored.times.expires_at, now) {
-                live.push((session, stored.times));
-            }
+    for session in member_names(&members) {
+        if let Listed::Live(times) = classify(ctx, &caller, &shape, session, now, Access::Read)? {
+            live.push((session, times));
         }
     }
     live.sort_by(|(key_a, a), (key_b, b)| b.last_active.cmp(&a.last_active).then(key_a.cmp(key_b)));
@@ -419,32 +482,29 @@ pub fn list(ctx: Ctx, argv: &Argv) -> CommandResult {
     Ok(())
 }
 
-/// `TK.SESSION.REVOKEALL <ikey> [EXCEPT <skey>]` → sessions deleted.
+/// `TK.SESSION.REVOKEALL <ikey> [EXCEPT <skey>]` → sessions deleted (live
+/// sessions of the index's user; foreign entries are only unlisted).
 pub fn revoke_all(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_revoke_all(argv)?;
     let index = argv.string(parsed.index)?;
+    let shape = SessionIndex::parse(index.bytes())?;
     let except = parsed.except.map(|key| argv.string(key)).transpose()?;
     if let Some(except) = except {
-        same_slot(&[index.bytes(), except.bytes()])?;
+        shape.check_session(except.bytes())?;
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
-    let members = index_members(ctx, index.bytes())?;
+    let now = now_ms(ctx);
+    let members = index_members(ctx, index.bytes(), None)?;
+    let names: Vec<&[u8]> = member_names(&members)
+        .into_iter()
+        .filter(|&session| except.is_none_or(|except| except.bytes() != session))
+        .collect();
     let mut revoked = 0u64;
-    for position in 0..members.get().len() {
-        let Some(session) = members.get().element(position).and_then(|m| m.bytes()) else {
-            continue;
-        };
-        if except.is_some_and(|except| except.bytes() == session) {
-            continue;
-        }
-        // Only hashes are sessions; anything else under a listed name is
-        // left alone and just unlisted.
-        let kind = Call::new(c"TYPE").bytes(session).run(ctx, Replicate::No)?;
-        let is_session = kind.get().bytes() == Some(&b"hash"[..]);
-        if is_session && effects::delete(ctx, session)? {
+    for (session, listed) in classify_all(ctx, &shape, &names, now)? {
+        clean_up(ctx, index, session, listed.revoke())?;
+        if matches!(listed, Listed::Live(_)) {
             revoked += 1;
         }
-        effects::remove_member(ctx, index, session)?;
     }
     stats::SESSION.revoked.add(revoked);
     ctx.reply_u64(revoked);
