@@ -1,8 +1,10 @@
 //! tk-redis: atomic rate limiting, sessions, caching and distributed locks
 //! inside Redis.
 //!
-//! Layout: `args` is the one argument parser; `glue`, `call` and `effects`
-//! are the only code touching Redis's C API; `registry` registers commands
+//! Layout: `args` is the one argument parser; `keys` holds Cluster slots and
+//! the key-name rules (which keys an index may list); `glue` (including the
+//! ACL checks of keys read from inside an index), `call` and `effects` wrap
+//! Redis's C API for the commands; `registry` registers commands
 //! and guards every call against panics; each command family (`ratelimit`,
 //! `session`, `cache`, `lock`) keeps its pure rules and parsing apart from
 //! its thin command layer.

@@ -504,6 +504,20 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot connect to redis at {}: {e}", self.addr()))
     }
 
+    /// A fresh multiplexed connection authenticated as the ACL user `user`
+    /// (created beforehand with `ACL SETUSER`).
+    ///
+    /// # Panics
+    /// When the server cannot be reached or refuses the credentials.
+    pub async fn conn_as(&self, user: &str, password: &str) -> MultiplexedConnection {
+        let url = format!("redis://{user}:{password}@{}/", self.addr());
+        Client::open(url)
+            .unwrap_or_else(|e| panic!("bad credentials for {user}: {e}"))
+            .get_multiplexed_async_connection_with_config(&connection_config())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to redis at {} as {user}: {e}", self.addr()))
+    }
+
     /// A fresh connection manager (reconnects by itself, e.g. across [`Server::restart`]
     /// when the port stays the same).
     ///
