@@ -11,6 +11,7 @@
 //! | variable | meaning | default |
 //! | --- | --- | --- |
 //! | `REDIS_ADDR` | `host:port` of the main instance (sessions, rate limits) | `127.0.0.1:6379` (the compose file sets `redis:6379`) |
+//! | `REDIS_USERNAME` | ACL user name (`AUTH <user> <password>`), e.g. a user confined by key patterns | none: the `default` user |
 //! | `REDIS_PASSWORD` | `AUTH` password, taken verbatim | none |
 //! | `REDIS_DB` | database number | `0` |
 //! | `REDIS_POOL_SIZE` | maximum concurrent requests per connection, >= 1 | `20` |
@@ -169,6 +170,8 @@ use crate::pubsub::{self, Channel, Source, SubscribeOptions, Subscription};
 pub mod vars {
     /// `host:port` of the main instance.
     pub const ADDR: &str = "REDIS_ADDR";
+    /// ACL user name (optional).
+    pub const USERNAME: &str = "REDIS_USERNAME";
     /// `AUTH` password (optional).
     pub const PASSWORD: &str = "REDIS_PASSWORD";
     /// Database number.
@@ -199,8 +202,9 @@ pub mod vars {
     pub const SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
 
     /// Every variable, in the order above.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         ADDR,
+        USERNAME,
         PASSWORD,
         DB,
         POOL_SIZE,
@@ -524,6 +528,7 @@ fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
 pub struct Config {
     addr: Addr,
     tls: bool,
+    username: Option<String>,
     password: Option<String>,
     db: u32,
     pool_size: usize,
@@ -542,6 +547,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("addr", &format_args!("{}", self.addr))
             .field("tls", &self.tls)
+            .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("db", &self.db)
             .field("pool_size", &self.pool_size)
@@ -577,6 +583,7 @@ impl Default for Config {
                 port: DEFAULT_PORT,
             },
             tls: false,
+            username: None,
             password: None,
             db: DEFAULT_DB,
             pool_size: DEFAULT_POOL_SIZE,
@@ -656,6 +663,7 @@ impl Config {
             config.addr = Addr::parse(&value, None)
                 .map_err(|reason| ConfigError::invalid(vars::ADDR, &value, reason))?;
         }
+        config.username = get(vars::USERNAME);
         config.password = lookup(vars::PASSWORD).filter(|password| !password.is_empty());
         if let Some(value) = get(vars::DB) {
             config.db = parse_digits(&value).ok_or_else(|| {
@@ -724,7 +732,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses `redis://[[default]:password@]host[:port][/db]`, or
+    /// Parses `redis://[[user]:password@]host[:port][/db]`, or
     /// `rediss://...` to request TLS (see the [module docs](self#tls)).
     ///
     /// ```
@@ -739,8 +747,9 @@ impl Config {
     /// ```
     ///
     /// The port defaults to 6379 and the database to 0; the password may be
-    /// percent-encoded. The only user name accepted is `default` (which is
-    /// what a password-only `AUTH` logs in as); query strings (`?...`) and
+    /// percent-encoded. A user name other than `default` (which is what a
+    /// password-only `AUTH` logs in as) is an ACL user, as with
+    /// `REDIS_USERNAME`; query strings (`?...`) and
     /// fragments (`#...`) are rejected rather than ignored. Every other
     /// setting has its default; change them with [`Config::to_builder`].
     pub fn from_url(url: &str) -> Result<Config, ConfigError> {
@@ -845,6 +854,12 @@ impl Config {
         self.tls
     }
 
+    /// The ACL user name (`REDIS_USERNAME`), if any; `None` logs in as the
+    /// `default` user.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
     /// The password (`REDIS_PASSWORD`), if any.
     pub fn password(&self) -> Option<&str> {
         self.password.as_deref()
@@ -908,9 +923,12 @@ impl Config {
         self.info(addr, self.redis_settings())
     }
 
-    /// Database and password of every Redis connection.
+    /// Database, user and password of every Redis connection.
     fn redis_settings(&self) -> RedisConnectionInfo {
         let mut settings = RedisConnectionInfo::default().set_db(i64::from(self.db));
+        if let Some(username) = &self.username {
+            settings = settings.set_username(username);
+        }
         if let Some(password) = &self.password {
             settings = settings.set_password(password);
         }
@@ -952,9 +970,15 @@ impl Config {
     /// **Contains the password** (percent-encoded); do not log it.
     pub fn redis_url(&self) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
-        let auth = match &self.password {
-            Some(password) => format!(":{}@", percent_encode(password)),
-            None => String::new(),
+        let user = self
+            .username
+            .as_deref()
+            .map(percent_encode)
+            .unwrap_or_default();
+        let auth = match (&self.password, user.is_empty()) {
+            (Some(password), _) => format!("{user}:{}@", percent_encode(password)),
+            (None, false) => format!("{user}@"),
+            (None, true) => String::new(),
         };
         format!("{scheme}://{auth}{}/{}", self.addr, self.db)
     }
@@ -1197,6 +1221,7 @@ fn require_supported(info: &ConnectionInfo) -> Result<(), Error> {
 pub struct ConfigBuilder {
     addr: String,
     tls: bool,
+    username: Option<String>,
     password: Option<String>,
     db: u32,
     pool_size: usize,
@@ -1218,6 +1243,7 @@ impl fmt::Debug for ConfigBuilder {
         f.debug_struct("ConfigBuilder")
             .field("addr", &self.addr)
             .field("tls", &self.tls)
+            .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
             .field("db", &self.db)
             .field("pool_size", &self.pool_size)
@@ -1244,6 +1270,7 @@ impl ConfigBuilder {
         ConfigBuilder {
             addr: config.addr.to_string(),
             tls: config.tls,
+            username: config.username.clone(),
             password: config.password.clone(),
             db: config.db,
             pool_size: config.pool_size,
@@ -1349,6 +1376,14 @@ impl ConfigBuilder {
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// The ACL user name; an empty string means none (the `default` user).
+    #[must_use]
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        let username = username.into();
+        self.username = (!username.is_empty()).then_some(username);
         self
     }
 
@@ -1472,6 +1507,7 @@ impl ConfigBuilder {
         Ok(Config {
             addr,
             tls: self.tls,
+            username: self.username,
             password: self.password,
             db: self.db,
             pool_size: self.pool_size,
@@ -1628,25 +1664,23 @@ fn parse_url(url: &str) -> Result<Config, String> {
         Some(slash) => rest.split_at(slash),
         None => (rest, ""),
     };
-    let password = match userinfo {
-        None => None,
+    let (username, password) = match userinfo {
+        None => (None, None),
         Some(userinfo) => {
             let (user, password) = match userinfo.split_once(':') {
                 Some((user, password)) => (user, Some(password)),
                 None => (userinfo, None),
             };
             let user = percent_decode(user).map_err(|why| format!("user name: {why}"))?;
-            if !(user.is_empty() || user == "default") {
-                return Err("ACL user names are not supported, only the password \
-                     (redis://:password@host:port)"
-                    .into());
-            }
-            match password {
+            // `default` is what a password-only AUTH logs in as.
+            let username = (!(user.is_empty() || user == "default")).then_some(user);
+            let password = match password {
                 Some(password) => {
                     Some(percent_decode(password).map_err(|why| format!("password: {why}"))?)
                 }
                 None => None,
-            }
+            };
+            (username, password.filter(|password| !password.is_empty()))
         }
     };
     let addr = Addr::parse(host_port, Some(DEFAULT_PORT))?;
@@ -1665,7 +1699,8 @@ fn parse_url(url: &str) -> Result<Config, String> {
     Ok(Config {
         addr,
         tls,
-        password: password.filter(|password| !password.is_empty()),
+        username,
+        password,
         db,
         ..Config::default()
     })
@@ -2479,6 +2514,36 @@ mod tests {
         let config = Config::from_url("redis://:a@b/c?d#e@redis:6379/2").unwrap();
         assert_eq!(config.password(), Some("a@b/c?d#e"));
         assert_eq!(config.db(), 2);
+        // An ACL user, with or without a password.
+        let config = Config::from_url("redis://app%3A1:secret@redis:6379").unwrap();
+        assert_eq!(
+            (config.username(), config.password()),
+            (Some("app:1"), Some("secret"))
+        );
+        let config = Config::from_url("redis://app@redis:6379").unwrap();
+        assert_eq!((config.username(), config.password()), (Some("app"), None));
+        assert_eq!(
+            Config::from_url("redis://default:x@redis")
+                .unwrap()
+                .username(),
+            None
+        );
+    }
+
+    #[test]
+    fn acl_user_from_env_and_in_every_connection() {
+        let config = lookup(&[("REDIS_USERNAME", " app "), ("REDIS_PASSWORD", "pw")]).unwrap();
+        assert_eq!(config.username(), Some("app"));
+        let settings = config.connection_info().redis_settings().clone();
+        assert_eq!(
+            (settings.username(), settings.password()),
+            (Some("app"), Some("pw"))
+        );
+        assert_eq!(lookup(&[("REDIS_USERNAME", " ")]).unwrap().username(), None);
+        assert!(
+            format!("{config:?}").contains("app"),
+            "a user name is not a secret"
+        );
     }
 
     #[test]
@@ -2497,7 +2562,6 @@ mod tests {
             ("redis://redis:6379/0/1", "database number"),
             ("redis://redis:6379/?protocol=resp3", "query"),
             ("rediss://redis:6379/#insecure", "fragment"),
-            ("redis://alice:secret@redis:6379", "ACL user names"),
             ("redis://:%zz@redis:6379", "password: invalid %-escape"),
             ("redis://:%ff@redis:6379", "password: not valid UTF-8"),
             ("redis://::1:6379", "brackets"),
@@ -2541,6 +2605,12 @@ mod tests {
                 .tls(true)
                 .build()
                 .unwrap(),
+            Config::builder()
+                .username("app:1")
+                .password("pw")
+                .build()
+                .unwrap(),
+            Config::builder().username("app").build().unwrap(),
         ] {
             let url = config.redis_url();
             let back = Config::from_url(&url).unwrap();

@@ -664,3 +664,69 @@ async fn random_index_contents_never_reach_outside_the_prefix_and_tag() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_client_works_as_an_acl_user_confined_to_one_users_keys() {
+    use tk_redis::cache::{Lookup, RequestIdentity};
+    use tk_redis::config::Config;
+    use tk_redis::{Cache, SessionStore};
+
+    let server = Server::start().await;
+    let mut admin = server.conn().await;
+    // An app user that may only touch alice's sessions and cache: the
+    // patterns name her hash tag, derived the way the client derives it.
+    let index = tk_redis::session::index_key("alice");
+    let tag = &index[index.find('{').unwrap()..=index.find('}').unwrap()];
+    let patterns: Vec<String> = ["tk:s:", "tk:si:", "tk:c:", "tk:cg:", "tk:ci:"]
+        .iter()
+        .map(|prefix| format!("~{prefix}{tag}*"))
+        .collect();
+    let mut rules: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    rules.push("+@all");
+    user(&server, &mut admin, "alice-app", &rules).await;
+    let config =
+        Config::from_url(&format!("redis://alice-app:{PASSWORD}@{}/", server.addr())).unwrap();
+    assert_eq!(config.username(), Some("alice-app"));
+    let connection = config.connect().await.unwrap();
+
+    let sessions: SessionStore<String, _> = SessionStore::new(connection.clone());
+    let (token, _) = sessions.create("alice", &"data".to_string()).await.unwrap();
+    assert_eq!(sessions.list("alice").await.unwrap().len(), 1);
+    assert_eq!(sessions.revoke_all("alice", None).await.unwrap(), 1);
+    assert!(sessions.touch(&token).await.unwrap().is_none());
+    // Bob's keys are outside the user's patterns: Redis refuses.
+    let error = sessions
+        .create("bob", &"data".to_string())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("NOPERM"), "{error}");
+
+    let cache = Cache::new(connection);
+    let identity = RequestIdentity::for_user("alice", "GET", "/feed", [("page", "1")]);
+    let miss = cache
+        .get::<String>("alice", "feed", &identity)
+        .await
+        .unwrap();
+    let Lookup::Miss(generation) = miss else {
+        panic!("{miss:?}")
+    };
+    let stored = cache
+        .set(
+            "alice",
+            "feed",
+            &identity,
+            "page",
+            Duration::from_secs(60),
+            Some(&generation),
+        )
+        .await
+        .unwrap();
+    assert!(stored);
+    cache.invalidate_user("alice").await.unwrap();
+    reclaim_done(&mut admin).await;
+    let keys: Vec<String> = query(&mut admin, &["KEYS", "tk:c:*"]).await;
+    assert!(
+        keys.is_empty(),
+        "the app user's invalidation reclaimed its entry: {keys:?}"
+    );
+}
