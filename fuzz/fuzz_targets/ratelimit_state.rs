@@ -37,7 +37,12 @@ fuzz_target!(|input: &[u8]| {
     }
     // Realistic clocks: up to year ~2116 in ns.
     let now = take_u64(&mut data) % (1 << 62);
-    let state = if selector & 4 == 0 { None } else { Some(data) };
+    let expire_at_ms = (selector & 8 != 0).then(|| take_u64(&mut data) % (1 << 44));
+    let state = if selector & 4 == 0 {
+        None
+    } else {
+        Some((data, expire_at_ms))
+    };
     let mut out = Vec::new();
     if let Ok(outcome) = decide(algorithm, state, now, &quota, cost, &mut out) {
         let decision = outcome.decision;

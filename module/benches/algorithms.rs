@@ -57,17 +57,18 @@ fn quota() -> Quota {
     }
 }
 
-/// The state after `n` admitted requests `gap_ms` apart, ending at `NOW`.
-fn state_after(algorithm: Algorithm, n: u64, gap_ms: u64) -> Vec<u8> {
+/// The state (value and expiry) after `n` admitted requests `gap_ms`
+/// apart, ending at `NOW`.
+fn state_after(algorithm: Algorithm, n: u64, gap_ms: u64) -> (Vec<u8>, Option<u64>) {
     let q = quota();
-    let mut state: Option<Vec<u8>> = None;
+    let mut state: Option<(Vec<u8>, Option<u64>)> = None;
     let mut out = Vec::new();
     for i in 0..n {
         let now = NOW - (n - 1 - i) * gap_ms * NANOS_PER_MS;
-        let outcome =
-            decide(algorithm, state.as_deref(), now, &q, 1, &mut out).expect("valid state");
-        if let Write::Set { .. } = outcome.write {
-            state = Some(out.clone());
+        let stored = state.as_ref().map(|(value, at)| (&value[..], *at));
+        let outcome = decide(algorithm, stored, now, &q, 1, &mut out).expect("valid state");
+        if let Write::Set { expire_at_ms } = outcome.write {
+            state = Some((out.clone(), Some(expire_at_ms)));
         }
     }
     state.unwrap_or_default()
@@ -90,7 +91,7 @@ fn bench_decisions(c: &mut Criterion) {
             b.iter(|| {
                 black_box(decide(
                     algorithm,
-                    Some(black_box(&live)),
+                    Some((black_box(&live.0), live.1)),
                     black_box(NOW + 600 * NANOS_PER_MS),
                     &q,
                     1,
@@ -105,7 +106,7 @@ fn bench_decisions(c: &mut Criterion) {
             b.iter(|| {
                 black_box(decide(
                     algorithm,
-                    Some(black_box(&full)),
+                    Some((black_box(&full.0), full.1)),
                     black_box(NOW + NANOS_PER_MS),
                     &q,
                     1,
@@ -121,7 +122,7 @@ fn bench_sliding_trim(c: &mut Criterion) {
     // A full log (100 entries 600 ms apart, i.e. the whole 60 s window) one
     // period later: every request trims the oldest entry and appends one.
     let q = quota();
-    let full = state_after(Algorithm::Sliding, 100, 600);
+    let (full, _) = state_after(Algorithm::Sliding, 100, 600);
     let mut group = c.benchmark_group("sliding");
     group.bench_function("trim_append_100", |b| {
         let mut out = Vec::with_capacity(1024);

@@ -2,86 +2,30 @@
 //!
 //! Commands whose result depends on time must not be replicated verbatim:
 //! a replica or an AOF replay would recompute them at another time. Instead
-//! every write goes through here as a plain Redis command with absolute
-//! times (`SET key value PXAT <ms>`, `PEXPIREAT key <ms>`, `UNLINK key...`),
-//! executed through `RedisModule_Call` with the `!` flag (see `call.rs`) so
-//! Redis itself propagates exactly that command to replicas and the AOF
-//! (wrapped in MULTI/EXEC with the command's other effects). Redis only
-//! propagates a call that changed something, so a no-op writes nothing
-//! downstream.
+//! every write is replicated as a plain Redis command with absolute times
+//! (`SET key value PXAT <ms>`, `PEXPIREAT key <ms>`, `UNLINK key...`),
+//! inside the command's MULTI/EXEC, and only when it changes something.
 //!
-//! Why not the key API: in Redis 7.0 a module can only set a *relative*
-//! expiry on a key, which the server turns into an absolute one with its own
-//! clock read a moment later, so the primary's and the replica's expiry could
-//! differ by a millisecond. `SET ... PXAT` gives both the same absolute time.
+//! Two ways of writing live here while the commands move to the first:
+//! - **The key API** (`store_string`, `expire_key_at`, `unlink_key`; the
+//!   rate limits and the locks): the write goes through the open key
+//!   (`StringDMA` in place, `StringSet`, `SetAbsExpire`, `UnlinkKey`), the
+//!   keyspace events a plain command would fire are fired, and the effect
+//!   is replicated with `RedisModule_Replicate`. `SetAbsExpire` (Redis
+//!   6.2+) gives the primary the same absolute millisecond the replica gets
+//!   from `PXAT`. No nested command dispatch: about 30% fewer instructions
+//!   per rate-limit check than the second way.
+//! - **`RedisModule_Call` with the `!` flag** (the rest; sessions and the
+//!   cache until they move): Redis runs the plain command and propagates
+//!   exactly it.
 
 use std::ffi::{c_char, c_longlong};
 
 use redis_module::raw;
 
-use crate::call::{call_argv, Call, Key, Replicate, Reply};
+use crate::call::{call_argv, Call, Key, Replicate};
 use crate::error::CommandError;
-use crate::glue::{ArgString, Argv, Ctx};
-
-/// `SET <key> <value>`, plus `PXAT <expire_at_ms>` when given.
-///
-/// The value goes through the `b` format rather than [`Call`]: Redis
-/// int-encodes a stored value only when it owns the object alone, and a
-/// string passed with `v` stays shared with the module during the call. A
-/// GCRA state or a fence counter is a number, so this keeps it at 8 bytes
-/// instead of a string (measured: 125 vs 157 bytes per GCRA key).
-fn set_value(
-    ctx: Ctx,
-    key: ArgString,
-    value: &[u8],
-    expire_at_ms: Option<u64>,
-) -> Result<(), CommandError> {
-    // SAFETY: the formats are "!Esb" (module string, buffer and length) and
-    // "!Esbcl" (then a C string and a long long), matched by the arguments.
-    let reply = unsafe {
-        let Some(call) = raw::RedisModule_Call else {
-            return Err(CommandError::Internal("RedisModule_Call unavailable"));
-        };
-        let value_ptr = value.as_ptr().cast::<c_char>();
-        match expire_at_ms {
-            Some(at) => call(
-                ctx.as_ptr(),
-                c"SET".as_ptr(),
-                c"!Esbcl".as_ptr(),
-                key.as_ptr(),
-                value_ptr,
-                value.len(),
-                c"PXAT".as_ptr(),
-                c_longlong::try_from(at).unwrap_or(c_longlong::MAX),
-            ),
-            None => call(
-                ctx.as_ptr(),
-                c"SET".as_ptr(),
-                c"!Esb".as_ptr(),
-                key.as_ptr(),
-                value_ptr,
-                value.len(),
-            ),
-        }
-    };
-    Reply::from_raw(reply)?.get().check("SET failed")?;
-    Ok(())
-}
-
-/// `SET <key> <value> PXAT <expire_at_ms>`.
-pub fn set_with_expiry(
-    ctx: Ctx,
-    key: ArgString,
-    value: &[u8],
-    expire_at_ms: u64,
-) -> Result<(), CommandError> {
-    set_value(ctx, key, value, Some(expire_at_ms))
-}
-
-/// `SET <key> <value>` (no expiry: any previous one is removed).
-pub fn set(ctx: Ctx, key: ArgString, value: &[u8]) -> Result<(), CommandError> {
-    set_value(ctx, key, value, None)
-}
+use crate::glue::{ArgString, Argv, Ctx, StringKey};
 
 /// `PEXPIREAT <key> <expire_at_ms>` (Redis turns a time already past into a
 /// deletion). Returns whether the key existed.
@@ -158,4 +102,194 @@ pub fn remove_scores_below<'a>(
         .get()
         .check("ZREMRANGEBYSCORE failed")?;
     Ok(())
+}
+
+/// Stores `value` at `key` (opened with [`StringKey::open_for_write`] as
+/// `name`), with SET's meaning: the value is replaced and so is any expiry,
+/// by `expire_at_ms` when given. Written through the key API and replicated
+/// as `SET name value [PXAT expire_at_ms]`, so the replica's expiry is the
+/// same absolute millisecond; fires the keyspace events SET would (`set`,
+/// and `expire` with an expiry).
+///
+/// A value of the stored length is overwritten in place (no allocation: a
+/// rate-limit state keeps its length from one request to the next);
+/// another length replaces the string with one of exactly that size.
+pub fn store_string(
+    ctx: Ctx,
+    key: &StringKey,
+    name: ArgString,
+    value: &[u8],
+    expire_at_ms: Option<u64>,
+) -> Result<(), CommandError> {
+    let handle = key.key.0;
+    let in_place = key.current().map(<[u8]>::len) == Some(value.len());
+    // SAFETY: a key open for writing; DMA in write mode returns a buffer of
+    // the value's current length, which equals `value.len()` here; Redis
+    // copies a created string into the key, and it is freed right after.
+    unsafe {
+        let (
+            Some(dma),
+            Some(create),
+            Some(set),
+            Some(free),
+            Some(set_expire),
+            Some(set_abs_expire),
+        ) = (
+            raw::RedisModule_StringDMA,
+            raw::RedisModule_CreateString,
+            raw::RedisModule_StringSet,
+            raw::RedisModule_FreeString,
+            raw::RedisModule_SetExpire,
+            raw::RedisModule_SetAbsExpire,
+        )
+        else {
+            return Err(CommandError::Internal("key API unavailable"));
+        };
+        let mut stored = false;
+        if in_place {
+            let mut len = 0usize;
+            let buffer = dma(handle, &mut len, raw::REDISMODULE_WRITE as std::ffi::c_int);
+            if !buffer.is_null() && len == value.len() {
+                std::ptr::copy_nonoverlapping(value.as_ptr(), buffer.cast::<u8>(), len);
+                stored = true;
+            }
+        }
+        if !stored {
+            let string = create(ctx.as_ptr(), value.as_ptr().cast::<c_char>(), value.len());
+            let status = set(handle, string);
+            free(ctx.as_ptr(), string);
+            if status != raw::REDISMODULE_OK as std::ffi::c_int {
+                return Err(CommandError::Internal("StringSet failed"));
+            }
+        }
+        let status = match expire_at_ms {
+            Some(at) => set_abs_expire(handle, c_longlong::try_from(at).unwrap_or(c_longlong::MAX)),
+            None => set_expire(handle, c_longlong::from(raw::REDISMODULE_NO_EXPIRE)),
+        };
+        if status != raw::REDISMODULE_OK as std::ffi::c_int {
+            return Err(CommandError::Internal("setting the expiry failed"));
+        }
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_STRING, c"set", name);
+    if expire_at_ms.is_some() {
+        notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"expire", name);
+    }
+    replicate_set(ctx, name, value, expire_at_ms)
+}
+
+/// Fires a keyspace event, as the plain command would.
+fn notify(ctx: Ctx, class: std::ffi::c_int, event: &std::ffi::CStr, name: ArgString) {
+    // SAFETY: live context, static event name, live key name.
+    unsafe {
+        if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
+            notify(ctx.as_ptr(), class, event.as_ptr(), name.as_ptr());
+        }
+    }
+}
+
+/// Propagates `SET name value [PXAT at]` to replicas and the AOF (in the
+/// command's MULTI/EXEC, with its other effects).
+fn replicate_set(
+    ctx: Ctx,
+    name: ArgString,
+    value: &[u8],
+    expire_at_ms: Option<u64>,
+) -> Result<(), CommandError> {
+    // SAFETY: formats "sb" / "sbcl" (module string, buffer and length, C
+    // string, long long), matched by the arguments; Redis copies them.
+    let status = unsafe {
+        let Some(replicate) = raw::RedisModule_Replicate else {
+            return Err(CommandError::Internal("RedisModule_Replicate unavailable"));
+        };
+        let value_ptr = value.as_ptr().cast::<c_char>();
+        match expire_at_ms {
+            Some(at) => replicate(
+                ctx.as_ptr(),
+                c"SET".as_ptr(),
+                c"sbcl".as_ptr(),
+                name.as_ptr(),
+                value_ptr,
+                value.len(),
+                c"PXAT".as_ptr(),
+                c_longlong::try_from(at).unwrap_or(c_longlong::MAX),
+            ),
+            None => replicate(
+                ctx.as_ptr(),
+                c"SET".as_ptr(),
+                c"sb".as_ptr(),
+                name.as_ptr(),
+                value_ptr,
+                value.len(),
+            ),
+        }
+    };
+    replicated(Some(status))
+}
+
+/// Moves the expiry of the open key `key` (named `name`) to `expire_at_ms`
+/// through the key API, replicated as `PEXPIREAT name expire_at_ms`.
+pub fn expire_key_at(
+    ctx: Ctx,
+    key: &StringKey,
+    name: ArgString,
+    expire_at_ms: u64,
+) -> Result<(), CommandError> {
+    let at = c_longlong::try_from(expire_at_ms).unwrap_or(c_longlong::MAX);
+    // SAFETY: a key open for writing.
+    let status = unsafe {
+        let Some(set_abs_expire) = raw::RedisModule_SetAbsExpire else {
+            return Err(CommandError::Internal("key API unavailable"));
+        };
+        set_abs_expire(key.key.0, at)
+    };
+    if status != raw::REDISMODULE_OK as std::ffi::c_int {
+        return Err(CommandError::Internal("setting the expiry failed"));
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"expire", name);
+    // SAFETY: format "sl" (module string, long long), matched.
+    replicated(unsafe {
+        raw::RedisModule_Replicate.map(|replicate| {
+            replicate(
+                ctx.as_ptr(),
+                c"PEXPIREAT".as_ptr(),
+                c"sl".as_ptr(),
+                name.as_ptr(),
+                at,
+            )
+        })
+    })
+}
+
+/// Deletes the open key `key` (named `name`) through the key API,
+/// replicated as `UNLINK name`.
+pub fn unlink_key(ctx: Ctx, key: &StringKey, name: ArgString) -> Result<(), CommandError> {
+    // SAFETY: a key open for writing.
+    let status = unsafe {
+        let Some(unlink) = raw::RedisModule_UnlinkKey else {
+            return Err(CommandError::Internal("key API unavailable"));
+        };
+        unlink(key.key.0)
+    };
+    if status != raw::REDISMODULE_OK as std::ffi::c_int {
+        return Err(CommandError::Internal("UnlinkKey failed"));
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name);
+    // SAFETY: format "s" (module string), matched.
+    replicated(unsafe {
+        raw::RedisModule_Replicate.map(|replicate| {
+            replicate(
+                ctx.as_ptr(),
+                c"UNLINK".as_ptr(),
+                c"s".as_ptr(),
+                name.as_ptr(),
+            )
+        })
+    })
+}
+
+fn replicated(status: Option<std::ffi::c_int>) -> Result<(), CommandError> {
+    match status {
+        Some(status) if status == raw::REDISMODULE_OK as std::ffi::c_int => Ok(()),
+        _ => Err(CommandError::Internal("replicating an effect failed")),
+    }
 }

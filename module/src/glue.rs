@@ -201,20 +201,27 @@ fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
     }
 }
 
-/// A key opened for reading, closed on drop.
-struct ReadKey(*mut raw::RedisModuleKey);
+/// An open key, closed on drop. Closing a key opened for writing signals
+/// it as modified (WATCH, client-side caching), as a plain write would.
+pub(crate) struct OpenKey(pub(crate) *mut raw::RedisModuleKey);
 
-impl ReadKey {
-    /// `None` when Redis returns no handle (the key does not exist).
-    fn open(ctx: Ctx, name: ArgString) -> Result<Option<ReadKey>, CommandError> {
+impl OpenKey {
+    /// `None` when Redis returns no handle (read mode: the key does not
+    /// exist). In write mode a missing key gets a handle of type empty.
+    fn open(ctx: Ctx, name: ArgString, write: bool) -> Result<Option<OpenKey>, CommandError> {
+        let mode = if write {
+            raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
+        } else {
+            raw::REDISMODULE_READ
+        };
         // SAFETY: live context and key name; the handle is closed on drop.
         unsafe {
             let Some(open) = raw::RedisModule_OpenKey else {
                 return Err(CommandError::Internal("key API unavailable"));
             };
-            let key = open(ctx.as_ptr(), name.as_ptr(), raw::REDISMODULE_READ as c_int)
-                .cast::<raw::RedisModuleKey>();
-            Ok((!key.is_null()).then_some(ReadKey(key)))
+            let key =
+                open(ctx.as_ptr(), name.as_ptr(), mode as c_int).cast::<raw::RedisModuleKey>();
+            Ok((!key.is_null()).then_some(OpenKey(key)))
         }
     }
 
@@ -231,7 +238,7 @@ impl ReadKey {
     }
 }
 
-impl Drop for ReadKey {
+impl Drop for OpenKey {
     fn drop(&mut self) {
         // SAFETY: opened by RedisModule_OpenKey and closed once.
         unsafe {
@@ -242,24 +249,52 @@ impl Drop for ReadKey {
     }
 }
 
-/// A key opened for reading whose value, if any, is a string.
-pub struct StringKey(ReadKey);
+/// A key whose value, if any, is a string: opened for reading, or for
+/// reading and writing (see `effects::store_string`).
+pub struct StringKey {
+    pub(crate) key: OpenKey,
+    present: bool,
+}
 
 impl StringKey {
     /// Opens `name` for reading. `Ok(None)` when the key does not exist;
     /// `WrongType` when it holds anything but a string.
     pub fn open(ctx: Ctx, name: ArgString) -> Result<Option<StringKey>, CommandError> {
-        let Some(key) = ReadKey::open(ctx, name)? else {
+        let Some(key) = OpenKey::open(ctx, name, false)? else {
             return Ok(None);
         };
         match key.kind() {
             KeyKind::Absent => Ok(None),
-            KeyKind::String => Ok(Some(StringKey(key))),
+            KeyKind::String => Ok(Some(StringKey { key, present: true })),
             _ => Err(CommandError::WrongType),
         }
     }
 
-    /// The value, borrowed for as long as the key stays open.
+    /// Opens `name` for reading and writing, existing or not; `WrongType`
+    /// when it holds anything but a string.
+    pub fn open_for_write(ctx: Ctx, name: ArgString) -> Result<StringKey, CommandError> {
+        let key = OpenKey::open(ctx, name, true)?.ok_or(CommandError::Internal(
+            "no handle for a key opened for writing",
+        ))?;
+        match key.kind() {
+            KeyKind::Absent => Ok(StringKey {
+                key,
+                present: false,
+            }),
+            KeyKind::String => Ok(StringKey { key, present: true }),
+            _ => Err(CommandError::WrongType),
+        }
+    }
+
+    /// The value, `None` when the key does not exist.
+    pub fn current(&self) -> Option<&[u8]> {
+        self.present.then(|| self.value())
+    }
+
+    /// The value, borrowed for as long as the key stays open (empty for a
+    /// missing key). A DMA read turns a shared or encoded string into a
+    /// plain one of the same size class: reading never grows a
+    /// rate-limit state (its values are short: see `effects::store_string`).
     pub fn value(&self) -> &[u8] {
         let mut len: usize = 0;
         // SAFETY: open string key; DMA in read mode only reads.
@@ -267,7 +302,7 @@ impl StringKey {
             let Some(dma) = raw::RedisModule_StringDMA else {
                 return &[];
             };
-            let data = dma((self.0).0, &mut len, raw::REDISMODULE_READ as c_int);
+            let data = dma(self.key.0, &mut len, raw::REDISMODULE_READ as c_int);
             if data.is_null() {
                 return &[];
             }
@@ -282,14 +317,14 @@ impl StringKey {
         // SAFETY: open key; function pointers filled in by RedisModule_Init.
         unsafe {
             if let Some(absolute) = raw::RedisModule_GetAbsExpire {
-                return u64::try_from(absolute((self.0).0)).ok();
+                return u64::try_from(absolute(self.key.0)).ok();
             }
             let (Some(relative), Some(millis)) =
                 (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
             else {
                 return None;
             };
-            let left = u64::try_from(relative((self.0).0)).ok()?;
+            let left = u64::try_from(relative(self.key.0)).ok()?;
             Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
         }
     }
@@ -308,7 +343,7 @@ pub enum KeyKind {
 impl Ctx {
     /// The type of `name` (opened for reading and closed again).
     pub fn key_kind(self, name: ArgString) -> Result<KeyKind, CommandError> {
-        Ok(ReadKey::open(self, name)?.map_or(KeyKind::Absent, |key| key.kind()))
+        Ok(OpenKey::open(self, name, false)?.map_or(KeyKind::Absent, |key| key.kind()))
     }
 
     /// Errors with WRONGTYPE unless `name` is absent or of `expected` kind.

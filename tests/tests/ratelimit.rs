@@ -18,6 +18,14 @@ use tk_redis_tests::topology::Topology;
 const ALGORITHMS: [&str; 3] = ["GCRA", "SLIDING", "FIXED"];
 
 /// Sends a command and returns its reply as a list of integers.
+async fn memory_usage(conn: &mut impl ConnectionLike, key: &str) -> i64 {
+    redis::cmd("MEMORY")
+        .arg(&["USAGE", key])
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 async fn ints(conn: &mut impl ConnectionLike, args: &[&str]) -> Vec<i64> {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
@@ -104,15 +112,25 @@ async fn gcra_admits_burst_then_refuses_with_exact_reply(topology: &Topology) {
         assert_eq!(&reply[..4], &[1, 5, expected_remaining, 0]);
         assert!(reply[4] > 0 && reply[4] <= 3_600_000);
     }
-    // The written state is a number Redis owns alone, so it is int-encoded
-    // (8 bytes, not a string). (A later read through StringDMA turns it
-    // into a raw string.)
-    let encoding: String = redis::cmd("OBJECT")
-        .arg(&["ENCODING", "k"])
+    // The state is split: the key expires at the TAT (rounded up to a
+    // millisecond) and holds the TAT's nanoseconds within that millisecond,
+    // 6 digits, overwritten in place by every request.
+    let value: String = redis::cmd("GET")
+        .arg("k")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(encoding, "int");
+    assert!(
+        value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit()),
+        "{value:?}"
+    );
+    let before = memory_usage(&mut conn, "k").await;
+    ints(&mut conn, &["TK.RATELIMIT.PEEK", "k", "5", "1h"]).await;
+    assert_eq!(
+        memory_usage(&mut conn, "k").await,
+        before,
+        "reading never grows the state"
+    );
     let refused = ints(&mut conn, &["TK.RATELIMIT", "k", "5", "1h"]).await;
     assert_eq!(&refused[..3], &[0, 5, 0]);
     // One emission interval is 12 minutes.
@@ -1038,3 +1056,41 @@ tk_redis_tests::topology_tests!(
     concurrent_clients_admit_exactly_the_limit,
     client_checks_peeks_resets_and_checks_all,
 );
+
+/// Keys written by earlier versions hold the whole TAT in nanoseconds: they
+/// are read as such, and rewritten in the split form by the next request.
+#[tokio::test]
+async fn gcra_reads_the_whole_tat_form_of_earlier_versions() {
+    let server = tk_redis_tests::harness::Server::start().await;
+    let mut conn = server.conn().await;
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let now_ms = seconds * 1000 + micros / 1000;
+    // 2 units and change left: TAT = now + 2 * 12 min + 100 s + 1 ns.
+    let tat_ns = (now_ms + 2 * 720_000 + 100_000) * 1_000_000 + 1;
+    let _: () = redis::cmd("SET")
+        .arg("old")
+        .arg(tat_ns.to_string())
+        .arg("PXAT")
+        .arg(tat_ns / 1_000_000 + 1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // PEEK answers as if the request were admitted: one unit left after it.
+    let peek = ints(&mut conn, &["TK.RATELIMIT.PEEK", "old", "5", "1h"]).await;
+    assert_eq!(&peek[..3], &[1, 5, 1], "{peek:?}");
+    let reply = ints(&mut conn, &["TK.RATELIMIT", "old", "5", "1h"]).await;
+    assert_eq!(&reply[..3], &[1, 5, 1], "{reply:?}");
+    // The TAT moved by exactly one interval (12 min), to its split form.
+    let pexpiretime: u64 = redis::cmd("PEXPIRETIME")
+        .arg("old")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pexpiretime, (tat_ns + 720_000_000_000).div_ceil(1_000_000));
+    let value: String = redis::cmd("GET")
+        .arg("old")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, "000001", "rewritten in the split form");
+}

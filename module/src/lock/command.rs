@@ -1,8 +1,9 @@
 //! TK.LOCK.ACQUIRE, TK.LOCK.RELEASE, TK.LOCK.EXTEND.
 //!
 //! Each handler: parse (`spec.rs`, on the shared parser) → read `now` once →
-//! open keys → decide (`rules.rs`) → close the keys → write and replicate the
-//! effects (`effects.rs`, absolute times) → reply. Refusals write nothing.
+//! open keys → decide (`rules.rs`) → write and replicate the effects
+//! through the same open keys (`effects.rs`, absolute times) → reply.
+//! Refusals write nothing.
 
 use crate::effects;
 use crate::glue::{Argv, Ctx, StringKey};
@@ -19,22 +20,14 @@ use super::spec::{parse_acquire, parse_extend, parse_release};
 pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_acquire(argv)?;
     let now = ctx.now_nanos();
-    // The keys are closed at the end of this block, before anything is written.
-    let outcome = {
-        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
-        let fence = StringKey::open(ctx, argv.string(args.fence_key)?)?;
-        let holder = lock.as_ref().map(|key| Holder {
-            token: key.value(),
-            expire_at_ms: key.expire_at_ms(),
-        });
-        rules::acquire(
-            holder,
-            fence.as_ref().map(StringKey::value),
-            args.token,
-            now,
-            args.ttl_ms,
-        )?
-    };
+    let (lock_name, fence_name) = (argv.string(args.lock_key)?, argv.string(args.fence_key)?);
+    let lock = StringKey::open_for_write(ctx, lock_name)?;
+    let fence_key = StringKey::open_for_write(ctx, fence_name)?;
+    let holder = lock.current().map(|token| Holder {
+        token,
+        expire_at_ms: lock.expire_at_ms(),
+    });
+    let outcome = rules::acquire(holder, fence_key.current(), args.token, now, args.ttl_ms)?;
     // Reply only after every fallible step.
     match outcome {
         Acquire::Acquired {
@@ -45,8 +38,8 @@ pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
             // trace is a skipped fencing token, never a lock without one.
             let mut digits = itoa::Buffer::new();
             let fence_text = digits.format(fence).as_bytes();
-            effects::set(ctx, argv.string(args.fence_key)?, fence_text)?;
-            effects::set_with_expiry(ctx, argv.string(args.lock_key)?, args.token, expire_at_ms)?;
+            effects::store_string(ctx, &fence_key, fence_name, fence_text, None)?;
+            effects::store_string(ctx, &lock, lock_name, args.token, Some(expire_at_ms))?;
             stats::LOCK.acquired.incr();
             ctx.reply_array(3);
             ctx.reply_integer(1);
@@ -71,13 +64,11 @@ pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// this token.
 pub fn release(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_release(argv)?;
-    let outcome = {
-        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
-        rules::release(lock.as_ref().map(StringKey::value), args.token)
-    };
-    match outcome {
+    let name = argv.string(args.lock_key)?;
+    let lock = StringKey::open_for_write(ctx, name)?;
+    match rules::release(lock.current(), args.token) {
         Release::Released => {
-            effects::unlink(ctx, argv, args.lock_key, 1)?;
+            effects::unlink_key(ctx, &lock, name)?;
             stats::LOCK.released.incr();
             ctx.reply_integer(1);
         }
@@ -94,18 +85,11 @@ pub fn release(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn extend(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_extend(argv)?;
     let now = ctx.now_nanos();
-    let outcome = {
-        let lock = StringKey::open(ctx, argv.string(args.lock_key)?)?;
-        rules::extend(
-            lock.as_ref().map(StringKey::value),
-            args.token,
-            now,
-            args.ttl_ms,
-        )
-    };
-    match outcome {
+    let name = argv.string(args.lock_key)?;
+    let lock = StringKey::open_for_write(ctx, name)?;
+    match rules::extend(lock.current(), args.token, now, args.ttl_ms) {
         Extend::Extended { expire_at_ms } => {
-            effects::expire_at(ctx, argv.string(args.lock_key)?, expire_at_ms)?;
+            effects::expire_key_at(ctx, &lock, name, expire_at_ms)?;
             stats::LOCK.extended.incr();
             ctx.reply_integer(1);
         }

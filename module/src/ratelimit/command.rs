@@ -41,17 +41,25 @@ fn with_buffers<T>(count: usize, body: impl FnOnce(&mut [Vec<u8>]) -> T) -> T {
     })
 }
 
-/// Reads the key's state and decides, without writing.
+/// Opens the key (for writing unless `peek`): the one handle serves the
+/// read and the write.
+fn open(ctx: Ctx, argv: &Argv, key: usize, peek: bool) -> Result<Option<StringKey>, CommandError> {
+    let name = argv.string(key)?;
+    if peek {
+        StringKey::open(ctx, name)
+    } else {
+        StringKey::open_for_write(ctx, name).map(Some)
+    }
+}
+
+/// Decides on the key's state, without writing.
 fn evaluate(
-    ctx: Ctx,
-    argv: &Argv,
-    key: usize,
+    key: Option<&StringKey>,
     spec: &LimitSpec,
     now: u64,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, CommandError> {
-    let opened = StringKey::open(ctx, argv.string(key)?)?;
-    let state = opened.as_ref().map(StringKey::value);
+    let state = key.and_then(|key| Some((key.current()?, key.expire_at_ms())));
     decide(spec.algorithm, state, now, &spec.quota, spec.cost, out).map_err(|_| {
         CommandError::ForeignValue {
             expected: match spec.algorithm {
@@ -63,12 +71,20 @@ fn evaluate(
     })
 }
 
-fn apply(ctx: Ctx, argv: &Argv, key: usize, outcome: &Outcome, state: &[u8]) -> CommandResult {
-    match outcome.write {
-        Write::None => Ok(()),
-        Write::Set { expire_at_ms } => {
-            effects::set_with_expiry(ctx, argv.string(key)?, state, expire_at_ms)
+fn apply(
+    ctx: Ctx,
+    argv: &Argv,
+    index: usize,
+    key: Option<&StringKey>,
+    outcome: &Outcome,
+    state: &[u8],
+) -> CommandResult {
+    match (outcome.write, key) {
+        (Write::None, _) => Ok(()),
+        (Write::Set { expire_at_ms }, Some(key)) => {
+            effects::store_string(ctx, key, argv.string(index)?, state, Some(expire_at_ms))
         }
+        (Write::Set { .. }, None) => Err(CommandError::Internal("write without an open key")),
     }
 }
 
@@ -90,8 +106,9 @@ pub fn ratelimit(ctx: Ctx, argv: &Argv) -> CommandResult {
     let now = ctx.now_nanos();
     with_buffers(1, |buffers| {
         let state = &mut buffers[0];
-        let outcome = evaluate(ctx, argv, key, &spec, now, state)?;
-        apply(ctx, argv, key, &outcome, state)?;
+        let opened = open(ctx, argv, key, false)?;
+        let outcome = evaluate(opened.as_ref(), &spec, now, state)?;
+        apply(ctx, argv, key, opened.as_ref(), &outcome, state)?;
         stats::RATELIMIT
             .algorithm(spec.algorithm)
             .record(outcome.decision.allowed);
@@ -105,7 +122,8 @@ pub fn peek(ctx: Ctx, argv: &Argv) -> CommandResult {
     let (key, spec) = parse_single(argv, "tk.ratelimit.peek")?;
     let now = ctx.now_nanos();
     with_buffers(1, |buffers| {
-        let outcome = evaluate(ctx, argv, key, &spec, now, &mut buffers[0])?;
+        let opened = open(ctx, argv, key, true)?;
+        let outcome = evaluate(opened.as_ref(), &spec, now, &mut buffers[0])?;
         stats::RATELIMIT.peek_calls.incr();
         reply_decision(ctx, &outcome.decision, None);
         Ok(())
@@ -128,17 +146,12 @@ pub fn all(ctx: Ctx, argv: &Argv) -> CommandResult {
         };
         let mut outcomes = [empty; MAX_ALL_KEYS];
         let mut algorithms = [Algorithm::Gcra; MAX_ALL_KEYS];
+        let mut keys: [Option<StringKey>; MAX_ALL_KEYS] = Default::default();
         for index in 0..parsed.count {
             let spec = parsed.specs[index].ok_or(CommandError::Internal("missing limit"))?;
             algorithms[index] = spec.algorithm;
-            outcomes[index] = evaluate(
-                ctx,
-                argv,
-                parsed.first_key + index,
-                &spec,
-                now,
-                &mut buffers[index],
-            )?;
+            keys[index] = open(ctx, argv, parsed.first_key + index, false)?;
+            outcomes[index] = evaluate(keys[index].as_ref(), &spec, now, &mut buffers[index])?;
         }
         let outcomes = &outcomes[..parsed.count];
         let allowed = outcomes.iter().all(|outcome| outcome.decision.allowed);
@@ -148,6 +161,7 @@ pub fn all(ctx: Ctx, argv: &Argv) -> CommandResult {
                     ctx,
                     argv,
                     parsed.first_key + index,
+                    keys[index].as_ref(),
                     outcome,
                     &buffers[index],
                 )?;

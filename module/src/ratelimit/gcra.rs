@@ -35,12 +35,22 @@
 //!
 //! # State
 //!
-//! The key holds `TAT` in nanoseconds since the Unix epoch as ASCII decimal
-//! digits, e.g. `b"1764038400123456789"` (human-readable in `redis-cli`,
-//! and distinct from the other algorithms' states: FIXED has a `:`, SLIDING
-//! starts with a non-digit tag byte). Parsing is strict: 1 to 20 ASCII
-//! digits whose value fits in `u64`. The key expires at `TAT` (rounded up to
-//! a millisecond): from then on an absent key decides exactly the same.
+//! `TAT` is stored split in two ([`stored_form`]): the key **expires at
+//! `TAT` rounded up to a millisecond** (from then on an absent key decides
+//! exactly the same), and its **value is the nanoseconds of `TAT` within that
+//! last millisecond**, as exactly 6 ASCII digits (`"000000"` to `"999999"`).
+//! `TAT = (PEXPIRETIME - 1) ms + value ns`, or `PEXPIRETIME ms` when the
+//! value is `"000000"`. The split keeps the value 6 bytes long: Redis stores
+//! it in the smallest string a module can write (a string written through
+//! the key API is never int-encoded), and every request overwrites it in
+//! place; it also keeps every number within a double's exact range, for
+//! readers without 64-bit integers (Lua).
+//!
+//! Keys written by earlier versions hold the whole `TAT` in nanoseconds as
+//! 7 to 20 ASCII digits (`b"1764038400123456789"`); they are read as such
+//! and rewritten in the split form by their next admitted request. Both
+//! forms are distinct from the other algorithms' states (FIXED has a `:`,
+//! SLIDING starts with a non-digit tag byte). Parsing is strict.
 //!
 //! # As a token bucket
 //!
@@ -92,7 +102,73 @@ fn saturate(value: u128) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
 
-/// Decides a request of `cost` units at `now` against the stored TAT.
+/// Digits of the stored value: the nanoseconds within a millisecond.
+pub const STORED_DIGITS: usize = 6;
+
+/// The stored form of `tat`: the key's expiry (Unix ms, `TAT` rounded up)
+/// and the value (`TAT`'s nanoseconds within that last millisecond, 6
+/// digits). See the module docs.
+pub fn stored_form(tat: u64) -> (u64, [u8; STORED_DIGITS]) {
+    let mut rest = tat % NANOS_PER_MS;
+    let mut digits = [b'0'; STORED_DIGITS];
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    (ceil_ms(tat), digits)
+}
+
+/// The `TAT` of a stored key: the split form (6 digits, with the key's
+/// expiry) or an earlier version's whole `TAT` (7 to 20 digits).
+pub fn from_stored(value: &[u8], expire_at_ms: Option<u64>) -> Result<u64, CorruptState> {
+    if value.len() != STORED_DIGITS {
+        return match value.len() {
+            7..=MAX_DIGITS => decode_decimal(value),
+            _ => Err(CorruptState),
+        };
+    }
+    let rest = decode_decimal(value)?;
+    // The split form always has an expiry; without one the key was changed
+    // by hand (PERSIST), and its TAT is unknown.
+    let expire_at_ms = expire_at_ms.ok_or(CorruptState)?;
+    let last_ms = if rest == 0 {
+        expire_at_ms
+    } else {
+        expire_at_ms.checked_sub(1).ok_or(CorruptState)?
+    };
+    last_ms
+        .checked_mul(NANOS_PER_MS)
+        .and_then(|ms| ms.checked_add(rest))
+        .ok_or(CorruptState)
+}
+
+/// [`decide`] on a key in the stored form (`value` and the key's expiry),
+/// writing the new state in the stored form: what the command runs.
+pub fn decide_stored(
+    state: Option<(&[u8], Option<u64>)>,
+    now: Nanos,
+    quota: &Quota,
+    cost: u64,
+    out: &mut Vec<u8>,
+) -> Result<Outcome, CorruptState> {
+    let stored = state
+        .map(|(value, expire_at_ms)| from_stored(value, expire_at_ms))
+        .transpose()?;
+    let (decision, new_tat) = decide_tat(stored, now, quota, cost);
+    let write = match new_tat {
+        None => Write::None,
+        Some(tat) => {
+            let (expire_at_ms, digits) = stored_form(tat);
+            out.extend_from_slice(&digits);
+            Write::Set { expire_at_ms }
+        }
+    };
+    Ok(Outcome { decision, write })
+}
+
+/// Decides a request of `cost` units at `now` against a stored TAT in the
+/// whole-nanoseconds form, writing the new state in that form. The
+/// algorithm itself; the tests drive it directly.
 /// `cost == 0` peeks: the decision for the current state, nothing consumed.
 pub fn decide(
     state: Option<&[u8]>,
@@ -102,6 +178,26 @@ pub fn decide(
     out: &mut Vec<u8>,
 ) -> Result<Outcome, CorruptState> {
     let stored = state.map(decode_tat).transpose()?;
+    let (decision, new_tat) = decide_tat(stored, now, quota, cost);
+    let write = match new_tat {
+        None => Write::None,
+        Some(tat) => {
+            encode_tat(tat, out);
+            Write::Set {
+                expire_at_ms: ceil_ms(tat),
+            }
+        }
+    };
+    Ok(Outcome { decision, write })
+}
+
+/// The decision, and the new TAT when the request is admitted.
+fn decide_tat(
+    stored: Option<u64>,
+    now: Nanos,
+    quota: &Quota,
+    cost: u64,
+) -> (Decision, Option<u64>) {
     let now_ns = u128::from(now);
     let t = emission_interval(quota);
     let burst = u128::from(quota.burst);
@@ -119,32 +215,26 @@ pub fn decide(
 
     if cost == 0 || now_ns < allow_at {
         let allowed = cost == 0;
-        return Ok(Outcome {
-            decision: Decision {
-                allowed,
-                limit: quota.limit,
-                remaining: units_left(tat),
-                retry_after_ms: if allowed { 0 } else { wait_ms(allow_at) },
-                reset_after_ms: wait_ms(tat),
-            },
-            write: Write::None,
-        });
+        let decision = Decision {
+            allowed,
+            limit: quota.limit,
+            remaining: units_left(tat),
+            retry_after_ms: if allowed { 0 } else { wait_ms(allow_at) },
+            reset_after_ms: wait_ms(tat),
+        };
+        return (decision, None);
     }
 
-    let stored_tat = saturate(new_tat);
-    encode_tat(stored_tat, out);
-    Ok(Outcome {
-        decision: Decision {
-            allowed: true,
-            limit: quota.limit,
-            remaining: units_left(new_tat),
-            retry_after_ms: 0,
-            reset_after_ms: wait_ms(new_tat),
-        },
-        write: Write::Set {
-            expire_at_ms: ceil_ms(stored_tat).max(now / NANOS_PER_MS + 1),
-        },
-    })
+    // new_tat > now (cost and T are at least 1), so the key expires after
+    // now: ceil_ms(new_tat) > now in ms.
+    let decision = Decision {
+        allowed: true,
+        limit: quota.limit,
+        remaining: units_left(new_tat),
+        retry_after_ms: 0,
+        reset_after_ms: wait_ms(new_tat),
+    };
+    (decision, Some(saturate(new_tat)))
 }
 
 #[cfg(test)]
@@ -508,6 +598,70 @@ mod tests {
             0 => 0,
             1 | 2 => 1.min(burst),
             _ => pick.1 % (burst + 1),
+        }
+    }
+
+    #[test]
+    fn the_stored_form_splits_the_tat_at_the_millisecond() {
+        assert_eq!(stored_form(T0 + 1), (T0 / MS + 1, *b"000001"));
+        assert_eq!(stored_form(T0 + 999_999), (T0 / MS + 1, *b"999999"));
+        assert_eq!(stored_form(T0), (T0 / MS, *b"000000"));
+        for tat in [T0, T0 + 1, T0 + 999_999, T0 + 1_000_000, 1, 999_999] {
+            let (expire_at_ms, digits) = stored_form(tat);
+            assert_eq!(from_stored(&digits, Some(expire_at_ms)), Ok(tat));
+        }
+        // Earlier versions' whole TAT, and what no version wrote.
+        assert_eq!(from_stored(b"1764028800000000001", None), Ok(T0 + 1));
+        assert_eq!(from_stored(b"000001", None), Err(CorruptState), "no expiry");
+        assert_eq!(from_stored(b"000001", Some(0)), Err(CorruptState));
+        for bad in [
+            &b""[..],
+            b"12345",
+            b"00000a",
+            b"-00001",
+            b"123456789012345678901",
+        ] {
+            assert_eq!(
+                from_stored(bad, Some(T0 / MS)),
+                Err(CorruptState),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest! {
+        /// The stored form decides exactly as the whole-TAT form, request
+        /// after request, and the key's expiry is always in the future.
+        #[test]
+        fn the_stored_form_decides_like_the_whole_tat(
+            limit in 1u64..1000, period_ms in 1u64..100_000, burst in 1u64..1000,
+            steps in proptest::collection::vec((0u64..50 * MS, 0u64..4), 1..60),
+        ) {
+            let q = quota(limit, period_ms, burst);
+            let mut whole: Option<Vec<u8>> = None;
+            // The stored form: value and the key's expiry.
+            let mut split: Option<(Vec<u8>, u64)> = None;
+            let mut now = T0 + 123_457;
+            for (advance, cost) in steps {
+                now += advance;
+                let cost = cost.min(burst);
+                let (mut out_whole, mut out_split) = (Vec::new(), Vec::new());
+                let a = decide(whole.as_deref(), now, &q, cost, &mut out_whole).unwrap();
+                let stored = split.as_ref().map(|(value, at)| (&value[..], Some(*at)));
+                let b = decide_stored(stored, now, &q, cost, &mut out_split).unwrap();
+                prop_assert_eq!(a, b);
+                if let Write::Set { expire_at_ms } = b.write {
+                    prop_assert!(expire_at_ms > now / MS);
+                    prop_assert_eq!(out_split.len(), STORED_DIGITS);
+                    whole = Some(out_whole);
+                    split = Some((out_split, expire_at_ms));
+                }
+                // Redis drops the key once its expiry has passed.
+                if split.as_ref().is_some_and(|(_, at)| *at < now / MS) {
+                    split = None;
+                    whole = None;
+                }
+            }
         }
     }
 

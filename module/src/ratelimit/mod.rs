@@ -161,20 +161,23 @@ pub fn ceil_ms(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_MS)
 }
 
-/// Runs the chosen algorithm. On success, when `write` is [`Write::Set`], `out`
-/// holds the new state (it is cleared first).
+/// Runs the chosen algorithm on a key's value and expiry (`None` when the
+/// key is absent). On success, when `write` is [`Write::Set`], `out` holds
+/// the new value (it is cleared first).
 pub fn decide(
     algorithm: Algorithm,
-    state: Option<&[u8]>,
+    state: Option<(&[u8], Option<u64>)>,
     now: Nanos,
     quota: &Quota,
     cost: u64,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, CorruptState> {
     out.clear();
+    // Only GCRA keeps part of its state in the key's expiry.
+    let value = state.map(|(value, _)| value);
     match algorithm {
-        Algorithm::Gcra => gcra::decide(state, now, quota, cost, out),
-        Algorithm::Sliding => sliding::decide(state, now, quota, cost, out),
-        Algorithm::Fixed => fixed::decide(state, now, quota, cost, out),
+        Algorithm::Gcra => gcra::decide_stored(state, now, quota, cost, out),
+        Algorithm::Sliding => sliding::decide(value, now, quota, cost, out),
+        Algorithm::Fixed => fixed::decide(value, now, quota, cost, out),
     }
 }
