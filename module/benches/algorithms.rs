@@ -28,6 +28,8 @@ mod effects;
 mod error;
 #[path = "../src/glue.rs"]
 mod glue;
+#[path = "../src/keyapi.rs"]
+mod keyapi;
 #[path = "../src/keys.rs"]
 mod keys;
 #[path = "../src/lock/mod.rs"]

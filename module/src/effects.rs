@@ -25,7 +25,8 @@ use redis_module::raw;
 
 use crate::call::{call_argv, Call, Key, Replicate};
 use crate::error::CommandError;
-use crate::glue::{ArgString, Argv, Ctx, StringKey};
+use crate::glue::{ArgString, Argv, Ctx};
+use crate::keyapi::{Opened, OwnedString, Retained, StringKey};
 
 /// `PEXPIREAT <key> <expire_at_ms>` (Redis turns a time already past into a
 /// deletion). Returns whether the key existed.
@@ -230,7 +231,7 @@ fn replicate_set(
 /// through the key API, replicated as `PEXPIREAT name expire_at_ms`.
 pub fn expire_key_at(
     ctx: Ctx,
-    key: &StringKey,
+    key: &impl Opened,
     name: ArgString,
     expire_at_ms: u64,
 ) -> Result<(), CommandError> {
@@ -240,7 +241,7 @@ pub fn expire_key_at(
         let Some(set_abs_expire) = raw::RedisModule_SetAbsExpire else {
             return Err(CommandError::Internal("key API unavailable"));
         };
-        set_abs_expire(key.key.0, at)
+        set_abs_expire(key.raw_key(), at)
     };
     if status != raw::REDISMODULE_OK as std::ffi::c_int {
         return Err(CommandError::Internal("setting the expiry failed"));
@@ -262,13 +263,13 @@ pub fn expire_key_at(
 
 /// Deletes the open key `key` (named `name`) through the key API,
 /// replicated as `UNLINK name`.
-pub fn unlink_key(ctx: Ctx, key: &StringKey, name: ArgString) -> Result<(), CommandError> {
+pub fn unlink_key(ctx: Ctx, key: &impl Opened, name: ArgString) -> Result<(), CommandError> {
     // SAFETY: a key open for writing.
     let status = unsafe {
         let Some(unlink) = raw::RedisModule_UnlinkKey else {
             return Err(CommandError::Internal("key API unavailable"));
         };
-        unlink(key.key.0)
+        unlink(key.raw_key())
     };
     if status != raw::REDISMODULE_OK as std::ffi::c_int {
         return Err(CommandError::Internal("UnlinkKey failed"));
@@ -291,5 +292,69 @@ fn replicated(status: Option<std::ffi::c_int>) -> Result<(), CommandError> {
     match status {
         Some(status) if status == raw::REDISMODULE_OK as std::ffi::c_int => Ok(()),
         _ => Err(CommandError::Internal("replicating an effect failed")),
+    }
+}
+
+/// The most fields [`hash_set`] writes at once.
+pub const MAX_HASH_FIELDS: usize = 8;
+
+/// Sets `fields` of the hash `key` (opened for writing as `name`; created
+/// if absent) through the key API, then its expiry when `expire_at_ms` is
+/// given (a hash's expiry is otherwise kept, as HSET keeps it). Replicated
+/// as `HSET name field value ...` and `PEXPIREAT name expire_at_ms`; fires
+/// `hset` (and `expire`) as those commands would.
+pub fn hash_set(
+    ctx: Ctx,
+    key: &impl Opened,
+    name: ArgString,
+    fields: &[(Retained, &[u8])],
+    expire_at_ms: Option<u64>,
+) -> Result<(), CommandError> {
+    if fields.is_empty() || fields.len() > MAX_HASH_FIELDS {
+        return Err(CommandError::Internal("hash_set takes 1 to 8 fields"));
+    }
+    // HSET's arguments: the key, then each field and value.
+    let mut values: [Option<OwnedString>; MAX_HASH_FIELDS] = Default::default();
+    let mut argv = [std::ptr::null_mut::<raw::RedisModuleString>(); 1 + 2 * MAX_HASH_FIELDS];
+    argv[0] = name.as_ptr();
+    for (index, (field, value)) in fields.iter().enumerate() {
+        let value =
+            OwnedString::new(ctx, value).ok_or(CommandError::Internal("CreateString failed"))?;
+        // SAFETY: a key open for writing; a live field name and value
+        // (Redis copies both), then the NULL terminator. (The count it
+        // returns is of updated fields, 0 on a new hash: not an error.)
+        unsafe {
+            let Some(set) = raw::RedisModule_HashSet else {
+                return Err(CommandError::Internal("key API unavailable"));
+            };
+            set(
+                key.raw_key(),
+                raw::REDISMODULE_HASH_NONE as std::ffi::c_int,
+                field.as_ptr(),
+                value.0,
+                std::ptr::null::<raw::RedisModuleString>(),
+            );
+        }
+        argv[1 + 2 * index] = field.as_ptr();
+        argv[2 + 2 * index] = value.0;
+        values[index] = Some(value);
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_HASH, c"hset", name);
+    let argc = 1 + 2 * fields.len();
+    // SAFETY: format "v" takes an array of live strings and its length.
+    replicated(unsafe {
+        raw::RedisModule_Replicate.map(|replicate| {
+            replicate(
+                ctx.as_ptr(),
+                c"HSET".as_ptr(),
+                c"v".as_ptr(),
+                argv.as_mut_ptr(),
+                argc,
+            )
+        })
+    })?;
+    match expire_at_ms {
+        Some(at) => expire_key_at(ctx, key, name, at),
+        None => Ok(()),
     }
 }

@@ -1,9 +1,9 @@
 //! The thin, unsafe edge between Redis's C API and the commands.
 //!
-//! Everything that touches a raw pointer lives here (and in `effects.rs`),
-//! behind small safe types: [`Ctx`] for the call's context, [`Argv`] for its
-//! arguments (zero-copy), [`StringKey`] for reading a key, and the reply
-//! helpers. Commands never see a raw pointer.
+//! Everything that touches a raw pointer lives here, in `keyapi.rs` (open
+//! keys) and in `effects.rs` (writes), behind small safe types: [`Ctx`] for
+//! the call's context, [`Argv`] for its arguments (zero-copy), the reply
+//! helpers, and [`Caller`] for ACL checks. Commands never see a raw pointer.
 
 use std::ffi::{c_int, c_long, CStr, CString};
 use std::marker::PhantomData;
@@ -13,6 +13,7 @@ use redis_module::raw;
 
 use crate::args::ArgSource;
 use crate::error::CommandError;
+use crate::keyapi::{OpenKey, OwnedString};
 
 /// The context of one command call.
 #[derive(Clone, Copy)]
@@ -117,6 +118,14 @@ pub struct ArgString<'a> {
 }
 
 impl<'a> ArgString<'a> {
+    /// A live string, valid for `'a`.
+    pub(crate) fn from_ptr(string: NonNull<raw::RedisModuleString>) -> ArgString<'a> {
+        ArgString {
+            string,
+            _call: PhantomData,
+        }
+    }
+
     pub fn as_ptr(self) -> *mut raw::RedisModuleString {
         self.string.as_ptr()
     }
@@ -183,7 +192,7 @@ impl ArgSource for Argv<'_> {
 }
 
 /// The bytes of one of argv's strings, borrowed.
-fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
+pub(crate) fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
     if string.is_null() {
         return &[];
     }
@@ -198,135 +207,6 @@ fn string_bytes<'a>(string: *mut raw::RedisModuleString) -> &'a [u8] {
             return &[];
         }
         std::slice::from_raw_parts(data.cast::<u8>(), len)
-    }
-}
-
-/// An open key, closed on drop. Closing a key opened for writing signals
-/// it as modified (WATCH, client-side caching), as a plain write would.
-pub(crate) struct OpenKey(pub(crate) *mut raw::RedisModuleKey);
-
-impl OpenKey {
-    /// `None` when Redis returns no handle (read mode: the key does not
-    /// exist). In write mode a missing key gets a handle of type empty.
-    fn open(ctx: Ctx, name: ArgString, write: bool) -> Result<Option<OpenKey>, CommandError> {
-        let mode = if write {
-            raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
-        } else {
-            raw::REDISMODULE_READ
-        };
-        // SAFETY: live context and key name; the handle is closed on drop.
-        unsafe {
-            let Some(open) = raw::RedisModule_OpenKey else {
-                return Err(CommandError::Internal("key API unavailable"));
-            };
-            let key =
-                open(ctx.as_ptr(), name.as_ptr(), mode as c_int).cast::<raw::RedisModuleKey>();
-            Ok((!key.is_null()).then_some(OpenKey(key)))
-        }
-    }
-
-    fn kind(&self) -> KeyKind {
-        // SAFETY: an open key.
-        let kind = unsafe { raw::RedisModule_KeyType.map_or(-1, |key_type| key_type(self.0)) };
-        match kind as isize {
-            raw::REDISMODULE_KEYTYPE_EMPTY => KeyKind::Absent,
-            raw::REDISMODULE_KEYTYPE_STRING => KeyKind::String,
-            raw::REDISMODULE_KEYTYPE_HASH => KeyKind::Hash,
-            raw::REDISMODULE_KEYTYPE_ZSET => KeyKind::SortedSet,
-            _ => KeyKind::Other,
-        }
-    }
-}
-
-impl Drop for OpenKey {
-    fn drop(&mut self) {
-        // SAFETY: opened by RedisModule_OpenKey and closed once.
-        unsafe {
-            if let Some(close) = raw::RedisModule_CloseKey {
-                close(self.0);
-            }
-        }
-    }
-}
-
-/// A key whose value, if any, is a string: opened for reading, or for
-/// reading and writing (see `effects::store_string`).
-pub struct StringKey {
-    pub(crate) key: OpenKey,
-    present: bool,
-}
-
-impl StringKey {
-    /// Opens `name` for reading. `Ok(None)` when the key does not exist;
-    /// `WrongType` when it holds anything but a string.
-    pub fn open(ctx: Ctx, name: ArgString) -> Result<Option<StringKey>, CommandError> {
-        let Some(key) = OpenKey::open(ctx, name, false)? else {
-            return Ok(None);
-        };
-        match key.kind() {
-            KeyKind::Absent => Ok(None),
-            KeyKind::String => Ok(Some(StringKey { key, present: true })),
-            _ => Err(CommandError::WrongType),
-        }
-    }
-
-    /// Opens `name` for reading and writing, existing or not; `WrongType`
-    /// when it holds anything but a string.
-    pub fn open_for_write(ctx: Ctx, name: ArgString) -> Result<StringKey, CommandError> {
-        let key = OpenKey::open(ctx, name, true)?.ok_or(CommandError::Internal(
-            "no handle for a key opened for writing",
-        ))?;
-        match key.kind() {
-            KeyKind::Absent => Ok(StringKey {
-                key,
-                present: false,
-            }),
-            KeyKind::String => Ok(StringKey { key, present: true }),
-            _ => Err(CommandError::WrongType),
-        }
-    }
-
-    /// The value, `None` when the key does not exist.
-    pub fn current(&self) -> Option<&[u8]> {
-        self.present.then(|| self.value())
-    }
-
-    /// The value, borrowed for as long as the key stays open (empty for a
-    /// missing key). A DMA read turns a shared or encoded string into a
-    /// plain one of the same size class: reading never grows a
-    /// rate-limit state (its values are short: see `effects::store_string`).
-    pub fn value(&self) -> &[u8] {
-        let mut len: usize = 0;
-        // SAFETY: open string key; DMA in read mode only reads.
-        unsafe {
-            let Some(dma) = raw::RedisModule_StringDMA else {
-                return &[];
-            };
-            let data = dma(self.key.0, &mut len, raw::REDISMODULE_READ as c_int);
-            if data.is_null() {
-                return &[];
-            }
-            std::slice::from_raw_parts(data.cast::<u8>().cast_const(), len)
-        }
-    }
-
-    /// The key's absolute expiry in Unix milliseconds, `None` when it has
-    /// none. Uses `GetAbsExpire` (Redis 6.2.2+), else the relative
-    /// `GetExpire` plus Redis's millisecond clock.
-    pub fn expire_at_ms(&self) -> Option<u64> {
-        // SAFETY: open key; function pointers filled in by RedisModule_Init.
-        unsafe {
-            if let Some(absolute) = raw::RedisModule_GetAbsExpire {
-                return u64::try_from(absolute(self.key.0)).ok();
-            }
-            let (Some(relative), Some(millis)) =
-                (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
-            else {
-                return None;
-            };
-            let left = u64::try_from(relative(self.key.0)).ok()?;
-            Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
-        }
     }
 }
 
@@ -478,30 +358,6 @@ pub fn current_user_name(ctx: Ctx) -> Option<Vec<u8>> {
     // SAFETY: live context; the returned string is ours to free.
     let name = unsafe { raw::RedisModule_GetCurrentUserName?(ctx.as_ptr()) };
     let name = NonNull::new(name)?;
-    let owned = OwnedString(name.as_ptr(), ctx);
-    Some(string_bytes(owned.0).to_vec())
-}
-
-/// A string created for one call into Redis, freed on drop.
-struct OwnedString(*mut raw::RedisModuleString, Ctx);
-
-impl OwnedString {
-    fn new(ctx: Ctx, bytes: &[u8]) -> Option<OwnedString> {
-        // SAFETY: live context; Redis copies the bytes.
-        let string = unsafe {
-            raw::RedisModule_CreateString?(ctx.as_ptr(), bytes.as_ptr().cast(), bytes.len())
-        };
-        (!string.is_null()).then_some(OwnedString(string, ctx))
-    }
-}
-
-impl Drop for OwnedString {
-    fn drop(&mut self) {
-        // SAFETY: created by (or handed over from) Redis for us, freed once.
-        unsafe {
-            if let Some(free) = raw::RedisModule_FreeString {
-                free(self.1.as_ptr(), self.0);
-            }
-        }
-    }
+    let owned = OwnedString::from_raw(ctx, name.as_ptr())?;
+    Some(owned.bytes().to_vec())
 }

@@ -15,6 +15,7 @@ pub mod call;
 pub mod effects;
 pub mod error;
 pub mod glue;
+pub mod keyapi;
 pub mod keys;
 pub mod lock;
 pub mod ratelimit;

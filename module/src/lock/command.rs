@@ -6,7 +6,8 @@
 //! Refusals write nothing.
 
 use crate::effects;
-use crate::glue::{Argv, Ctx, StringKey};
+use crate::glue::{Argv, Ctx};
+use crate::keyapi::StringKey;
 use crate::registry::CommandResult;
 use crate::stats;
 

@@ -9,7 +9,8 @@ use std::cell::RefCell;
 
 use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{Argv, Ctx, StringKey};
+use crate::glue::{Argv, Ctx};
+use crate::keyapi::StringKey;
 use crate::registry::CommandResult;
 use crate::stats;
 

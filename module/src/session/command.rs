@@ -15,10 +15,11 @@
 //! is foreign: unlisted (or skipped by LIST) and counted, never touched.
 
 use crate::args::parse_integer;
-use crate::call::{Call, Key, Replicate, Reply};
+use crate::call::{Call, Replicate, Reply};
 use crate::effects;
 use crate::error::CommandError;
 use crate::glue::{Access, ArgString, Argv, Caller, Ctx, KeyKind};
+use crate::keyapi::{Fields8, HashKey, OwnedString};
 use crate::keys::SessionIndex;
 use crate::registry::CommandResult;
 use crate::stats;
@@ -28,10 +29,17 @@ use super::spec::{
     parse_create, parse_destroy, parse_revoke_all, parse_rotate, parse_set, parse_single_key,
     parse_touch,
 };
-use super::{
-    CREATED_FIELD, DATA_FIELD, EXPIRES_AT_FIELD, IDLE_FIELD, LAST_ACTIVE_FIELD,
-    MAX_EXPIRES_AT_FIELD, USER_FIELD, VERSION_FIELD,
-};
+use super::FIELDS;
+
+// Positions in [`FIELDS`] (the order of the session reply).
+const USER: usize = 0;
+const DATA: usize = 1;
+const CREATED: usize = 2;
+const LAST_ACTIVE: usize = 3;
+const EXPIRES_AT: usize = 4;
+const MAX_EXPIRES_AT: usize = 5;
+const VERSION: usize = 6;
+const IDLE: usize = 7;
 
 const NOT_A_SESSION: &str = "key holds a hash that is not a tk session (written by hand?)";
 
@@ -39,25 +47,24 @@ fn now_ms(ctx: Ctx) -> u64 {
     ctx.now_nanos() / 1_000_000
 }
 
-/// A stored session, read with one HMGET; `user` and `data` borrow the reply.
+/// A stored session, read through the key API; `user` and `data` are
+/// copies made by the read.
 struct Stored {
-    reply: Reply,
+    fields: Fields8,
     times: Times,
 }
 
 impl Stored {
     fn field(&self, index: usize) -> &[u8] {
-        self.reply
-            .get()
-            .element(index)
-            .and_then(|element| element.bytes())
-            .unwrap_or_default()
+        self.fields[index]
+            .as_ref()
+            .map_or(&[][..], OwnedString::bytes)
     }
     fn user(&self) -> &[u8] {
-        self.field(0)
+        self.field(USER)
     }
     fn data(&self) -> &[u8] {
-        self.field(1)
+        self.field(DATA)
     }
 }
 
@@ -65,47 +72,38 @@ fn number(bytes: Option<&[u8]>) -> Option<u64> {
     parse_integer(bytes?).and_then(|value| u64::try_from(value).ok())
 }
 
-/// Reads the session at `key`: `None` when there is none. A key of another
-/// type is WRONGTYPE (reported by HMGET itself), as is a hash that is not a
-/// session or holds numbers tk could not have written.
-fn read<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<Option<Stored>, CommandError> {
-    let key = key.into();
-    let reply = Call::new(c"HMGET")
-        .key(key)
-        .bytes(USER_FIELD)
-        .bytes(DATA_FIELD)
-        .bytes(CREATED_FIELD)
-        .bytes(LAST_ACTIVE_FIELD)
-        .bytes(EXPIRES_AT_FIELD)
-        .bytes(MAX_EXPIRES_AT_FIELD)
-        .bytes(VERSION_FIELD)
-        .bytes(IDLE_FIELD)
-        .run(ctx, Replicate::No)?;
-    let fields = reply.get().check("HMGET on a session failed")?;
-    let field = |index| fields.element(index).and_then(|element| element.bytes());
-    if (0..8).all(|index| field(index).is_none()) {
-        // No session fields: either no key, or a hash that is not ours.
-        let exists = Call::new(c"EXISTS").key(key).run(ctx, Replicate::No)?;
-        return match exists.get().integer() {
-            Some(0) => Ok(None),
-            _ => Err(CommandError::Foreign(NOT_A_SESSION)),
-        };
+/// The session in `key`: `None` when there is none; a hash that is not a
+/// session, or holds numbers tk could not have written, is WRONGTYPE (as
+/// is another type, refused when the key was opened).
+fn read(ctx: Ctx, key: &HashKey) -> Result<Option<Stored>, CommandError> {
+    if !key.is_present() {
+        return Ok(None);
     }
+    let fields = key.get8(ctx, &FIELDS);
+    let field = |index: usize| fields[index].as_ref().map(OwnedString::bytes);
     let times = (|| {
-        field(0)?;
-        field(1)?;
+        field(USER)?;
+        field(DATA)?;
         Some(Times {
-            created: number(field(2))?,
-            last_active: number(field(3))?,
-            expires_at: number(field(4))?,
-            max_expires_at: number(field(5))?,
-            version: number(field(6))?,
-            idle_ms: number(field(7))?,
+            created: number(field(CREATED))?,
+            last_active: number(field(LAST_ACTIVE))?,
+            expires_at: number(field(EXPIRES_AT))?,
+            max_expires_at: number(field(MAX_EXPIRES_AT))?,
+            version: number(field(VERSION))?,
+            idle_ms: number(field(IDLE))?,
         })
     })()
     .filter(Times::is_plausible)
     .ok_or(CommandError::Foreign(NOT_A_SESSION))?;
-    Ok(Some(Stored { reply, times }))
+    Ok(Some(Stored { fields, times }))
+}
+
+/// Opens `name` for reading and reads its session.
+fn read_only(ctx: Ctx, name: ArgString) -> Result<Option<Stored>, CommandError> {
+    match HashKey::open(ctx, name, false)? {
+        Some(key) => read(ctx, &key),
+        None => Ok(None),
+    }
 }
 
 /// The session reply: `[user, data, created, last_active, expires_at, max_expires_at, version]`.
@@ -133,40 +131,50 @@ fn reply_null(ctx: Ctx) {
     }
 }
 
-/// Writes the times (and optionally user and data) of a session, and its expiry.
+/// Writes the times (and, for a new session, user and data) of the
+/// session in `key`, and its expiry.
 fn write_session(
     ctx: Ctx,
-    key: &[u8],
-    identity: Option<(&[u8], ArgString)>,
+    key: &HashKey,
+    name: ArgString,
+    identity: Option<(&[u8], &[u8])>,
     times: &Times,
 ) -> CommandResult {
     let mut buffers = [(); 6].map(|()| itoa::Buffer::new());
     let [created, last_active, expires, max_expires, version, idle] = &mut buffers;
-    let mut call = Call::new(c"HSET").bytes(key);
-    if let Some((user, data)) = identity {
-        call = call
-            .bytes(USER_FIELD)
-            .bytes(user)
-            .bytes(DATA_FIELD)
-            .string(data.as_ptr());
+    let field = |index| FIELDS.get(index);
+    let times_fields = [
+        (field(CREATED), created.format(times.created).as_bytes()),
+        (
+            field(LAST_ACTIVE),
+            last_active.format(times.last_active).as_bytes(),
+        ),
+        (
+            field(EXPIRES_AT),
+            expires.format(times.expires_at).as_bytes(),
+        ),
+        (
+            field(MAX_EXPIRES_AT),
+            max_expires.format(times.max_expires_at).as_bytes(),
+        ),
+        (field(VERSION), version.format(times.version).as_bytes()),
+        (field(IDLE), idle.format(times.idle_ms).as_bytes()),
+    ];
+    match identity {
+        Some((user, data)) => {
+            let [a, b, c, d, e, f] = times_fields;
+            let all = [(field(USER), user), (field(DATA), data), a, b, c, d, e, f];
+            effects::hash_set(ctx, key, name, &all, Some(times.expires_at))
+        }
+        // A touch changes only the activity, the expiry and the idle TTL.
+        None => effects::hash_set(
+            ctx,
+            key,
+            name,
+            &[times_fields[1], times_fields[2], times_fields[5]],
+            Some(times.expires_at),
+        ),
     }
-    call.bytes(CREATED_FIELD)
-        .bytes(created.format(times.created).as_bytes())
-        .bytes(LAST_ACTIVE_FIELD)
-        .bytes(last_active.format(times.last_active).as_bytes())
-        .bytes(EXPIRES_AT_FIELD)
-        .bytes(expires.format(times.expires_at).as_bytes())
-        .bytes(MAX_EXPIRES_AT_FIELD)
-        .bytes(max_expires.format(times.max_expires_at).as_bytes())
-        .bytes(VERSION_FIELD)
-        .bytes(version.format(times.version).as_bytes())
-        .bytes(IDLE_FIELD)
-        .bytes(idle.format(times.idle_ms).as_bytes())
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("HSET failed")?;
-    effects::expire_at(ctx, key, times.expires_at)?;
-    Ok(())
 }
 
 /// The index's members (session keys): all of them, or only those scored
@@ -204,7 +212,9 @@ fn classify(
     let listed = if !index.lists(member) || !caller.may(ctx, member, access) {
         Listed::Foreign
     } else {
-        match read(ctx, member) {
+        let name =
+            OwnedString::new(ctx, member).ok_or(CommandError::Internal("CreateString failed"))?;
+        match read_only(ctx, name.as_arg()) {
             Ok(None) => Listed::Gone,
             Ok(Some(stored)) => rules::listed(index.user(), stored.user(), stored.times, now),
             Err(CommandError::WrongType | CommandError::Foreign(_)) => Listed::Foreign,
@@ -278,7 +288,10 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
             "the user must be the one its index names (tk:si:{<tag>}:<user>)",
         ));
     }
-    if ctx.expect_kind(session, KeyKind::Hash)? {
+    let session_key = HashKey::open(ctx, session, true)?.ok_or(CommandError::Internal(
+        "no handle for a key opened for writing",
+    ))?;
+    if session_key.is_present() {
         return Err(CommandError::Refused("session already exists"));
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
@@ -301,7 +314,13 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     }
     let times = rules::create(now, parsed.idle_ms, parsed.max_lifetime_ms);
     let data = argv.string(parsed.data)?;
-    write_session(ctx, session.bytes(), Some((user, data)), &times)?;
+    write_session(
+        ctx,
+        &session_key,
+        session,
+        Some((user, data.bytes())),
+        &times,
+    )?;
     add_to_index(ctx, index.bytes(), session.bytes(), times.max_expires_at)?;
     stats::SESSION.created.incr();
     reply_session(ctx, user, data.bytes(), &times);
@@ -310,13 +329,20 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
 
 /// A session read back that is no longer alive: counted, and (for write
 /// commands) deleted, so a dead session is dead everywhere.
-fn dead(ctx: Ctx, session: ArgString, delete: bool) -> CommandResult {
+fn dead(ctx: Ctx, delete: Option<(&HashKey, ArgString)>) -> CommandResult {
     stats::SESSION.expired_on_read.incr();
-    if delete {
-        effects::delete(ctx, session)?;
+    if let Some((key, name)) = delete {
+        effects::unlink_key(ctx, key, name)?;
     }
     reply_null(ctx);
     Ok(())
+}
+
+/// Opens `name` for writing (a TOUCH or SET on it).
+fn open_for_write(ctx: Ctx, name: ArgString) -> Result<HashKey, CommandError> {
+    HashKey::open(ctx, name, true)?.ok_or(CommandError::Internal(
+        "no handle for a key opened for writing",
+    ))
 }
 
 /// `TK.SESSION.TOUCH <skey> [IDLE <ttl>] [MINGAP <ttl>]` → the session, or nil.
@@ -324,11 +350,12 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_touch(argv)?;
     let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let Some(stored) = read(ctx, session)? else {
-        return dead(ctx, session, false);
+    let key = open_for_write(ctx, session)?;
+    let Some(stored) = read(ctx, &key)? else {
+        return dead(ctx, None);
     };
     if !stored.times.is_live(now) {
-        return dead(ctx, session, true);
+        return dead(ctx, Some((&key, session)));
     }
     let times = match rules::touch(now, stored.times, parsed.idle_ms, parsed.min_gap_ms) {
         Touch::Skip => {
@@ -336,7 +363,7 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
             stored.times
         }
         Touch::Write(times) => {
-            write_session(ctx, session.bytes(), None, &times)?;
+            write_session(ctx, &key, session, None, &times)?;
             stats::SESSION.touched.incr();
             times
         }
@@ -349,14 +376,14 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let session = argv.string(parse_single_key(argv, "tk.session.get")?)?;
     let now = now_ms(ctx);
-    match read(ctx, session)? {
+    match read_only(ctx, session)? {
         // Read-only: a dead session is reported gone, and the next write
         // (or Redis's own expiry) deletes it.
         Some(stored) if stored.times.is_live(now) => {
             reply_session(ctx, stored.user(), stored.data(), &stored.times);
             Ok(())
         }
-        _ => dead(ctx, session, false),
+        _ => dead(ctx, None),
     }
 }
 
@@ -366,11 +393,12 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_set(argv)?;
     let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let Some(stored) = read(ctx, session)? else {
-        return dead(ctx, session, false);
+    let key = open_for_write(ctx, session)?;
+    let Some(stored) = read(ctx, &key)? else {
+        return dead(ctx, None);
     };
     if !stored.times.is_live(now) {
-        return dead(ctx, session, true);
+        return dead(ctx, Some((&key, session)));
     }
     if !rules::version_matches(stored.times.version, parsed.if_version) {
         stats::SESSION.version_conflicts.incr();
@@ -381,16 +409,13 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let version = rules::next_version(stored.times.version)
         .ok_or(CommandError::Refused("version limit reached"))?;
     let mut buffer = itoa::Buffer::new();
-    // HSET keeps the key's expiry: the session lives exactly as long as before.
-    Call::new(c"HSET")
-        .key(session)
-        .bytes(DATA_FIELD)
-        .string(argv.string(parsed.data)?.as_ptr())
-        .bytes(VERSION_FIELD)
-        .bytes(buffer.format(version).as_bytes())
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("HSET failed")?;
+    // The expiry is kept: the session lives exactly as long as before.
+    let data = argv.string(parsed.data)?.bytes();
+    let fields = [
+        (FIELDS.get(DATA), data),
+        (FIELDS.get(VERSION), buffer.format(version).as_bytes()),
+    ];
+    effects::hash_set(ctx, &key, session, &fields, None)?;
     stats::SESSION.updated.incr();
     ctx.reply_u64(version);
     Ok(())
@@ -404,7 +429,7 @@ pub fn destroy(ctx: Ctx, argv: &Argv) -> CommandResult {
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     // Only a session is deleted: another type or a hash of another shape is
     // refused by the read.
-    read(ctx, session)?;
+    read_only(ctx, session)?;
     let existed = effects::delete(ctx, session)?;
     effects::remove_member(ctx, index, session.bytes())?;
     if existed {
@@ -428,18 +453,24 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
-    let Some(stored) = read(ctx, old)? else {
-        return dead(ctx, old, false);
+    // The key is closed again before RENAME moves it.
+    let max_expires_at = {
+        let key = open_for_write(ctx, old)?;
+        let Some(stored) = read(ctx, &key)? else {
+            return dead(ctx, None);
+        };
+        if stored.user() != shape.user() {
+            return Err(CommandError::Refused(
+                "the session belongs to another user than the index names",
+            ));
+        }
+        if !stored.times.is_live(now) {
+            dead(ctx, Some((&key, old)))?;
+            drop(key);
+            return effects::remove_member(ctx, index, old.bytes());
+        }
+        stored.times.max_expires_at
     };
-    if stored.user() != shape.user() {
-        return Err(CommandError::Refused(
-            "the session belongs to another user than the index names",
-        ));
-    }
-    if !stored.times.is_live(now) {
-        effects::remove_member(ctx, index, old.bytes())?;
-        return dead(ctx, old, true);
-    }
     // RENAME keeps the value and the expiry, and replicates as itself.
     Call::new(c"RENAME")
         .key(old)
@@ -448,7 +479,7 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
         .get()
         .check("RENAME failed")?;
     effects::remove_member(ctx, index, old.bytes())?;
-    add_to_index(ctx, index.bytes(), new.bytes(), stored.times.max_expires_at)?;
+    add_to_index(ctx, index.bytes(), new.bytes(), max_expires_at)?;
     stats::SESSION.rotated.incr();
     ctx.reply_integer(1);
     Ok(())

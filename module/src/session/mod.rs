@@ -30,12 +30,26 @@ pub const MAX_DURATION_MS: u64 = 365 * 24 * 3600 * 1000;
 /// Largest MAXSESSIONS.
 pub const MAX_SESSIONS_CAP: u64 = 10_000;
 
+use std::ffi::CStr;
+
 /// Session hash fields, in the order of the session reply.
-pub const USER_FIELD: &[u8] = b"user";
-pub const DATA_FIELD: &[u8] = b"data";
-pub const CREATED_FIELD: &[u8] = b"created";
-pub const LAST_ACTIVE_FIELD: &[u8] = b"last_active";
-pub const EXPIRES_AT_FIELD: &[u8] = b"expires_at";
-pub const MAX_EXPIRES_AT_FIELD: &[u8] = b"max_expires_at";
-pub const VERSION_FIELD: &[u8] = b"version";
-pub const IDLE_FIELD: &[u8] = b"idle";
+pub const USER_FIELD: &CStr = c"user";
+pub const DATA_FIELD: &CStr = c"data";
+pub const CREATED_FIELD: &CStr = c"created";
+pub const LAST_ACTIVE_FIELD: &CStr = c"last_active";
+pub const EXPIRES_AT_FIELD: &CStr = c"expires_at";
+pub const MAX_EXPIRES_AT_FIELD: &CStr = c"max_expires_at";
+pub const VERSION_FIELD: &CStr = c"version";
+pub const IDLE_FIELD: &CStr = c"idle";
+/// Every field, in that order (what a session read fetches).
+#[cfg(not(fuzzing))]
+pub static FIELDS: crate::keyapi::FieldNames<8> = crate::keyapi::FieldNames::new([
+    USER_FIELD,
+    DATA_FIELD,
+    CREATED_FIELD,
+    LAST_ACTIVE_FIELD,
+    EXPIRES_AT_FIELD,
+    MAX_EXPIRES_AT_FIELD,
+    VERSION_FIELD,
+    IDLE_FIELD,
+]);
