@@ -114,6 +114,36 @@ impl HashKey {
         self.present
     }
 
+    /// A copy of one field's value (`None` if missing) whose name is kept
+    /// for the module's lifetime ([`FieldNames`]).
+    pub fn get_named(&self, ctx: Ctx, field: Retained) -> Option<OwnedString> {
+        self.get_one(ctx, field.as_ptr())
+    }
+
+    /// A copy of one field's value (`None` if missing).
+    pub fn get(&self, ctx: Ctx, field: &OwnedString) -> Option<OwnedString> {
+        self.get_one(ctx, field.0)
+    }
+
+    fn get_one(&self, ctx: Ctx, field: *mut raw::RedisModuleString) -> Option<OwnedString> {
+        if !self.present {
+            return None;
+        }
+        let mut out: *mut raw::RedisModuleString = std::ptr::null_mut();
+        // SAFETY: an open hash key; a live field name, the pointer where
+        // Redis stores a new string (or null), the NULL terminator.
+        unsafe {
+            raw::RedisModule_HashGet?(
+                self.key.0,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field,
+                &mut out as *mut *mut raw::RedisModuleString,
+                std::ptr::null::<raw::RedisModuleString>(),
+            );
+        }
+        OwnedString::from_raw(ctx, out)
+    }
+
     /// Copies of eight fields' values, in one lookup of the key.
     pub fn get8(&self, ctx: Ctx, fields: &FieldNames<8>) -> Fields8 {
         let mut out: [*mut raw::RedisModuleString; 8] = [std::ptr::null_mut(); 8];
@@ -181,6 +211,11 @@ impl<const N: usize> FieldNames<N> {
             names,
             strings: OnceLock::new(),
         }
+    }
+
+    /// The names, as given.
+    pub fn names(&self) -> &[&'static CStr; N] {
+        &self.names
     }
 
     /// The name at `index` (of the array given to [`FieldNames::new`]).

@@ -12,6 +12,7 @@ use crate::call::{Call, Key, Replicate, Reply};
 use crate::effects;
 use crate::error::CommandError;
 use crate::glue::{current_user_name, Argv, Ctx, KeyKind};
+use crate::keyapi::{FieldNames, HashKey, OwnedString};
 use crate::keys::CacheKeys;
 use crate::registry::CommandResult;
 use crate::stats;
@@ -25,6 +26,12 @@ use super::{
     reclaim, ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD,
     MAX_NAMESPACE_LEN, NAMESPACE_FIELD_PREFIX, VALUE_FIELD,
 };
+
+/// An entry's fields as GET reads them: value, user and namespace
+/// generations written under, namespace.
+static ENTRY_FIELDS: FieldNames<4> = FieldNames::new([c"v", c"g", c"ng", c"ns"]);
+/// The user generation's field in the generations hash.
+static GENERATION_FIELDS: FieldNames<1> = FieldNames::new([c"u"]);
 
 const CORRUPT_GENERATIONS: &str =
     "cache generations key holds a field that is not a generation (edited by hand?)";
@@ -96,17 +103,32 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let entry_key = argv.string(parsed.entry)?;
     let generations_key = argv.string(parsed.generations)?;
     CacheKeys::of_generations(generations_key.bytes())?.check_entry(entry_key.bytes())?;
-    // Read-only: the HMGETs themselves report a key of another type.
-    let current = current_generations(ctx, generations_key, parsed.namespace)?;
-    let entry = Call::new(c"HMGET")
-        .key(entry_key)
-        .bytes(VALUE_FIELD)
-        .bytes(ENTRY_USER_GENERATION_FIELD)
-        .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
-        .bytes(ENTRY_NAMESPACE_FIELD)
-        .run(ctx, Replicate::No)?;
-    let fields = entry.get().check("HMGET on the entry failed")?;
-    let field = |index| fields.element(index).and_then(|element| element.bytes());
+    // Read-only, through the key API; a key of another type is WRONGTYPE.
+    let current = {
+        let generations = HashKey::open(ctx, generations_key, false)?;
+        let namespace_field = NamespaceField::new(parsed.namespace);
+        let namespace_field = OwnedString::new(ctx, namespace_field.as_bytes())
+            .ok_or(CommandError::Internal("CreateString failed"))?;
+        let user = generations
+            .as_ref()
+            .and_then(|key| key.get_named(ctx, GENERATION_FIELDS.get(0)));
+        let namespace = generations
+            .as_ref()
+            .and_then(|key| key.get(ctx, &namespace_field));
+        let corrupt = |_| CommandError::Foreign(CORRUPT_GENERATIONS);
+        Generations {
+            user: parse_generation(user.as_ref().map(OwnedString::bytes)).map_err(corrupt)?,
+            namespace: parse_generation(namespace.as_ref().map(OwnedString::bytes))
+                .map_err(corrupt)?,
+        }
+    };
+    let entry = HashKey::open(ctx, entry_key, false)?;
+    let fields: [Option<OwnedString>; 4] = std::array::from_fn(|index| {
+        entry
+            .as_ref()
+            .and_then(|key| key.get_named(ctx, ENTRY_FIELDS.get(index)))
+    });
+    let field = |index: usize| fields[index].as_ref().map(OwnedString::bytes);
     let visible = match (field(0), entry_generations(field(1), field(2))) {
         // The namespace check guards against a key reused across namespaces.
         (Some(value), Some(stored))
@@ -276,4 +298,24 @@ pub fn invalidate_namespace(ctx: Ctx, argv: &Argv) -> CommandResult {
         parsed.generations,
         parsed.index,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_names_read_are_the_ones_written() {
+        let entry = ENTRY_FIELDS.names().map(std::ffi::CStr::to_bytes);
+        assert_eq!(
+            entry,
+            [
+                VALUE_FIELD,
+                ENTRY_USER_GENERATION_FIELD,
+                ENTRY_NAMESPACE_GENERATION_FIELD,
+                ENTRY_NAMESPACE_FIELD
+            ]
+        );
+        assert_eq!(GENERATION_FIELDS.names()[0].to_bytes(), USER_FIELD);
+    }
 }
