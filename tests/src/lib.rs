@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod fixtures;
 pub mod harness;
 pub mod topology;
 

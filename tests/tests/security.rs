@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{FromRedisValue, Value};
+use tk_redis_tests::fixtures::write_session_by_hand;
 use tk_redis_tests::harness::{info_section, wait_for_sync, wait_until, Server};
 
 const PASSWORD: &str = "pw";
@@ -57,11 +58,6 @@ async fn counters(conn: &mut impl ConnectionLike) -> HashMap<String, u64> {
         .collect()
 }
 
-async fn now_ms(conn: &mut impl ConnectionLike) -> i64 {
-    let (seconds, micros): (i64, i64) = query(conn, &["TIME"]).await;
-    seconds * 1000 + micros / 1000
-}
-
 /// An ACL user with `rules` (key patterns and commands), and a connection
 /// as that user.
 async fn user(
@@ -83,38 +79,6 @@ async fn session(conn: &mut impl ConnectionLike, tag: &str, id: &str, user: &str
     let index = format!("tk:si:{{{tag}}}:{user}");
     let _: Value = query(conn, &["TK.SESSION.CREATE", &key, &index, user, "1h", "d"]).await;
     key
-}
-
-/// A session-shaped hash written with plain commands (no TTL), alive for
-/// `lifetime_ms` more (negative: past its max lifetime).
-async fn session_by_hand(conn: &mut impl ConnectionLike, key: &str, user: &str, lifetime_ms: i64) {
-    let now = now_ms(conn).await;
-    let end = (now + lifetime_ms).to_string();
-    let start = (now - 2 * HOUR_MS).to_string();
-    let _: () = query(
-        conn,
-        &[
-            "HSET",
-            key,
-            "user",
-            user,
-            "data",
-            "by hand",
-            "created",
-            &start,
-            "last_active",
-            &start,
-            "expires_at",
-            &end,
-            "max_expires_at",
-            &end,
-            "version",
-            "1",
-            "idle",
-            "3600000",
-        ],
-    )
-    .await;
 }
 
 const FAR_SCORE: &str = "99999999999999";
@@ -252,8 +216,8 @@ async fn create_evict_and_prune_touch_only_the_users_own_sessions() {
     let live = session(&mut admin, "a", "live", "alice").await;
     // A session-shaped hash outside the layout, one of another user, and one
     // of another type, all listed as if they were alice's oldest sessions.
-    session_by_hand(&mut admin, "victim", "alice", HOUR_MS).await;
-    session_by_hand(&mut admin, "tk:s:{a}:bobs", "bob", HOUR_MS).await;
+    write_session_by_hand(&mut admin, "victim", "alice", HOUR_MS, "1").await;
+    write_session_by_hand(&mut admin, "tk:s:{a}:bobs", "bob", HOUR_MS, "1").await;
     let _: () = query(&mut admin, &["SET", "tk:s:{a}:string", "x"]).await;
     for foreign in ["victim", "tk:s:{a}:bobs", "tk:s:{a}:string"] {
         let _: i64 = query(&mut admin, &["ZADD", index, FAR_SCORE, foreign]).await;
@@ -376,7 +340,7 @@ async fn a_session_past_its_lifetime_is_nil_everywhere_and_goes_away() {
         "tk:s:{a}:set",
         "tk:s:{a}:rotate",
     ] {
-        session_by_hand(&mut conn, key, "alice", -1_000).await;
+        write_session_by_hand(&mut conn, key, "alice", -1_000, "1").await;
         let _: i64 = query(&mut conn, &["ZADD", "tk:si:{a}:alice", FAR_SCORE, key]).await;
     }
     assert_eq!(
@@ -622,7 +586,7 @@ async fn random_index_contents_never_reach_outside_the_prefix_and_tag() {
         // cache-entry fields, so a command that wrongly trusted it could
         // delete it.
         for name in &names {
-            session_by_hand(&mut conn, name, "alice", HOUR_MS).await;
+            write_session_by_hand(&mut conn, name, "alice", HOUR_MS, "1").await;
             let _: () = query(
                 &mut conn,
                 &["HSET", name, "g", "0", "ng", "0", "ns", "http"],

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{FromRedisValue, RedisError, Value};
+use tk_redis_tests::fixtures::write_session_by_hand;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
 use tk_redis_tests::topology::Topology;
 
@@ -187,45 +188,6 @@ async fn list_keys(conn: &mut impl ConnectionLike, index: &str) -> Vec<String> {
         .into_iter()
         .map(|(key, ..)| key)
         .collect()
-}
-
-/// A session hash written with plain commands (no TTL): `user`, times
-/// around the server's clock with `lifetime_ms` left (negative: already
-/// past its max lifetime), and `version` as given.
-async fn write_session_by_hand(
-    conn: &mut impl ConnectionLike,
-    key: &str,
-    user: &str,
-    lifetime_ms: i64,
-    version: &str,
-) {
-    let now = now_ms(conn).await;
-    let end = (now + lifetime_ms).to_string();
-    let start = (now - 2 * HOUR_MS).to_string();
-    let _: () = query(
-        conn,
-        &[
-            "HSET",
-            key,
-            "user",
-            user,
-            "data",
-            "by hand",
-            "created",
-            &start,
-            "last_active",
-            &start,
-            "expires_at",
-            &end,
-            "max_expires_at",
-            &end,
-            "version",
-            version,
-            "idle",
-            "3600000",
-        ],
-    )
-    .await;
 }
 
 async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {

@@ -338,11 +338,27 @@ fn dead(ctx: Ctx, delete: Option<(&HashKey, ArgString)>) -> CommandResult {
     Ok(())
 }
 
-/// Opens `name` for writing (a TOUCH or SET on it).
+/// Opens `name` for writing (a TOUCH, SET or ROTATE on it).
 fn open_for_write(ctx: Ctx, name: ArgString) -> Result<HashKey, CommandError> {
     HashKey::open(ctx, name, true)?.ok_or(CommandError::Internal(
         "no handle for a key opened for writing",
     ))
+}
+
+/// Opens `name` for writing and reads its session if it is alive at
+/// `now`. Otherwise replies nil (deleting a dead session) and returns
+/// `None`: the command is done.
+fn live_for_write(
+    ctx: Ctx,
+    name: ArgString,
+    now: u64,
+) -> Result<Option<(HashKey, Stored)>, CommandError> {
+    let key = open_for_write(ctx, name)?;
+    match read(ctx, &key)? {
+        None => dead(ctx, None).map(|()| None),
+        Some(stored) if !stored.times.is_live(now) => dead(ctx, Some((&key, name))).map(|()| None),
+        Some(stored) => Ok(Some((key, stored))),
+    }
 }
 
 /// `TK.SESSION.TOUCH <skey> [IDLE <ttl>] [MINGAP <ttl>]` → the session, or nil.
@@ -350,13 +366,9 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_touch(argv)?;
     let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let key = open_for_write(ctx, session)?;
-    let Some(stored) = read(ctx, &key)? else {
-        return dead(ctx, None);
+    let Some((key, stored)) = live_for_write(ctx, session, now)? else {
+        return Ok(());
     };
-    if !stored.times.is_live(now) {
-        return dead(ctx, Some((&key, session)));
-    }
     let times = match rules::touch(now, stored.times, parsed.idle_ms, parsed.min_gap_ms) {
         Touch::Skip => {
             stats::SESSION.touch_skipped.incr();
@@ -393,13 +405,9 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_set(argv)?;
     let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let key = open_for_write(ctx, session)?;
-    let Some(stored) = read(ctx, &key)? else {
-        return dead(ctx, None);
+    let Some((key, stored)) = live_for_write(ctx, session, now)? else {
+        return Ok(());
     };
-    if !stored.times.is_live(now) {
-        return dead(ctx, Some((&key, session)));
-    }
     if !rules::version_matches(stored.times.version, parsed.if_version) {
         stats::SESSION.version_conflicts.incr();
         return Err(CommandError::Refused(
