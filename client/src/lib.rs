@@ -104,6 +104,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 pub mod config;
@@ -111,6 +112,9 @@ pub mod connection;
 mod error;
 mod exec;
 pub mod health;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod http;
 pub mod keys;
 pub mod leaderboard;
 pub mod lock;

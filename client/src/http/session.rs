@@ -1,0 +1,703 @@
+//! [`SessionLayer`]: the session token in a cookie, the session touched on
+//! each request, and the [`CurrentSession`] extractor handlers use.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
+use futures_util::future::BoxFuture;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use redis::aio::{ConnectionLike, ConnectionManager};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower::{Layer, Service};
+
+use super::{json_error, AuthenticatedUser};
+use crate::error::Error;
+use crate::session::{
+    Session, SessionInfo, SessionStore, SessionToken, TouchOptions, UpdateOutcome,
+};
+
+/// The default name of the session cookie.
+pub const DEFAULT_COOKIE_NAME: &str = "tk_session";
+
+/// The default minimum gap between two writes of a session's expiry: one
+/// minute (see [`SessionLayer::touch_min_gap`]).
+const DEFAULT_MIN_GAP: Duration = Duration::from_secs(60);
+
+/// How the session cookie is written. The default is the safe one:
+/// `tk_session`, `Path=/`, no `Domain` (this host only), `HttpOnly` (no
+/// script can read it), `Secure` (HTTPS only) and `SameSite=Lax` (not sent
+/// on cross-site `POST`s).
+///
+/// Turn `secure` off only for local development over plain HTTP: browsers
+/// do not send a `Secure` cookie to `http://` sites other than `localhost`.
+/// The cookie has no `Max-Age`: Redis decides when a session ends, and a
+/// browser that keeps the cookie longer just holds a dead token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCookie {
+    /// The cookie's name.
+    pub name: String,
+    /// `Domain`: `None` for this host only.
+    pub domain: Option<String>,
+    /// `Path`.
+    pub path: String,
+    /// `Secure`: sent over HTTPS only.
+    pub secure: bool,
+    /// `HttpOnly`: not readable by scripts.
+    pub http_only: bool,
+    /// `SameSite`.
+    pub same_site: SameSite,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        SessionCookie {
+            name: DEFAULT_COOKIE_NAME.to_owned(),
+            domain: None,
+            path: "/".to_owned(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+        }
+    }
+}
+
+impl SessionCookie {
+    /// The `Set-Cookie` value carrying `value`; an empty value with
+    /// `Max-Age=0` (the browser deletes the cookie) when `None`.
+    fn header(&self, value: Option<&str>) -> Option<HeaderValue> {
+        let mut cookie = Cookie::new(self.name.clone(), value.unwrap_or("").to_owned());
+        cookie.set_path(self.path.clone());
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie.set_secure(self.secure);
+        cookie.set_http_only(self.http_only);
+        cookie.set_same_site(self.same_site);
+        if value.is_none() {
+            cookie.make_removal();
+        }
+        HeaderValue::from_str(&cookie.to_string()).ok()
+    }
+
+    /// The value of this cookie in the request's `Cookie` headers.
+    fn read<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|text| text.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.name)
+            .map(|(_, value)| value.trim_matches('"'))
+    }
+}
+
+/// Why a [`CurrentSession`] operation failed; as a response, a JSON error
+/// with a status that says what the client should do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The request has no live session (401).
+    #[error("not logged in: log in first")]
+    NotLoggedIn,
+    /// The session ended (expired, logged out, rotated elsewhere) while the
+    /// request ran (401): log in again.
+    #[error("the session ended meanwhile (expired or logged out): log in again")]
+    Gone,
+    /// Another request updated the session after this one read it (409):
+    /// nothing was written; reload the page (or read the session again)
+    /// and retry.
+    #[error("the session was changed by another request since this one read it: reload and retry")]
+    Conflict,
+    /// Redis did not answer, so the session could not be read or written
+    /// (503): retry later.
+    #[error("sessions are unavailable (Redis did not answer: {0}); retry later")]
+    Unavailable(#[source] Error),
+    /// Any other error of the store (500): a deployment or programming
+    /// mistake, e.g. the module is not loaded.
+    #[error("session store error: {0}")]
+    Store(#[source] Error),
+    /// [`CurrentSession`] was extracted on a route without
+    /// [`SessionLayer`] (500).
+    #[error("CurrentSession needs SessionLayer on this route: add .layer(SessionLayer::new(store)) to the router")]
+    MissingLayer,
+}
+
+impl From<Error> for SessionError {
+    fn from(err: Error) -> Self {
+        if err.is_transient() {
+            SessionError::Unavailable(err)
+        } else {
+            SessionError::Store(err)
+        }
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            SessionError::NotLoggedIn => (StatusCode::UNAUTHORIZED, "not_logged_in"),
+            SessionError::Gone => (StatusCode::UNAUTHORIZED, "session_ended"),
+            SessionError::Conflict => (StatusCode::CONFLICT, "session_conflict"),
+            SessionError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "sessions_unavailable")
+            }
+            SessionError::Store(_) | SessionError::MissingLayer => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "session_error")
+            }
+        };
+        json_error(status, code, &self.to_string())
+    }
+}
+
+/// Keeps login sessions in a [`SessionStore`], their token in a cookie
+/// ([`SessionCookie`]).
+///
+/// On each request the layer reads the cookie and touches the session
+/// (`TK.SESSION.TOUCH` with `MINGAP`, so most requests do not write; see
+/// [`touch_min_gap`](SessionLayer::touch_min_gap)). A live session puts its
+/// user in the request as [`AuthenticatedUser`]; handlers read and change
+/// it through the [`CurrentSession`] extractor. A cookie whose session is
+/// gone (expired, logged out, malformed) is deleted in the response: a
+/// destroyed session never comes back. When Redis does not answer the
+/// request goes on without a session, the cookie is kept, and
+/// [`CurrentSession::require`] answers 503; any other error (module not
+/// loaded...) is answered 500.
+///
+/// ```no_run
+/// use axum::{routing::{get, post}, Router};
+/// use tk_redis::http::{CurrentSession, SessionCookie, SessionError, SessionLayer};
+/// use tk_redis::SessionStore;
+///
+/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// struct Data { theme: String }
+/// type Current = CurrentSession<Data, tk_redis::Connection>;
+///
+/// async fn login(session: Current) -> Result<&'static str, SessionError> {
+///     // ... once the password is checked:
+///     session.login("user-42", &Data::default()).await?;
+///     Ok("welcome")
+/// }
+///
+/// async fn theme(session: Current) -> Result<String, SessionError> {
+///     let mut data = session.require()?.data;
+///     data.theme = "dark".into();
+///     session.update(data).await?; // 409 if another request changed it first
+///     Ok("saved".into())
+/// }
+///
+/// async fn logout_everywhere(session: Current) -> Result<String, SessionError> {
+///     Ok(format!("{} sessions ended", session.logout_everywhere().await?))
+/// }
+///
+/// # fn demo(conn: tk_redis::Connection) {
+/// let local_dev = SessionCookie { secure: false, ..SessionCookie::default() };
+/// let app: Router = Router::new()
+///     .route("/login", post(login))
+///     .route("/theme", post(theme))
+///     .route("/logout-everywhere", post(logout_everywhere))
+///     .layer(SessionLayer::new(SessionStore::<Data, _>::new(conn)).cookie(local_dev));
+/// # }
+/// ```
+pub struct SessionLayer<T, C = ConnectionManager> {
+    shared: Arc<Shared<T, C>>,
+}
+
+struct Shared<T, C> {
+    store: SessionStore<T, C>,
+    cookie: SessionCookie,
+    min_gap: Option<Duration>,
+}
+
+impl<T, C> Clone for SessionLayer<T, C> {
+    fn clone(&self) -> Self {
+        SessionLayer {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T, C> std::fmt::Debug for SessionLayer<T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("cookie", &self.shared.cookie)
+            .field("min_gap", &self.shared.min_gap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, C> SessionLayer<T, C> {
+    /// Sessions in `store`, with the default [`SessionCookie`] and a touch
+    /// gap of one minute.
+    pub fn new(store: SessionStore<T, C>) -> Self {
+        SessionLayer {
+            shared: Arc::new(Shared {
+                store,
+                cookie: SessionCookie::default(),
+                min_gap: Some(DEFAULT_MIN_GAP),
+            }),
+        }
+    }
+
+    fn shared_mut(&mut self) -> &mut Shared<T, C>
+    where
+        C: Clone,
+    {
+        if Arc::get_mut(&mut self.shared).is_none() {
+            self.shared = Arc::new(Shared {
+                store: self.shared.store.clone(),
+                cookie: self.shared.cookie.clone(),
+                min_gap: self.shared.min_gap,
+            });
+        }
+        Arc::get_mut(&mut self.shared).expect("just made unique")
+    }
+
+    /// How the cookie is written.
+    #[must_use]
+    pub fn cookie(mut self, cookie: SessionCookie) -> Self
+    where
+        C: Clone,
+    {
+        self.shared_mut().cookie = cookie;
+        self
+    }
+
+    /// Skip writing a session's new expiry when it was touched less than
+    /// `gap` ago (`MINGAP`; `None` writes on every request). A session then
+    /// expires up to `gap` earlier than its idle TTL says. Default: one
+    /// minute.
+    #[must_use]
+    pub fn touch_min_gap(mut self, gap: Option<Duration>) -> Self
+    where
+        C: Clone,
+    {
+        self.shared_mut().min_gap = gap;
+        self
+    }
+}
+
+impl<S, T, C> Layer<S> for SessionLayer<T, C> {
+    type Service = SessionService<S, T, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The service of a [`SessionLayer`].
+pub struct SessionService<S, T, C = ConnectionManager> {
+    inner: S,
+    shared: Arc<Shared<T, C>>,
+}
+
+impl<S: Clone, T, C> Clone for SessionService<S, T, C> {
+    fn clone(&self) -> Self {
+        SessionService {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// What the response does with the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieChange {
+    Keep,
+    /// Set it to the state's token (login, rotation).
+    Set,
+    /// Delete it (logout, or a session that is gone).
+    Clear,
+}
+
+/// One request's view of its session, shared by the layer and the
+/// handler's [`CurrentSession`].
+struct State<T> {
+    token: Option<SessionToken>,
+    session: Option<Session<T>>,
+    /// Redis did not answer the touch.
+    unavailable: Option<Error>,
+    cookie: CookieChange,
+}
+
+impl<T> State<T> {
+    /// No session any more, and the browser is told to forget the cookie.
+    fn end(&mut self) {
+        self.token = None;
+        self.session = None;
+        self.cookie = CookieChange::Clear;
+    }
+}
+
+impl<S, T, C> Service<Request<Body>> for SessionService<S, T, C>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let mut state = State {
+                token: None,
+                session: None,
+                unavailable: None,
+                cookie: CookieChange::Keep,
+            };
+            if let Some(text) = shared.cookie.read(request.headers()) {
+                match SessionToken::parse(text) {
+                    // A malformed cookie is simply not a session.
+                    Err(_) => state.cookie = CookieChange::Clear,
+                    Ok(token) => {
+                        let options = TouchOptions {
+                            min_gap: shared.min_gap,
+                            ..TouchOptions::default()
+                        };
+                        match shared.store.touch_with(&token, options).await {
+                            Ok(Some(session)) => {
+                                state.token = Some(token);
+                                state.session = Some(session);
+                            }
+                            Ok(None) => state.cookie = CookieChange::Clear,
+                            // Keep the cookie: the session may well be alive.
+                            Err(err) if err.is_transient() => state.unavailable = Some(err),
+                            Err(err) => return Ok(SessionError::Store(err).into_response()),
+                        }
+                    }
+                }
+            }
+            if let Some(session) = &state.session {
+                let user = AuthenticatedUser(session.user.clone());
+                request.extensions_mut().insert(user);
+            }
+            let state = Arc::new(Mutex::new(state));
+            request.extensions_mut().insert(CurrentSession {
+                shared: Arc::clone(&shared),
+                state: Arc::clone(&state),
+            });
+            let mut response = inner.call(request).await?;
+            let state = lock(&state);
+            let value = match state.cookie {
+                CookieChange::Keep => None,
+                CookieChange::Set => shared
+                    .cookie
+                    .header(state.token.as_ref().map(SessionToken::as_str)),
+                CookieChange::Clear => shared.cookie.header(None),
+            };
+            if let Some(value) = value {
+                let headers = response.headers_mut();
+                headers.append(http::header::SET_COOKIE, value);
+                // A response that carries a session token must not be kept
+                // by any shared cache.
+                headers.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                );
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A handler that panicked mid-update leaves a consistent enough state:
+    // every update is one assignment.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The request's session, for handlers: who is logged in, their data, and
+/// login, update, rotation and logout, whose cookie changes the
+/// [`SessionLayer`] writes into the response.
+///
+/// Extracting it never fails on a route with the layer (the rejection,
+/// [`SessionError::MissingLayer`], means the layer is missing); use
+/// [`require`](CurrentSession::require) for handlers that need a login.
+/// Cloning is cheap and shares the state.
+pub struct CurrentSession<T, C = ConnectionManager> {
+    shared: Arc<Shared<T, C>>,
+    state: Arc<Mutex<State<T>>>,
+}
+
+impl<T, C> Clone for CurrentSession<T, C> {
+    fn clone(&self) -> Self {
+        CurrentSession {
+            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<S, T, C> FromRequestParts<S> for CurrentSession<T, C>
+where
+    S: Send + Sync,
+    T: Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    type Rejection = SessionError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, SessionError> {
+        parts
+            .extensions
+            .get::<CurrentSession<T, C>>()
+            .cloned()
+            .ok_or(SessionError::MissingLayer)
+    }
+}
+
+impl<T, C> CurrentSession<T, C>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// The logged-in user, if any.
+    pub fn user(&self) -> Option<String> {
+        lock(&self.state).session.as_ref().map(|s| s.user.clone())
+    }
+
+    /// The session, if the request has a live one.
+    pub fn get(&self) -> Option<Session<T>> {
+        lock(&self.state).session.clone()
+    }
+
+    /// The session, or why there is none: [`SessionError::NotLoggedIn`]
+    /// (401), or [`SessionError::Unavailable`] (503) when Redis did not
+    /// answer. Use `?` in handlers that need a login.
+    pub fn require(&self) -> Result<Session<T>, SessionError> {
+        let state = lock(&self.state);
+        if let Some(session) = &state.session {
+            return Ok(session.clone());
+        }
+        match &state.unavailable {
+            Some(err) => Err(SessionError::Unavailable(err.clone())),
+            None => Err(SessionError::NotLoggedIn),
+        }
+    }
+
+    /// The current session's id ([`SessionToken::id`]), to mark it in
+    /// [`list`](CurrentSession::list).
+    pub fn id(&self) -> Option<String> {
+        lock(&self.state).token.as_ref().map(SessionToken::id)
+    }
+
+    /// The token and user of the live session, or [`SessionError`].
+    fn current(&self) -> Result<(SessionToken, Session<T>), SessionError> {
+        let session = self.require()?;
+        let token = lock(&self.state)
+            .token
+            .clone()
+            .ok_or(SessionError::NotLoggedIn)?;
+        Ok((token, session))
+    }
+
+    /// Logs `user` in with `data`: ends the request's current session, if
+    /// any, and creates a new one under a **new token** set in the cookie.
+    /// A token planted in the browser before the login (session fixation)
+    /// is never the logged-in one.
+    ///
+    /// Call it once the credentials are checked.
+    pub async fn login(&self, user: &str, data: &T) -> Result<Session<T>, SessionError> {
+        let previous = {
+            let state = lock(&self.state);
+            state
+                .token
+                .clone()
+                .zip(state.session.as_ref().map(|s| s.user.clone()))
+        };
+        if let Some((token, previous_user)) = previous {
+            self.shared.store.destroy(&token, &previous_user).await?;
+            lock(&self.state).end();
+        }
+        let (token, session) = self.shared.store.create(user, data).await?;
+        let mut state = lock(&self.state);
+        state.token = Some(token);
+        state.session = Some(session.clone());
+        state.unavailable = None;
+        state.cookie = CookieChange::Set;
+        Ok(session)
+    }
+
+    /// Replaces the session's data, only if nobody changed it since this
+    /// request read it (the session's version). Returns the new version.
+    ///
+    /// [`SessionError::Conflict`] when another request came first (nothing
+    /// written), [`SessionError::Gone`] when the session ended meanwhile
+    /// (the cookie is then deleted).
+    pub async fn update(&self, data: T) -> Result<u64, SessionError> {
+        let (token, session) = self.current()?;
+        let outcome = self
+            .shared
+            .store
+            .update(&token, &data, Some(session.version))
+            .await?;
+        let mut state = lock(&self.state);
+        match outcome {
+            UpdateOutcome::Updated { version } => {
+                if let Some(current) = state.session.as_mut() {
+                    current.data = data;
+                    current.version = version;
+                }
+                Ok(version)
+            }
+            UpdateOutcome::VersionMismatch => Err(SessionError::Conflict),
+            UpdateOutcome::Gone => {
+                state.end();
+                Err(SessionError::Gone)
+            }
+            // `UpdateOutcome` is matched in full today; a new outcome is
+            // not an update.
+            #[allow(unreachable_patterns)]
+            _ => Err(SessionError::Conflict),
+        }
+    }
+
+    /// Moves the session to a new token, set in the cookie (same data, same
+    /// expiry; the old token stops working). Call it when the session's
+    /// privilege changes (password change, sudo mode).
+    pub async fn rotate(&self) -> Result<(), SessionError> {
+        let (token, session) = self.current()?;
+        let rotated = self.shared.store.rotate(&token, &session.user).await?;
+        let mut state = lock(&self.state);
+        match rotated {
+            Some(new_token) => {
+                state.token = Some(new_token);
+                state.cookie = CookieChange::Set;
+                Ok(())
+            }
+            None => {
+                state.end();
+                Err(SessionError::Gone)
+            }
+        }
+    }
+
+    /// Logs this session out and deletes the cookie. `false` when there
+    /// was no live session.
+    pub async fn logout(&self) -> Result<bool, SessionError> {
+        let (token, session) = match self.current() {
+            Ok(current) => current,
+            Err(SessionError::NotLoggedIn) => {
+                lock(&self.state).end();
+                return Ok(false);
+            }
+            Err(err) => return Err(err),
+        };
+        let deleted = self.shared.store.destroy(&token, &session.user).await?;
+        lock(&self.state).end();
+        Ok(deleted)
+    }
+
+    /// Logs the user out on every device, this one included, and deletes
+    /// the cookie. Returns how many sessions ended.
+    pub async fn logout_everywhere(&self) -> Result<u64, SessionError> {
+        let (_, session) = self.current()?;
+        let ended = self.shared.store.revoke_all(&session.user, None).await?;
+        lock(&self.state).end();
+        Ok(ended)
+    }
+
+    /// Logs the user out on every other device; this session stays.
+    /// Returns how many sessions ended.
+    pub async fn logout_other_devices(&self) -> Result<u64, SessionError> {
+        let (token, session) = self.current()?;
+        Ok(self
+            .shared
+            .store
+            .revoke_all(&session.user, Some(&token))
+            .await?)
+    }
+
+    /// The user's live sessions, most recently active first; compare their
+    /// ids with [`id`](CurrentSession::id) to mark this one.
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let (_, session) = self.current()?;
+        Ok(self.shared.store.list(&session.user).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_flags() {
+        let cookie = SessionCookie::default();
+        let set = cookie.header(Some("abc")).unwrap();
+        let text = set.to_str().unwrap();
+        for part in [
+            "tk_session=abc",
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Path=/",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+        assert!(!text.contains("Max-Age"), "{text}");
+        let cleared = cookie.header(None).unwrap();
+        assert!(
+            cleared.to_str().unwrap().contains("Max-Age=0"),
+            "{cleared:?}"
+        );
+        let custom = SessionCookie {
+            name: "sid".into(),
+            domain: Some("example.com".into()),
+            path: "/app".into(),
+            secure: false,
+            http_only: true,
+            same_site: SameSite::Strict,
+        };
+        let text = custom
+            .header(Some("x"))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            text.contains("Domain=example.com") && text.contains("Path=/app"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SameSite=Strict") && !text.contains("Secure"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn cookie_is_read_among_others() {
+        let cookie = SessionCookie::default();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("a=1; tk_sessionx=2"),
+        );
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("b=3;tk_session=tok"),
+        );
+        assert_eq!(cookie.read(&headers), Some("tok"));
+        assert_eq!(cookie.read(&HeaderMap::new()), None);
+    }
+}
