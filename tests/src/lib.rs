@@ -14,6 +14,7 @@
 //! ```
 
 pub mod harness;
+pub mod http;
 pub mod topology;
 
 pub use harness::*;
