@@ -3,8 +3,34 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use axum::Router;
 use tokio::task::JoinHandle;
+
+use crate::harness::Server;
+
+/// The timeouts of [`short_timeout_connection`].
+pub const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A connection to `server` whose dial and read timeouts are
+/// [`SHORT_TIMEOUT`], so that once the server is stopped each request
+/// waits little before its layer's fallback applies. Give the typed
+/// clients the same timeout (`with_timeout(SHORT_TIMEOUT)`).
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn short_timeout_connection(server: &Server) -> tk_redis::Connection {
+    tk_redis::Config::builder()
+        .addr(server.addr())
+        .dial_timeout(SHORT_TIMEOUT)
+        .read_timeout(SHORT_TIMEOUT)
+        .build()
+        .expect("valid config")
+        .connect()
+        .await
+        .expect("connect")
+}
 
 /// A router served on `127.0.0.1:<free port>` with the peer address
 /// available to `ClientIp`; stopped when dropped.

@@ -18,9 +18,11 @@ use axum::routing::get;
 use axum::Router;
 use redis::aio::ConnectionLike;
 use tk_redis::http::{AuthenticatedUser, CacheLayer};
-use tk_redis::{Cache, Config};
+use tk_redis::Cache;
 use tk_redis_tests::harness::Server;
-use tk_redis_tests::http::{client, header as header_of, HttpServer};
+use tk_redis_tests::http::{
+    client, header as header_of, short_timeout_connection, HttpServer, SHORT_TIMEOUT,
+};
 
 /// The app's own authentication, as seen by the layers: an `X-User`
 /// header (checked upstream, in this test's world) becomes the
@@ -235,14 +237,8 @@ async fn no_store_errors_and_cookies_are_never_cached() {
 #[tokio::test]
 async fn redis_stopped_serves_from_the_handler() {
     let server = Server::start().await;
-    let timeout = Duration::from_millis(300);
-    let config = Config::builder()
-        .addr(server.addr())
-        .dial_timeout(timeout)
-        .read_timeout(timeout)
-        .build()
-        .unwrap();
-    let cache = Cache::new(config.connect().await.unwrap()).with_timeout(timeout);
+    let timeout = SHORT_TIMEOUT;
+    let cache = Cache::new(short_timeout_connection(&server).await).with_timeout(timeout);
     let http = HttpServer::start(app(cache)).await;
     fetch(&http, Some("alice"), "/api/search?q=down").await;
     assert!(hit(&fetch(&http, Some("alice"), "/api/search?q=down")

@@ -6,14 +6,12 @@
 //! Quotas are per hour, so no refill can happen during a test: every
 //! count below is exact whatever the machine's load.
 
-use std::time::Duration;
-
 use axum::routing::get;
 use axum::Router;
 use tk_redis::http::{ClientIp, Policy, RateLimitLayer};
-use tk_redis::{Config, FailurePolicy, Quota, RateLimiter};
+use tk_redis::{FailurePolicy, Quota, RateLimiter};
 use tk_redis_tests::harness::Server;
-use tk_redis_tests::http::{client, header, HttpServer};
+use tk_redis_tests::http::{client, header, short_timeout_connection, HttpServer, SHORT_TIMEOUT};
 
 /// A router answering `GET /` with "ok" behind `layer`.
 fn app<K: tk_redis::http::KeyExtractor, C>(layer: RateLimitLayer<K, C>) -> Router
@@ -179,15 +177,8 @@ async fn ipv6_clients_are_grouped_by_their_64_bit_prefix() {
 #[tokio::test]
 async fn redis_stopped_fails_open_or_closed_as_configured() {
     let server = Server::start().await;
-    // Short timeouts, so each request waits little once Redis is gone.
-    let timeout = Duration::from_millis(300);
-    let config = Config::builder()
-        .addr(server.addr())
-        .dial_timeout(timeout)
-        .read_timeout(timeout)
-        .build()
-        .unwrap();
-    let conn = config.connect().await.unwrap();
+    let timeout = SHORT_TIMEOUT;
+    let conn = short_timeout_connection(&server).await;
     let quota = [Policy::new("hourly", Quota::per_hour(100))];
     let api = RateLimitLayer::new(
         RateLimiter::new(conn.clone()).with_timeout(timeout),

@@ -5,17 +5,17 @@
 //!
 //! Each "browser" is explicit: the test sends the cookie it holds.
 
-use std::time::Duration;
-
 use axum::extract::Query;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
 use tk_redis::http::{CurrentSession, SameSite, SessionCookie, SessionError, SessionLayer};
-use tk_redis::{Config, SessionStore};
+use tk_redis::SessionStore;
 use tk_redis_tests::harness::Server;
-use tk_redis_tests::http::{client, set_cookies, HttpServer};
+use tk_redis_tests::http::{
+    client, set_cookies, short_timeout_connection, HttpServer, SHORT_TIMEOUT,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Data {
@@ -308,14 +308,9 @@ async fn updates_are_versioned_and_a_conflict_is_409() {
 #[tokio::test]
 async fn redis_stopped_is_503_and_keeps_the_cookie() {
     let server = Server::start().await;
-    let timeout = Duration::from_millis(300);
-    let config = Config::builder()
-        .addr(server.addr())
-        .dial_timeout(timeout)
-        .read_timeout(timeout)
-        .build()
-        .unwrap();
-    let store = SessionStore::<Data, _>::new(config.connect().await.unwrap()).with_timeout(timeout);
+    let timeout = SHORT_TIMEOUT;
+    let store =
+        SessionStore::<Data, _>::new(short_timeout_connection(&server).await).with_timeout(timeout);
     let http = HttpServer::start(app(store, SessionCookie::default())).await;
     let mut browser = Browser::new(&http);
     browser.post("/login?user=frank").await;

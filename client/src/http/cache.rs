@@ -275,8 +275,7 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let shared = Arc::clone(&self.shared);
         let route = (request.method() == Method::GET)
             .then(|| {

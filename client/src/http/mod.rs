@@ -82,6 +82,13 @@ pub use session::{
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AuthenticatedUser(pub String);
 
+/// The inner service that was polled ready, leaving a clone in its place:
+/// a clone has not been polled, so the ready one is what the future calls.
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
 /// A JSON error response: `{"error": code, "message": message}`.
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "error": code, "message": message });

@@ -110,6 +110,7 @@ impl Policy {
 /// ```
 pub struct RateLimitLayer<K, C = ConnectionManager> {
     shared: Arc<Shared<K, C>>,
+    legacy_headers: bool,
 }
 
 struct Shared<K, C> {
@@ -117,7 +118,6 @@ struct Shared<K, C> {
     group: String,
     policies: Vec<Policy>,
     extractor: K,
-    legacy_headers: bool,
     /// `RateLimit-Policy`, the same for every response.
     policy_header: HeaderValue,
 }
@@ -126,6 +126,7 @@ impl<K, C> Clone for RateLimitLayer<K, C> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             shared: Arc::clone(&self.shared),
+            legacy_headers: self.legacy_headers,
         }
     }
 }
@@ -181,22 +182,18 @@ impl<K: KeyExtractor, C> RateLimitLayer<K, C> {
                 group: group.to_owned(),
                 policies,
                 extractor,
-                legacy_headers: false,
                 policy_header,
             }),
+            legacy_headers: false,
         })
     }
 
     /// Also sends `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
     /// `X-RateLimit-Reset` (seconds until full), for clients written
     /// against them. Off by default.
-    ///
-    /// Call it before cloning the layer.
     #[must_use]
     pub fn legacy_headers(mut self, on: bool) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.legacy_headers = on;
-        }
+        self.legacy_headers = on;
         self
     }
 }
@@ -242,6 +239,7 @@ impl<S, K, C> Layer<S> for RateLimitLayer<K, C> {
         RateLimitService {
             inner,
             shared: Arc::clone(&self.shared),
+            legacy_headers: self.legacy_headers,
         }
     }
 }
@@ -250,6 +248,7 @@ impl<S, K, C> Layer<S> for RateLimitLayer<K, C> {
 pub struct RateLimitService<S, K, C = ConnectionManager> {
     inner: S,
     shared: Arc<Shared<K, C>>,
+    legacy_headers: bool,
 }
 
 impl<S: Clone, K, C> Clone for RateLimitService<S, K, C> {
@@ -257,6 +256,7 @@ impl<S: Clone, K, C> Clone for RateLimitService<S, K, C> {
         RateLimitService {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            legacy_headers: self.legacy_headers,
         }
     }
 }
@@ -277,10 +277,9 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        // The clone is not ready; the one polled ready goes into the future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let shared = Arc::clone(&self.shared);
+        let legacy = self.legacy_headers;
         Box::pin(async move {
             let key = match shared.extractor.key(&request) {
                 Ok(key) => key,
@@ -290,10 +289,10 @@ where
             match shared.limiter.check_all(&limits, 1).await {
                 Ok(all) if all.decision.allowed => {
                     let mut response = inner.call(request).await?;
-                    shared.decorate(response.headers_mut(), &all);
+                    shared.decorate(response.headers_mut(), &all, legacy);
                     Ok(response)
                 }
-                Ok(all) => Ok(shared.refusal(&all)),
+                Ok(all) => Ok(shared.refusal(&all, legacy)),
                 Err(err) => Ok(error_response(&shared.group, &err)),
             }
         })
@@ -316,7 +315,7 @@ impl<K, C> Shared<K, C> {
     }
 
     /// Adds the rate-limit headers of `all` to a response.
-    fn decorate(&self, headers: &mut HeaderMap, all: &AllDecision) {
+    fn decorate(&self, headers: &mut HeaderMap, all: &AllDecision, legacy: bool) {
         let decision = &all.decision;
         if decision.fallback {
             // A fallback has no real counts: say why instead.
@@ -338,7 +337,7 @@ impl<K, C> Shared<K, C> {
         if let Ok(value) = HeaderValue::from_str(&current) {
             headers.insert(RATELIMIT, value);
         }
-        if self.legacy_headers {
+        if legacy {
             headers.insert(X_RATELIMIT_LIMIT, decision.limit.into());
             headers.insert(X_RATELIMIT_REMAINING, decision.remaining.into());
             headers.insert(X_RATELIMIT_RESET, decision.reset_after_secs().into());
@@ -346,7 +345,7 @@ impl<K, C> Shared<K, C> {
     }
 
     /// 429 for a refusal (by Redis or by [`FailurePolicy::FailClosed`](crate::FailurePolicy::FailClosed)).
-    fn refusal(&self, all: &AllDecision) -> Response {
+    fn refusal(&self, all: &AllDecision, legacy: bool) -> Response {
         let decision: &Decision = &all.decision;
         let retry_after = decision.retry_after_secs().max(1);
         let policy = &self.policies[all.index].name;
@@ -359,7 +358,7 @@ impl<K, C> Shared<K, C> {
         let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
         let headers = response.headers_mut();
         headers.insert(http::header::RETRY_AFTER, retry_after.into());
-        self.decorate(headers, all);
+        self.decorate(headers, all, legacy);
         response
     }
 }

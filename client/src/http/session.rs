@@ -355,8 +355,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = super::take_ready(&mut self.inner);
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let mut state = State {
@@ -566,10 +565,6 @@ where
                 state.end();
                 Err(SessionError::Gone)
             }
-            // `UpdateOutcome` is matched in full today; a new outcome is
-            // not an update.
-            #[allow(unreachable_patterns)]
-            _ => Err(SessionError::Conflict),
         }
     }
 
