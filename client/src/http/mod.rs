@@ -55,6 +55,7 @@
 //! one that authenticates runs first (in axum, it is added last).
 
 mod cache;
+mod current;
 mod key;
 mod ratelimit;
 mod session;
@@ -65,13 +66,12 @@ use http::{HeaderValue, StatusCode};
 
 pub use cache::{CacheLayer, CacheService, DEFAULT_MAX_BODY, X_CACHE};
 pub use cookie::SameSite;
+pub use current::CurrentSession;
 pub use key::{ClientIp, HeaderKey, KeyExtractor, KeyRejection, Or, UserKey};
 pub use ratelimit::{
     Policy, RateLimitLayer, RateLimitService, RATELIMIT, RATELIMIT_FALLBACK, RATELIMIT_POLICY,
 };
-pub use session::{
-    CurrentSession, SessionCookie, SessionError, SessionLayer, SessionService, DEFAULT_COOKIE_NAME,
-};
+pub use session::{SessionCookie, SessionError, SessionLayer, SessionService, DEFAULT_COOKIE_NAME};
 
 /// The user a request is authenticated as, in the request's extensions.
 ///
