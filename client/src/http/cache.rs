@@ -437,3 +437,78 @@ fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
             name.eq_ignore_ascii_case(directive)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_their_path_and_below_only() {
+        let route = |path: &str| Route {
+            path: path.into(),
+            namespace: "n".into(),
+            ttl: Duration::from_secs(1),
+            public: false,
+        };
+        let search = route("/api/search");
+        assert!(search.matches("/api/search"));
+        assert!(search.matches("/api/search/advanced"));
+        assert!(!search.matches("/api/searches"));
+        assert!(!search.matches("/api"));
+        assert!(route("/api/").matches("/api/anything"));
+    }
+
+    #[test]
+    fn cache_control_directives_are_found_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60, No-Store"),
+        );
+        assert!(cache_control_has(&headers, "no-store"));
+        assert!(!cache_control_has(&headers, "private"));
+        headers.append(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private=\"x\""),
+        );
+        assert!(cache_control_has(&headers, "private"));
+    }
+
+    #[test]
+    fn only_plain_successes_are_stored() {
+        let layer = CacheLayer::new(Cache::new(()));
+        let parts = |status: u16, headers: &[(&str, &str)]| {
+            let mut builder = Response::builder().status(status);
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap().into_parts().0
+        };
+        let shared = &layer.shared;
+        assert!(shared.cacheable(&parts(200, &[]), false));
+        assert!(shared.cacheable(&parts(204, &[]), false));
+        assert!(!shared.cacheable(&parts(404, &[]), false));
+        assert!(!shared.cacheable(&parts(302, &[]), false));
+        assert!(!shared.cacheable(&parts(200, &[("set-cookie", "a=1")]), false));
+        assert!(!shared.cacheable(&parts(200, &[("cache-control", "no-store")]), false));
+        // Private responses are fine per user, not for everyone.
+        assert!(shared.cacheable(&parts(200, &[("cache-control", "private")]), false));
+        assert!(!shared.cacheable(&parts(200, &[("cache-control", "private")]), true));
+    }
+
+    #[test]
+    fn invalid_routes_are_refused() {
+        let layer = || CacheLayer::new(Cache::new(()));
+        assert!(layer()
+            .route("/ok", "search", Duration::from_secs(300))
+            .is_ok());
+        for (path, namespace, ttl) in [
+            ("no-slash", "search", Duration::from_secs(1)),
+            ("/a", "bad namespace", Duration::from_secs(1)),
+            ("/a", "search", Duration::ZERO),
+        ] {
+            let err = layer().route(path, namespace, ttl).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        }
+    }
+}
