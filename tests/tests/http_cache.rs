@@ -87,7 +87,8 @@ where
         .route("/api/other", "analytics", Duration::from_secs(900))
         .unwrap()
         .public_route("/public", "catalogue", Duration::from_secs(60))
-        .unwrap();
+        .unwrap()
+        .vary(header::ACCEPT_LANGUAGE);
     Router::new()
         .route("/api/search", get(search))
         .route("/api/other/no-store", get(no_store))
@@ -156,6 +157,21 @@ async fn a_cached_response_is_never_served_to_another_user() {
     );
     let (_, other, _) = fetch(&http, Some("alice"), "/api/search?page=3&q=a").await;
     assert_eq!(other.as_deref(), Some("MISS"));
+
+    // A varying request header has an entry per value.
+    let mut by_language = Vec::new();
+    for language in ["fr", "de", "fr"] {
+        let response = client()
+            .get(http.url("/api/search?q=lang"))
+            .header("x-user", "alice")
+            .header("accept-language", language)
+            .send()
+            .await
+            .unwrap();
+        by_language.push(header_of(&response, "x-cache"));
+    }
+    let expected = ["MISS", "MISS", "HIT"].map(|s| Some(s.to_owned()));
+    assert_eq!(by_language, expected);
 
     // Anonymous requests are not cached at all on a per-user route.
     let (_, x_cache, first) = fetch(&http, None, "/api/search?q=rust").await;

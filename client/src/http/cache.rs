@@ -41,8 +41,9 @@ const PUBLIC_SCOPE: &str = "public";
 ///   `Content-Type`, `Content-Language`, `ETag` and `Last-Modified`).
 /// - Every response of a cached route says `X-Cache: HIT` or `MISS`
 ///   ([`X_CACHE`]).
-/// - The key is the user, the path and the decoded query string (in any
-///   order): another user's request never finds this user's entry. A
+/// - The key is the user, the path, the decoded query string (in any
+///   order) and the request headers named with [`vary`](CacheLayer::vary):
+///   another user's request never finds this user's entry. A
 ///   request without a user on a per-user route is passed through
 ///   uncached.
 /// - After a write, call [`Cache::invalidate_user`] (all the user's
@@ -80,6 +81,7 @@ struct Shared<C> {
     cache: Cache<C>,
     routes: Vec<Route>,
     stored_headers: Vec<HeaderName>,
+    vary: Vec<HeaderName>,
     max_body: usize,
 }
 
@@ -131,6 +133,7 @@ impl<C: Clone> CacheLayer<C> {
                     http::header::LAST_MODIFIED,
                 ]
                 .into(),
+                vary: Vec::new(),
                 max_body: DEFAULT_MAX_BODY,
             }),
         }
@@ -180,6 +183,15 @@ impl<C: Clone> CacheLayer<C> {
         if name != http::header::SET_COOKIE {
             self.shared_mut().stored_headers.push(name);
         }
+        self
+    }
+
+    /// Keeps one entry per value of the request header `name` (e.g.
+    /// `Accept-Language`), for responses that depend on it. A request
+    /// without the header has an entry of its own.
+    #[must_use]
+    pub fn vary(mut self, name: HeaderName) -> Self {
+        self.shared_mut().vary.push(name);
         self
     }
 
@@ -301,7 +313,7 @@ where
             // Nobody to cache for; an anonymous response is never shared.
             return Box::pin(inner.call(request));
         };
-        let identity = identity(&request, &user, route.public);
+        let identity = identity(&request, &user, route.public, &shared.vary);
         Box::pin(async move {
             // What the handler answered, so that it is served even when
             // storing it fails.
@@ -368,16 +380,32 @@ enum Collected {
     Failed(String),
 }
 
-/// The identity of `GET <path>?<query>` for `user` (or for everyone).
-fn identity(request: &Request<Body>, user: &str, public: bool) -> RequestIdentity {
+/// The identity of `GET <path>?<query>` for `user` (or for everyone),
+/// with the values of the `vary` request headers.
+fn identity(
+    request: &Request<Body>,
+    user: &str,
+    public: bool,
+    vary: &[HeaderName],
+) -> RequestIdentity {
     let path = request.uri().path();
     let query = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes());
     let pairs = query.map(|(name, value)| (name.into_owned(), value.into_owned()));
-    if public {
+    let mut identity = if public {
         RequestIdentity::public("GET", path, pairs)
     } else {
         RequestIdentity::for_user(user, "GET", path, pairs)
+    };
+    for name in vary {
+        // Absent and empty differ: a one-byte marker before the values.
+        let mut value = vec![u8::from(request.headers().contains_key(name))];
+        for part in request.headers().get_all(name) {
+            value.extend_from_slice(part.as_bytes());
+            value.push(b'\n');
+        }
+        identity = identity.vary(name.as_str(), value);
     }
+    identity
 }
 
 impl<C> Shared<C> {
