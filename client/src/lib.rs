@@ -18,6 +18,7 @@
 //! | challenge leaderboards | [`Leaderboard`] | a sorted set |
 //! | typed pub/sub that survives reconnects and failovers | [`Publisher`], [`Config::subscribe`], [`pubsub::subscribe`] | channels |
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
+//! | tower/axum middleware: rate limiting with `RateLimit` headers, sessions behind a cookie, per-user response caching (feature `axum`) | `tk_redis::http`: `RateLimitLayer`, `SessionLayer`, `CurrentSession`, `CacheLayer` | all of the above |
 //!
 //! It is built on the [`redis`] crate and works with any of its async
 //! connections: the `new` constructors accept any cloneable connection.
