@@ -237,7 +237,7 @@ fn entry_key_for_tag(tag: &str, namespace: &str, identity: &RequestIdentity) -> 
 }
 
 /// A namespace is 1 to [`MAX_NAMESPACE_LEN`] bytes of `[A-Za-z0-9_.-]`.
-fn check_namespace(namespace: &str) -> Result<()> {
+pub(crate) fn check_namespace(namespace: &str) -> Result<()> {
     let valid_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     if namespace.is_empty()
         || namespace.len() > MAX_NAMESPACE_LEN
@@ -261,7 +261,7 @@ fn check_user(user: &str) -> Result<()> {
 }
 
 /// The TTL in whole milliseconds, rounded up, within 1 ms ..= [`MAX_TTL`].
-fn ttl_ms(ttl: Duration) -> Result<u64> {
+pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64> {
     if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
         return Err(Error::InvalidArgument(format!(
             "cache ttl must be between 1 ms and {MAX_TTL:?}, got {ttl:?}"

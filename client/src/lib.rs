@@ -18,6 +18,7 @@
 //! | challenge leaderboards | [`Leaderboard`] | a sorted set |
 //! | typed pub/sub that survives reconnects and failovers | [`Publisher`], [`Config::subscribe`], [`pubsub::subscribe`] | channels |
 //! | `/health` with 200/503 mapping and counters | [`health::check`] | PING + INFO |
+//! | tower/axum middleware: rate limiting with `RateLimit` headers, sessions behind a cookie, per-user response caching (feature `axum`) | `tk_redis::http`: `RateLimitLayer`, `SessionLayer`, `CurrentSession`, `CacheLayer` | all of the above |
 //!
 //! It is built on the [`redis`] crate and works with any of its async
 //! connections: the `new` constructors accept any cloneable connection.
@@ -104,6 +105,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 pub mod config;
@@ -111,6 +113,9 @@ pub mod connection;
 mod error;
 mod exec;
 pub mod health;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod http;
 pub mod keys;
 pub mod leaderboard;
 pub mod lock;

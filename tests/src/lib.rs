@@ -15,6 +15,7 @@
 
 pub mod fixtures;
 pub mod harness;
+pub mod http;
 pub mod topology;
 
 pub use harness::*;

@@ -51,6 +51,8 @@ const MEMORY_SAMPLES: usize = 32;
 const KEYSPACE: usize = 1_000_000;
 /// Cache entries per user in the invalidation runs.
 const USER_SIZES: [usize; 3] = [10, 1_000, 100_000];
+/// The heading of the section of BENCHMARKS.md that `http_bench` owns.
+const HTTP_SECTION: &str = "## HTTP layers";
 /// Sequential calls per repeat in the client-overhead run.
 const CLIENT_CALLS: usize = 20_000;
 
@@ -1521,8 +1523,17 @@ fn write_outputs(
         &bars,
     )
     .map_err(std::io::Error::other)?;
-    let doc = format!("{}\n{report}", include_str!("bench/header.md"));
-    std::fs::write(docs.join("BENCHMARKS.md"), doc)
+    let path = docs.join("BENCHMARKS.md");
+    // The HTTP layers' section is written by another bench (http_bench.rs):
+    // keep it.
+    let http_section = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|old| old.find(HTTP_SECTION).map(|at| old[at..].to_owned()));
+    let mut doc = format!("{}\n{report}", include_str!("bench/header.md"));
+    if let Some(section) = http_section {
+        doc = format!("{}\n\n{section}", doc.trim_end());
+    }
+    std::fs::write(path, doc)
 }
 
 #[cfg(test)]
