@@ -113,8 +113,9 @@ pub fn remove_scores_below<'a>(
 /// and `expire` with an expiry).
 ///
 /// A value of the stored length is overwritten in place (no allocation: a
-/// rate-limit state keeps its length from one request to the next);
-/// another length replaces the string with one of exactly that size.
+/// rate-limit state keeps its length from one request to the next); a new
+/// key gets a string of exactly the value's size; another length replaces
+/// the string with one of that size.
 pub fn store_string(
     ctx: Ctx,
     key: &StringKey,
@@ -123,13 +124,16 @@ pub fn store_string(
     expire_at_ms: Option<u64>,
 ) -> Result<(), CommandError> {
     let handle = key.key.0;
-    let in_place = key.current().map(<[u8]>::len) == Some(value.len());
-    // SAFETY: a key open for writing; DMA in write mode returns a buffer of
-    // the value's current length, which equals `value.len()` here; Redis
-    // copies a created string into the key, and it is freed right after.
+    let current_len = key.current().map(<[u8]>::len);
+    // SAFETY: a key open for writing. StringTruncate on a missing key
+    // creates a zeroed string of exactly `value.len()` bytes; DMA in write
+    // mode then returns a buffer of the value's current length, checked to
+    // be `value.len()` before copying. A created string is copied into the
+    // key by StringSet and freed right after.
     unsafe {
         let (
             Some(dma),
+            Some(truncate),
             Some(create),
             Some(set),
             Some(free),
@@ -137,6 +141,7 @@ pub fn store_string(
             Some(set_abs_expire),
         ) = (
             raw::RedisModule_StringDMA,
+            raw::RedisModule_StringTruncate,
             raw::RedisModule_CreateString,
             raw::RedisModule_StringSet,
             raw::RedisModule_FreeString,
@@ -146,8 +151,19 @@ pub fn store_string(
         else {
             return Err(CommandError::Internal("key API unavailable"));
         };
+        // A new key, or one of the same length: written in place, as a
+        // plain string of exactly the value's size (for a 6-byte GCRA
+        // state, 8 bytes of string on 16 of object: less than Redis's own
+        // SET makes of it).
+        let in_place = match current_len {
+            None => {
+                value.is_empty()
+                    || truncate(handle, value.len()) == raw::REDISMODULE_OK as std::ffi::c_int
+            }
+            Some(len) => len == value.len(),
+        };
         let mut stored = false;
-        if in_place {
+        if in_place && !value.is_empty() {
             let mut len = 0usize;
             let buffer = dma(handle, &mut len, raw::REDISMODULE_WRITE as std::ffi::c_int);
             if !buffer.is_null() && len == value.len() {
