@@ -145,6 +145,7 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::keys::{self, hex, tag_of, tagged, user_digest};
 use crate::reply::{type_name, Count, Flag};
+use crate::telemetry;
 
 /// `TK.CACHE.GET <entry_key> <gen_key> <namespace>` (read-only).
 pub(crate) const CMD_GET: &str = "TK.CACHE.GET";
@@ -890,6 +891,7 @@ impl<C> Cache<C> {
     /// Counts an error returned to the caller.
     fn fail(&self, err: Error) -> Error {
         Counters::bump(&self.counters.errors);
+        telemetry::cache_error(false);
         err
     }
 
@@ -904,6 +906,7 @@ impl<C> Cache<C> {
     fn absorb<E>(&self, err: Error) -> Result<(), GetOrComputeError<E>> {
         if err.is_transient() && self.error_policy == CacheErrorPolicy::Miss {
             Counters::bump(&self.counters.errors_as_misses);
+            telemetry::cache_error(true);
             Ok(())
         } else {
             Err(GetOrComputeError::Cache(self.fail(err)))
@@ -917,6 +920,7 @@ impl<C> Cache<C> {
             GetReply::Hit(json) => match serde_json::from_slice(&json) {
                 Ok(value) => {
                     Counters::bump(&counters.hits);
+                    telemetry::cache_hit();
                     Found::Hit(value)
                 }
                 Err(err) => {
@@ -926,6 +930,7 @@ impl<C> Cache<C> {
             },
             GetReply::Miss(generation) => {
                 Counters::bump(&counters.misses);
+                telemetry::cache_miss();
                 Found::Miss(generation)
             }
         }

@@ -106,6 +106,7 @@ use tokio::task::AbortHandle;
 
 use crate::error::Error;
 use crate::pubsub::{Item, RawSubscription, SubscribeOptions};
+use crate::telemetry;
 
 /// How a deployment is reached; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -651,6 +652,11 @@ impl SentinelShared {
         match resolved {
             Ok((conn, addr)) => {
                 state.generation += 1;
+                // The first resolution is the initial connect; every later
+                // one replaces a primary that was lost or moved.
+                if state.generation > 1 {
+                    telemetry::sentinel_reconnect(&self.master_name);
+                }
                 let master = Master {
                     conn,
                     addr,
@@ -737,6 +743,7 @@ async fn watch_switches(
         match item {
             Item::Message { payload, .. } => {
                 if let Some(addr) = switched_to(&payload, &connection.master_name) {
+                    telemetry::sentinel_switch(&connection.master_name);
                     connection.primary_moved(Some(&addr));
                 }
             }

@@ -123,6 +123,7 @@ pub mod pubsub;
 mod ratelimit;
 mod reply;
 pub mod session;
+pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 

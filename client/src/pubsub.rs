@@ -85,6 +85,7 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::reply::Count;
+use crate::telemetry;
 use crate::DEFAULT_TIMEOUT;
 
 const CMD_PUBLISH: &str = "PUBLISH";
@@ -562,7 +563,10 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<Event<T>> {
                 "pub/sub message on {channel}: cannot decode the JSON payload: {err}"
             ))),
         },
-        Item::Reconnected { down_for } => Ok(Event::Reconnected { down_for }),
+        Item::Reconnected { down_for } => {
+            telemetry::pubsub_reconnect();
+            Ok(Event::Reconnected { down_for })
+        }
     }
 }
 

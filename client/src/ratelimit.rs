@@ -13,6 +13,7 @@ use redis::{Cmd, IntoConnectionInfo};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::reply::Count;
+use crate::telemetry;
 
 /// `TK.RATELIMIT`: consume and decide.
 pub(crate) const CMD_CHECK: &str = "TK.RATELIMIT";
@@ -484,19 +485,23 @@ impl<C> RateLimiter<C> {
             Err(err) if err.is_transient() => match self.failure_policy {
                 FailurePolicy::FailOpen => {
                     Counters::bump(&counters.fallbacks_open);
+                    telemetry::ratelimit_fallback(true);
                     Ok(fallback(true))
                 }
                 FailurePolicy::FailClosed => {
                     Counters::bump(&counters.fallbacks_closed);
+                    telemetry::ratelimit_fallback(false);
                     Ok(fallback(false))
                 }
                 FailurePolicy::Error => {
                     Counters::bump(&counters.errors);
+                    telemetry::ratelimit_error();
                     Err(err)
                 }
             },
             Err(err) => {
                 Counters::bump(&counters.errors);
+                telemetry::ratelimit_error();
                 Err(err)
             }
         }

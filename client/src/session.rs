@@ -148,6 +148,7 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::keys::{hex, sha256, tagged, user_tag, TAG_HEX_LEN};
 use crate::reply::{type_name, Count, Flag};
+use crate::telemetry;
 
 /// `TK.SESSION.CREATE <skey> <ikey> <user> <idle_ms> <data> [MAXLIFETIME <ms>] [MAXSESSIONS <n> EVICT|REJECT]`.
 pub(crate) const CMD_CREATE: &str = "TK.SESSION.CREATE";
@@ -806,7 +807,10 @@ where
         match exec::query(&self.conn, self.timeout, CMD_SET, &cmd).await {
             Ok(NewVersion(Some(version))) => Ok(UpdateOutcome::Updated { version }),
             Ok(NewVersion(None)) => Ok(UpdateOutcome::Gone),
-            Err(err) if is_version_mismatch(&err) => Ok(UpdateOutcome::VersionMismatch),
+            Err(err) if is_version_mismatch(&err) => {
+                telemetry::session_version_conflict();
+                Ok(UpdateOutcome::VersionMismatch)
+            }
             Err(err) => Err(err),
         }
     }
