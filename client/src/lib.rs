@@ -129,6 +129,7 @@ mod test_support;
 
 pub use cache::{
     Cache, CacheErrorPolicy, CacheMetrics, Generation, GetOrComputeError, Lookup, RequestIdentity,
+    WarmReport,
 };
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use connection::{Connection, SentinelConnection, Topology};

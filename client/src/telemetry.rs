@@ -19,7 +19,7 @@
 //! | `tk_client_ratelimit_errors_total` | — | rate-limit calls that returned an error (non-transient, or transient under `FailurePolicy::Error`) |
 //! | `tk_client_cache_hits_total` | — | cache lookups that found a decodable value |
 //! | `tk_client_cache_misses_total` | — | cache lookups that found nothing visible |
-//! | `tk_client_cache_errors_total` | `outcome` = `miss` \| `returned` | cache calls that failed: absorbed as a miss by `CacheErrorPolicy::Miss`, or returned to the caller |
+//! | `tk_client_cache_errors_total` | `outcome` = `miss` \| `returned` | cache calls that failed: absorbed as a miss by `CacheErrorPolicy::Miss`, or returned to the caller (or counted in a [`WarmReport`](crate::WarmReport)) |
 //! | `tk_client_session_version_conflicts_total` | — | `SessionStore::update` refused by `IFVERSION` (another writer won) |
 //! | `tk_client_sentinel_reconnects_total` | `master` | connections to a primary resolved through Sentinel after the first one (a failover, or a lost connection) |
 //! | `tk_client_sentinel_switches_total` | `master` | `+switch-master` announcements of the client's primary (a failover seen by a sentinel) |
