@@ -101,7 +101,7 @@ async fn module_reports_name_and_version() {
         .expect("module tk listed");
     assert_eq!(tk.get("ver"), Some(&Value::Int(100)));
     let info = info_section(&mut conn, "tk").await;
-    assert_eq!(info.get("tk_version").map(String::as_str), Some("100"));
+    assert_eq!(info.get("tk_version").map(String::as_str), Some("200"));
 }
 
 async fn gcra_admits_burst_then_refuses_with_exact_reply(topology: &Topology) {
