@@ -99,7 +99,7 @@ async fn module_reports_name_and_version() {
         .iter()
         .find(|m| m.get("name") == Some(&Value::BulkString(b"tk".to_vec())))
         .expect("module tk listed");
-    assert_eq!(tk.get("ver"), Some(&Value::Int(100)));
+    assert_eq!(tk.get("ver"), Some(&Value::Int(200)));
     let info = info_section(&mut conn, "tk").await;
     assert_eq!(info.get("tk_version").map(String::as_str), Some("200"));
 }
