@@ -13,7 +13,9 @@
 //! # }
 //! ```
 
+pub mod flavor;
 pub mod harness;
 pub mod topology;
 
+pub use flavor::{Family, Flavor};
 pub use harness::*;

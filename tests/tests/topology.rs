@@ -26,6 +26,7 @@ use tk_redis_tests::harness::{
     workspace_dir,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
+use tk_redis_tests::Flavor;
 
 const SKIP: &str = "cluster and sentinel topologies run local redis-server processes";
 /// Per-call timeout of the workload's clients: a call to a dead master fails
@@ -113,7 +114,35 @@ async fn the_cluster_has_three_masters_with_a_replica_each_and_the_module_everyw
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert_eq!(modules.len(), 1, "node {index}: {modules:?}");
+        // Redis 8 loads built-in modules (`vectorset`, no path) beside ours;
+        // other servers load only ours.
+        let flavor = Flavor::of(&mut conn).await;
+        let field = |module: &[Value], name: &str| -> String {
+            module
+                .chunks(2)
+                .find(|pair| matches!(&pair[0], Value::BulkString(k) if k == name.as_bytes()))
+                .and_then(|pair| match &pair[1] {
+                    Value::BulkString(v) => Some(String::from_utf8_lossy(v).into_owned()),
+                    Value::SimpleString(v) => Some(v.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let (ours, others): (Vec<_>, Vec<_>) =
+            modules.iter().partition(|m| field(m, "name") == "tk");
+        assert_eq!(ours.len(), 1, "node {index}: {modules:?}");
+        assert!(
+            !field(ours[0], "path").is_empty(),
+            "node {index}: {modules:?}"
+        );
+        if flavor.ships_builtin_modules() {
+            assert!(
+                others.iter().all(|m| field(m, "path").is_empty()),
+                "node {index} ({flavor:?}): only built-in modules beside tk: {modules:?}"
+            );
+        } else {
+            assert!(others.is_empty(), "node {index} ({flavor:?}): {modules:?}");
+        }
     }
 }
 
