@@ -494,14 +494,32 @@ impl Server {
     }
 
     /// A fresh multiplexed connection (response timeout [`RESPONSE_TIMEOUT`]).
+    /// A connection dropped while it is being set up (e.g. Sentinel killing
+    /// the node's clients as it reconfigures it: `broken pipe` in the
+    /// handshake) is transient, so it is retried for up to
+    /// [`CONNECT_TIMEOUT`].
     ///
     /// # Panics
     /// When the server cannot be reached.
     pub async fn conn(&self) -> MultiplexedConnection {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match self.try_conn().await {
+                Ok(conn) => return conn,
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+                Err(e) => panic!("cannot connect to redis at {}: {e}", self.addr()),
+            }
+        }
+    }
+
+    /// One attempt at [`Server::conn`], returning the error, for loops that
+    /// poll a server which may be restarting or being reconfigured.
+    pub async fn try_conn(&self) -> RedisResult<MultiplexedConnection> {
         self.client
             .get_multiplexed_async_connection_with_config(&connection_config())
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to redis at {}: {e}", self.addr()))
     }
 
     /// A fresh multiplexed connection authenticated as the ACL user `user`
@@ -1243,6 +1261,14 @@ pub async fn debug_digest_value<C: ConnectionLike>(conn: &mut C, key: &str) -> S
         .await
         .unwrap_or_else(|e| panic!("DEBUG DIGEST-VALUE {key} failed: {e}"));
     digests.into_iter().next().unwrap_or_default()
+}
+
+/// Whether `err` is a connection dropped by the peer (reset, broken pipe,
+/// closed mid-reply): what a server does to its clients when it is
+/// reconfigured, not a sign that it is gone.
+pub fn is_transient(err: &redis::RedisError) -> bool {
+    // A refused connection means nothing listens: not transient.
+    err.is_connection_dropped() && !err.is_connection_refusal()
 }
 
 /// The connection settings of [`Server::conn`].

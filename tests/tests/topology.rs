@@ -790,10 +790,13 @@ async fn sentinel_failover_keeps_every_acknowledged_write_and_the_client_recover
     // each poll takes a fresh connection.)
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mut revived = group.data_node(old_master).conn().await;
-        let info = try_info_section(&mut revived, "replication").await;
-        let linked =
-            info.is_ok_and(|info| info.get("master_link_status").map(String::as_str) == Some("up"));
+        let linked = match group.data_node(old_master).try_conn().await {
+            Ok(mut revived) => try_info_section(&mut revived, "replication")
+                .await
+                .is_ok_and(|info| info.get("master_link_status").map(String::as_str) == Some("up")),
+            // Dropped while Sentinel reconfigures the node: poll again.
+            Err(_) => false,
+        };
         if linked {
             break;
         }
