@@ -15,7 +15,8 @@
 //! | --- | --- |
 //! | `TK_MODULE_PATH` | module to load; default `<target>/release/libtk_redis.so`, built on demand |
 //! | `TK_MODULE_REBUILD` | `0`: do not run `cargo build --release -p tk-redis-module` (once per test process) when the module exists |
-//! | `TK_REDIS_SERVER` | `redis-server` binary of the local backend (default: `redis-server` on `PATH`) |
+//! | `TK_REDIS_SERVER` | `redis-server` binary of the local backend, Sentinels included (default: `redis-server` on `PATH`; `scripts/test --server NAME` sets it, see `scripts/servers.sh`) |
+//! | `TK_REDIS_CLI` | `redis-cli` binary the cluster helpers run (default: `redis-cli` on `PATH`) |
 //! | `TK_TEST_BACKEND` | `local` (default) or `docker` |
 //! | `TK_TEST_REDIS_IMAGE` | image of the docker backend (default `redis:7.2`) |
 //! | `TK_TEST_DOCKER_HOST` | host/IP under which published container ports are reached (default: what testcontainers reports, `localhost` mapped to 127.0.0.1) |
