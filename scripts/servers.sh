@@ -53,7 +53,15 @@ ensure_trixie_root() {
     # An empty dpkg status: apt resolves the whole dependency closure
     # (trixie's libc6 included), as it would for an empty trixie root.
     : >"$apt_dir/status"
-    echo "deb $(debian_mirror) trixie main" >"$apt_dir/sources.list"
+    # trixie's archive keys came to bookworm in debian-archive-keyring
+    # 2023.3+deb12u2; an older bookworm gets them with an upgrade.
+    local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    if [ ! -e /etc/apt/trusted.gpg.d/debian-archive-trixie-stable.asc ]; then
+        echo "==> upgrading debian-archive-keyring (for trixie's archive keys)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debian-archive-keyring >/dev/null
+    fi
+    echo "deb [signed-by=$keyring] $(debian_mirror) trixie main" >"$apt_dir/sources.list"
     local apt=(apt-get -qq -o Dir::Etc::SourceList="$apt_dir/sources.list"
         -o Dir::Etc::SourceParts=/dev/null -o Dir::State="$apt_dir"
         -o Dir::State::Lists="$apt_dir/lists" -o Dir::State::Status="$apt_dir/status"
@@ -77,28 +85,29 @@ ensure_trixie_root() {
         rm -rf "$dir"
         mv "$dir.tmp" "$dir"
     fi
-    rm -f "$apt_dir/archives/"*.deb
+    # The package lists (~40 MB) are only needed to fetch again.
+    rm -rf "$apt_dir/archives/"*.deb "$apt_dir/lists"
     ln -sfn "$(basename "$dir")" "$link"
 }
 
 # Writes $bin/<name> running the trixie root's /usr/bin/<target>.
 trixie_wrapper() {
     local root="$1" bin="$2" name="$3" target="$4"
-    cat >"$bin/$name.tmp" <<EOF
+    cat >"$bin/$name.tmp$$" <<EOF
 #!/bin/sh
 # Runs trixie's $target from $root with that root's loader and libraries.
 exec "$root/usr/lib64/ld-linux-x86-64.so.2" \\
     --library-path "$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu" \\
     "$root/usr/bin/$target" "\$@"
 EOF
-    chmod +x "$bin/$name.tmp"
-    mv "$bin/$name.tmp" "$bin/$name"
+    chmod +x "$bin/$name.tmp$$"
+    mv "$bin/$name.tmp$$" "$bin/$name"
 }
 
 # use_server NAME: installs NAME if needed and exports TK_REDIS_SERVER and
 # TK_REDIS_CLI (read by the test harness) for it, plus TK_SERVER_NAME.
 use_server() {
-    local name="$1" expect root bin
+    local name="$1" expect root bin lock_fd
     case "$name" in
         redis-7.0)
             TK_REDIS_SERVER="$(command -v redis-server)"
@@ -106,6 +115,11 @@ use_server() {
             expect="Redis server v=7.0."
             ;;
         valkey-8.1 | redis-8.0)
+            mkdir -p "$TK_SERVER_CACHE"
+            # Two runs on one machine (two checkouts) share the cache: the
+            # first one to get here installs, the other waits.
+            exec {lock_fd}>"$TK_SERVER_CACHE/.lock"
+            flock "$lock_fd"
             ensure_trixie_root
             root="$(cd "$TK_SERVER_CACHE/trixie" && pwd -P)/root"
             bin="$TK_SERVER_CACHE/trixie/$name/bin"
@@ -121,6 +135,7 @@ use_server() {
             fi
             TK_REDIS_SERVER="$bin/redis-server"
             TK_REDIS_CLI="$bin/redis-cli"
+            exec {lock_fd}>&-
             ;;
         *)
             echo "error: unknown server '$name' (known: ${SERVERS[*]})" >&2
