@@ -395,6 +395,7 @@ fn debug_commands() -> [CommandSpec; 1] {
 }
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    registry::install_panic_hook();
     let debug = args
         .iter()
         .any(|arg| arg.as_slice().eq_ignore_ascii_case(b"DEBUG-COMMANDS"));

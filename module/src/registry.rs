@@ -111,6 +111,23 @@ fn numkeys_positions(args: &(impl ArgSource + ?Sized)) -> std::ops::Range<usize>
     2..2 + count
 }
 
+/// Replaces the default panic hook (of this module's copy of std only) with
+/// one that prints the message and location to stderr, as the default does,
+/// but **never a backtrace**, whatever `RUST_BACKTRACE` says. Runs at load.
+///
+/// Why: symbolizing a backtrace calls `realpath`, whose buffer glibc
+/// allocates with whatever `malloc` the server's global scope has (the
+/// jemalloc of Debian's packages), while a module loaded with
+/// `RTLD_DEEPBIND` (Valkey does) frees it with glibc's own `free`: Valkey
+/// 8.1 aborted with `free(): invalid pointer` on a caught panic as soon as
+/// `RUST_BACKTRACE` was set. The guard in [`dispatch`] logs the message to
+/// the server's log anyway.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("tk: {info}");
+    }));
+}
+
 /// Runs a handler with the panic guard. Always returns OK to Redis: errors
 /// are replies, not module failures.
 ///

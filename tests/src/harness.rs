@@ -231,6 +231,8 @@ pub struct ServerBuilder {
     cluster: bool,
     /// Run as a Sentinel with this initial configuration (local backend only).
     sentinel_config: Option<String>,
+    /// Extra environment variables of the server process.
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerBuilder {
@@ -245,6 +247,7 @@ impl Default for ServerBuilder {
             start_timeout: START_TIMEOUT,
             cluster: false,
             sentinel_config: None,
+            env: Vec::new(),
         }
     }
 }
@@ -279,6 +282,13 @@ impl ServerBuilder {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable of the server process (the container's
+    /// under docker), e.g. `.env("RUST_BACKTRACE", "1")`.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -710,6 +720,7 @@ impl Server {
             .arg(&self.dir_path)
             .args(self.config.common_args(module.as_deref()))
             .current_dir(&self.dir_path)
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?);
@@ -830,6 +841,9 @@ impl Server {
                     log.append(0, frame.bytes());
                 }
             });
+        for (name, value) in &self.config.env {
+            request = request.with_env_var(name, value);
+        }
         if self.config.load_module {
             let module = module_path();
             request = request.with_mount(

@@ -886,7 +886,13 @@ async fn random_garbage_never_takes_the_server_down() {
 
 #[tokio::test]
 async fn a_panic_is_an_error_reply_not_a_crash() {
-    let server = Server::builder().module_arg("DEBUG-COMMANDS").start().await;
+    // RUST_BACKTRACE=1: the module's panic hook must not symbolize a
+    // backtrace, which aborted Valkey (see registry::install_panic_hook).
+    let server = Server::builder()
+        .module_arg("DEBUG-COMMANDS")
+        .env("RUST_BACKTRACE", "1")
+        .start()
+        .await;
     let mut conn = server.conn().await;
     let text = error(&mut conn, &[b"TK.DEBUG.PANIC"]).await;
     assert!(text.starts_with("ERR internal error"), "{text}");
