@@ -726,10 +726,17 @@ async fn cluster_failover_keeps_every_acknowledged_write_and_the_client_recovers
     let skey = session_key(&token);
     let slot = key_slot(skey.as_bytes());
     let rl_key = format!("tk:rl:{{{}}}:api", tk_redis::cache::user_tag(user));
+    // The workload's session must be on the replica before the crash: it
+    // was created without WAIT, and a replica that has just finished its
+    // first sync may not stream yet (Valkey 8.1 waits for the replica's
+    // first REPLCONF ACK, up to a second): killed then, the master took
+    // the session with it and the workload saw it vanish.
+    let old_master = cluster.master_of_slot(slot).await;
+    let replica = cluster.replicas_of(old_master).await[0];
+    wait_for_sync(cluster.node(old_master), cluster.node(replica)).await;
 
     let workload = start_workload(conn.clone(), token.clone(), rl_key.clone());
     wait_for_progress(&workload, "before the crash").await;
-    let old_master = cluster.master_of_slot(slot).await;
     let killed_at = Instant::now();
     cluster.kill(old_master);
     let new_master = cluster.wait_for_failover(old_master, slot).await;
@@ -773,6 +780,8 @@ async fn sentinel_failover_keeps_every_acknowledged_write_and_the_client_recover
     let (token, _) = sessions.create(user, &json!({"n": 0})).await.unwrap();
     let skey = session_key(&token);
     let rl_key = format!("tk:rl:{{{}}}:api", tk_redis::cache::user_tag(user));
+    // As in the cluster test: the session is on the replica before the crash.
+    wait_for_sync(group.data_node(0), group.data_node(1)).await;
 
     let workload = start_workload(conn.clone(), token.clone(), rl_key.clone());
     wait_for_progress(&workload, "before the crash").await;
