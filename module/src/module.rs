@@ -395,12 +395,14 @@ fn debug_commands() -> [CommandSpec; 1] {
 }
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    registry::install_panic_hook();
     let debug = args
         .iter()
         .any(|arg| arg.as_slice().eq_ignore_ascii_case(b"DEBUG-COMMANDS"));
     let extra: &[CommandSpec] = if debug { &debug_commands() } else { &[] };
+    let acl_category = registry::add_acl_category(ctx);
     for spec in commands().iter().chain(&session_commands()).chain(extra) {
-        if let Err(error) = registry::register(ctx, spec) {
+        if let Err(error) = registry::register(ctx, spec, acl_category) {
             ctx.log_warning(&format!("tk: {error}"));
             return Status::Err;
         }

@@ -6,6 +6,9 @@
 //! `COMMAND GETKEYS` and Cluster routing all see the real key positions,
 //! including the `numkeys` form of TK.RATELIMIT.ALL.
 //!
+//! Where the server has module ACL categories (7.2+), every command also
+//! joins the `tk` category ([`add_acl_category`]), detected at load time.
+//!
 //! Every call goes through [`dispatch`], which turns a handler's error into a
 //! reply and catches any panic (a panic crossing into C would abort Redis):
 //! the caller gets an `ERR internal error`, the log gets a warning.
@@ -106,6 +109,23 @@ fn numkeys_positions(args: &(impl ArgSource + ?Sized)) -> std::ops::Range<usize>
         .filter(|&n| n >= 1 && n <= available)
         .unwrap_or(0);
     2..2 + count
+}
+
+/// Replaces the default panic hook (of this module's copy of std only) with
+/// one that prints the message and location to stderr, as the default does,
+/// but **never a backtrace**, whatever `RUST_BACKTRACE` says. Runs at load.
+///
+/// Why: symbolizing a backtrace calls `realpath`, whose buffer glibc
+/// allocates with whatever `malloc` the server's global scope has (the
+/// jemalloc of Debian's packages), while a module loaded with
+/// `RTLD_DEEPBIND` (Valkey does) frees it with glibc's own `free`: Valkey
+/// 8.1 aborted with `free(): invalid pointer` on a caught panic as soon as
+/// `RUST_BACKTRACE` was set. The guard in [`dispatch`] logs the message to
+/// the server's log anyway.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("tk: {info}");
+    }));
 }
 
 /// Runs a handler with the panic guard. Always returns OK to Redis: errors
@@ -321,8 +341,65 @@ fn raw_args(docs: &[ArgDoc]) -> Vec<raw::RedisModuleCommandArg> {
     args
 }
 
-/// Registers one command with Redis. Runs at load time only.
-pub fn register(context: &redis_module::Context, spec: &CommandSpec) -> Result<(), String> {
+/// The ACL category every command joins where the server has module ACL
+/// categories (Redis 7.2+, Valkey): `ACL SETUSER app +@tk` grants them all.
+pub const ACL_CATEGORY: &CStr = c"tk";
+
+/// Adds [`ACL_CATEGORY`] to the server's categories when it can (Redis
+/// 7.2+ and Valkey have `RedisModule_AddACLCategory`); returns whether the
+/// commands should join it. Runs at load time only, before [`register`].
+///
+/// Never fails the load: on Redis 7.0, or when the name is taken (another
+/// module added a `tk` category), the commands are in no category at all
+/// (only `+@all` or their names grant them) and the log says so.
+pub fn add_acl_category(context: &redis_module::Context) -> bool {
+    // SAFETY: load-time context, NUL-terminated static name.
+    let added = unsafe {
+        match raw::RedisModule_AddACLCategory {
+            Some(add) => add(context.ctx, ACL_CATEGORY.as_ptr()) == raw::Status::Ok as c_int,
+            None => {
+                context.log_notice(
+                    "tk: this server has no module ACL categories (they came with Redis 7.2): \
+                     there is no @tk; grant the commands by name (+tk.ratelimit ...) or +@all",
+                );
+                return false;
+            }
+        }
+    };
+    if !added {
+        context.log_warning(
+            "tk: could not add the ACL category `tk` (is the name taken?); the commands \
+             are in no ACL category: grant them by name (+tk.ratelimit ...) or +@all",
+        );
+    }
+    added
+}
+
+/// The ACL categories of a command with `flags`: [`ACL_CATEGORY`], plus
+/// the built-in ones Redis gives its own commands with such flags (a module
+/// command gets none by itself), so that `+@write` or `-@slow` covers the
+/// module's commands too.
+pub fn acl_categories(flags: &CStr) -> std::ffi::CString {
+    let flags = flags.to_string_lossy();
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    let mut categories = vec![ACL_CATEGORY.to_string_lossy().into_owned()];
+    if has("write") {
+        categories.push("write".into());
+    }
+    if has("readonly") {
+        categories.push("read".into());
+    }
+    categories.push(if has("fast") { "fast" } else { "slow" }.into());
+    std::ffi::CString::new(categories.join(" ")).expect("no NUL in category names")
+}
+
+/// Registers one command with Redis (joining [`ACL_CATEGORY`] when
+/// `acl_category`, see [`add_acl_category`]). Runs at load time only.
+pub fn register(
+    context: &redis_module::Context,
+    spec: &CommandSpec,
+    acl_category: bool,
+) -> Result<(), String> {
     let ctx = context.ctx;
     let name = spec.name.to_string_lossy();
     // SAFETY: load-time context; strings are NUL-terminated statics, and Redis
@@ -345,16 +422,26 @@ pub fn register(context: &redis_module::Context, spec: &CommandSpec) -> Result<(
         {
             return Err(format!("could not create command {name}"));
         }
+        let command = get_command(ctx, spec.name.as_ptr());
+        if command.is_null() {
+            return Err(format!("could not find command {name} after creating it"));
+        }
+        if acl_category {
+            if let Some(set_categories) = raw::RedisModule_SetCommandACLCategories {
+                let categories = acl_categories(spec.flags);
+                if set_categories(command, categories.as_ptr()) != raw::Status::Ok as c_int {
+                    return Err(format!(
+                        "could not put command {name} in ACL categories {categories:?}"
+                    ));
+                }
+            }
+        }
         // SetCommandInfo appeared in Redis 7.0; without it the legacy key
         // positions still route every command except ALL's movable keys.
         let Some(set_info) = raw::RedisModule_SetCommandInfo else {
             context.log_warning("tk: this Redis has no RedisModule_SetCommandInfo; key specs and docs are not registered");
             return Ok(());
         };
-        let command = get_command(ctx, spec.name.as_ptr());
-        if command.is_null() {
-            return Err(format!("could not find command {name} after creating it"));
-        }
         let mut key_specs = raw_key_specs(spec.key_spec.as_ref());
         let mut args = raw_args(spec.args);
         let info = raw::RedisModuleCommandInfo {
@@ -377,7 +464,20 @@ pub fn register(context: &redis_module::Context, spec: &CommandSpec) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::numkeys_positions;
+    use super::{acl_categories, numkeys_positions};
+
+    #[test]
+    fn acl_categories_follow_the_flags() {
+        assert_eq!(
+            acl_categories(c"write deny-oom fast").to_str(),
+            Ok("tk write fast")
+        );
+        assert_eq!(acl_categories(c"readonly").to_str(), Ok("tk read slow"));
+        assert_eq!(
+            acl_categories(c"write deny-oom").to_str(),
+            Ok("tk write slow")
+        );
+    }
 
     #[test]
     fn numkeys_positions_cover_exactly_the_counted_keys() {

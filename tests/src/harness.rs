@@ -15,7 +15,8 @@
 //! | --- | --- |
 //! | `TK_MODULE_PATH` | module to load; default `<target>/release/libtk_redis.so`, built on demand |
 //! | `TK_MODULE_REBUILD` | `0`: do not run `cargo build --release -p tk-redis-module` (once per test process) when the module exists |
-//! | `TK_REDIS_SERVER` | `redis-server` binary of the local backend (default: `redis-server` on `PATH`) |
+//! | `TK_REDIS_SERVER` | `redis-server` binary of the local backend, Sentinels included (default: `redis-server` on `PATH`; `scripts/test --server NAME` sets it, see `scripts/servers.sh`) |
+//! | `TK_REDIS_CLI` | `redis-cli` binary the cluster helpers run (default: `redis-cli` on `PATH`) |
 //! | `TK_TEST_BACKEND` | `local` (default) or `docker` |
 //! | `TK_TEST_REDIS_IMAGE` | image of the docker backend (default `redis:7.2`) |
 //! | `TK_TEST_DOCKER_HOST` | host/IP under which published container ports are reached (default: what testcontainers reports, `localhost` mapped to 127.0.0.1) |
@@ -230,6 +231,8 @@ pub struct ServerBuilder {
     cluster: bool,
     /// Run as a Sentinel with this initial configuration (local backend only).
     sentinel_config: Option<String>,
+    /// Extra environment variables of the server process.
+    env: Vec<(String, String)>,
 }
 
 impl Default for ServerBuilder {
@@ -244,6 +247,7 @@ impl Default for ServerBuilder {
             start_timeout: START_TIMEOUT,
             cluster: false,
             sentinel_config: None,
+            env: Vec::new(),
         }
     }
 }
@@ -278,6 +282,13 @@ impl ServerBuilder {
         S: Into<String>,
     {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable of the server process (the container's
+    /// under docker), e.g. `.env("RUST_BACKTRACE", "1")`.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
         self
     }
 
@@ -494,14 +505,32 @@ impl Server {
     }
 
     /// A fresh multiplexed connection (response timeout [`RESPONSE_TIMEOUT`]).
+    /// A connection dropped while it is being set up (e.g. Sentinel killing
+    /// the node's clients as it reconfigures it: `broken pipe` in the
+    /// handshake) is transient, so it is retried for up to
+    /// [`CONNECT_TIMEOUT`].
     ///
     /// # Panics
     /// When the server cannot be reached.
     pub async fn conn(&self) -> MultiplexedConnection {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            match self.try_conn().await {
+                Ok(conn) => return conn,
+                Err(e) if is_transient(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+                Err(e) => panic!("cannot connect to redis at {}: {e}", self.addr()),
+            }
+        }
+    }
+
+    /// One attempt at [`Server::conn`], returning the error, for loops that
+    /// poll a server which may be restarting or being reconfigured.
+    pub async fn try_conn(&self) -> RedisResult<MultiplexedConnection> {
         self.client
             .get_multiplexed_async_connection_with_config(&connection_config())
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to redis at {}: {e}", self.addr()))
     }
 
     /// A fresh multiplexed connection authenticated as the ACL user `user`
@@ -691,6 +720,7 @@ impl Server {
             .arg(&self.dir_path)
             .args(self.config.common_args(module.as_deref()))
             .current_dir(&self.dir_path)
+            .envs(self.config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?);
@@ -811,6 +841,9 @@ impl Server {
                     log.append(0, frame.bytes());
                 }
             });
+        for (name, value) in &self.config.env {
+            request = request.with_env_var(name, value);
+        }
         if self.config.load_module {
             let module = module_path();
             request = request.with_mount(
@@ -1243,6 +1276,14 @@ pub async fn debug_digest_value<C: ConnectionLike>(conn: &mut C, key: &str) -> S
         .await
         .unwrap_or_else(|e| panic!("DEBUG DIGEST-VALUE {key} failed: {e}"));
     digests.into_iter().next().unwrap_or_default()
+}
+
+/// Whether `err` is a connection dropped by the peer (reset, broken pipe,
+/// closed mid-reply): what a server does to its clients when it is
+/// reconfigured, not a sign that it is gone.
+pub fn is_transient(err: &redis::RedisError) -> bool {
+    // A refused connection means nothing listens: not transient.
+    err.is_connection_dropped() && !err.is_connection_refusal()
 }
 
 /// The connection settings of [`Server::conn`].

@@ -14,8 +14,10 @@
 //! ```
 
 pub mod fixtures;
+pub mod flavor;
 pub mod harness;
 pub mod http;
 pub mod topology;
 
+pub use flavor::{Family, Flavor};
 pub use harness::*;

@@ -38,8 +38,23 @@ pub const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `cluster-node-timeout` of [`Cluster`] nodes: a dead master's replica is
 /// promoted about this long (plus a second or two of election) after the crash.
 pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 2000;
-/// `down-after-milliseconds` of the [`SentinelGroup`]'s Sentinels.
-pub const SENTINEL_DOWN_AFTER_MS: u64 = 1000;
+/// `down-after-milliseconds` of the [`SentinelGroup`]'s Sentinels: how long
+/// a Sentinel's PING (sent about once a second, and at once on a new link,
+/// e.g. to the replica it just promoted) may go unanswered before it flags
+/// the instance down. 1000 ms gave each PONG one second; on a loaded 2-core
+/// machine two Sentinels sometimes missed it right after a failover, flagged
+/// the just-promoted master down and failed over again, to the revived,
+/// empty old master (acknowledged writes lost). 5 s is far beyond any stall
+/// seen, and only delays detection of a real crash.
+pub const SENTINEL_DOWN_AFTER_MS: u64 = 5000;
+/// `failover-timeout` of the [`SentinelGroup`]'s Sentinels. A failover
+/// whose election failed (split vote) is retried after twice this.
+pub const SENTINEL_FAILOVER_TIMEOUT_MS: u64 = 10_000;
+/// How long [`SentinelGroup::wait_for_failover`] waits: detection, one
+/// failed election and its retry, and [`TOPOLOGY_TIMEOUT`] for the rest.
+pub const SENTINEL_FAILOVER_WAIT: Duration = Duration::from_millis(
+    SENTINEL_DOWN_AFTER_MS + 2 * SENTINEL_FAILOVER_TIMEOUT_MS + TOPOLOGY_TIMEOUT.as_millis() as u64,
+);
 /// The name the Sentinels monitor the master under.
 pub const SENTINEL_MASTER_NAME: &str = "tkmaster";
 
@@ -620,7 +635,7 @@ impl SentinelGroup {
         let config = format!(
             "sentinel monitor {name} 127.0.0.1 {port} {quorum}\n\
              sentinel down-after-milliseconds {name} {SENTINEL_DOWN_AFTER_MS}\n\
-             sentinel failover-timeout {name} 10000\n\
+             sentinel failover-timeout {name} {SENTINEL_FAILOVER_TIMEOUT_MS}\n\
              sentinel parallel-syncs {name} 1\n",
             name = SENTINEL_MASTER_NAME,
             port = data[0].port(),
@@ -739,7 +754,7 @@ impl SentinelGroup {
     pub async fn wait_for_failover(&self, dead: usize) -> usize {
         let dead_port = self.data[dead].port();
         for sentinel in &self.sentinels {
-            wait_until("sentinel failover", TOPOLOGY_TIMEOUT, || async move {
+            wait_until("sentinel failover", SENTINEL_FAILOVER_WAIT, || async move {
                 let mut conn = try_conn(sentinel).await.map_err(|e| e.to_string())?;
                 let (_host, port): (String, u16) = redis::cmd("SENTINEL")
                     .arg("GET-MASTER-ADDR-BY-NAME")

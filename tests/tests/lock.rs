@@ -14,6 +14,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tk_redis::lock::{fence_key, lock_key, Lock};
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::Flavor;
 
 /// Bound on every wait for an expiry.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
@@ -57,9 +58,55 @@ async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
     int(conn, &["PEXPIRETIME", key]).await
 }
 
-async fn now_ms(conn: &mut MultiplexedConnection) -> i64 {
+/// The server's clock (`TIME`) in microseconds.
+async fn now_us(conn: &mut MultiplexedConnection) -> i64 {
     let (secs, micros): (i64, i64) = query(conn, &["TIME"]).await;
-    secs * 1000 + micros / 1000
+    secs * 1_000_000 + micros
+}
+
+/// The exact range of the remaining time (ms) the module reports for a
+/// lock expiring at `expiry_ms`, asked by a command that ran between
+/// `TIME` readings `before_us` and `after_us`: rounded up to a whole
+/// millisecond, at least 1 (see [`expiry_range`] for the clocks).
+fn remaining_range(
+    flavor: Flavor,
+    expiry_ms: i64,
+    before_us: i64,
+    after_us: i64,
+) -> std::ops::RangeInclusive<i64> {
+    let left = |now_us: i64| {
+        let now_us = if flavor.has_72_module_api() {
+            now_us
+        } else {
+            now_us.div_euclid(1000) * 1000
+        };
+        (expiry_ms * 1000 - now_us + 999).div_euclid(1000).max(1)
+    };
+    left(after_us)..=left(before_us)
+}
+
+/// The exact range of expiries of a lock taken for `ttl_ms` by a command
+/// that ran between `TIME` readings `before_us` and `after_us` on a server
+/// of `flavor`. The module reads the server's clock once per command and
+/// rounds it **up** to a millisecond, so that a lock never expires earlier
+/// than asked: from 7.2 that clock has microseconds
+/// (`RedisModule_CachedMicroseconds`); 7.0 only offers whole milliseconds
+/// (`RedisModule_Milliseconds`, the truncated wall clock, which Redis's own
+/// expiry check compares against too).
+fn expiry_range(
+    flavor: Flavor,
+    before_us: i64,
+    after_us: i64,
+    ttl_ms: i64,
+) -> std::ops::RangeInclusive<i64> {
+    let to_ms = |us: i64| {
+        if flavor.has_72_module_api() {
+            (us + 999).div_euclid(1000)
+        } else {
+            us.div_euclid(1000)
+        }
+    };
+    to_ms(before_us) + ttl_ms..=to_ms(after_us) + ttl_ms
 }
 
 /// Every key's value (or type) and absolute expiry.
@@ -86,27 +133,32 @@ async fn acquire_release_and_reacquire_replies() {
     let server = Server::start().await;
     let mut conn = server.conn().await;
     let acquire = ["TK.LOCK.ACQUIRE", "l", "{l}f", "owner-a", "1h"];
+    let before = now_us(&mut conn).await;
     assert_eq!(ints(&mut conn, &acquire).await, [1, 1, 3_600_000]);
+    let after = now_us(&mut conn).await;
     // Native strings: the token with an absolute expiry, and a counter that
     // never expires.
     assert_eq!(get(&mut conn, "l").await.as_deref(), Some("owner-a"));
     assert_eq!(get(&mut conn, "{l}f").await.as_deref(), Some("1"));
     let expiry = pexpiretime(&mut conn, "l").await;
-    let now = now_ms(&mut conn).await;
-    assert!(
-        expiry > now && expiry <= now + 3_600_000,
-        "{expiry} vs {now}"
-    );
+    let expected = expiry_range(Flavor::of(&mut conn).await, before, after, 3_600_000);
+    assert!(expected.contains(&expiry), "{expiry} not in {expected:?}");
     assert_eq!(pexpiretime(&mut conn, "{l}f").await, -1);
 
     // Another token is refused with the holder's remaining time.
+    let before = now_us(&mut conn).await;
     let busy = ints(
         &mut conn,
         &["TK.LOCK.ACQUIRE", "l", "{l}f", "owner-b", "5s"],
     )
     .await;
+    let after = now_us(&mut conn).await;
     assert_eq!(&busy[..2], &[0, 0]);
-    assert!(busy[2] > 0 && busy[2] <= 3_600_000, "{busy:?}");
+    let expected = remaining_range(Flavor::of(&mut conn).await, expiry, before, after);
+    assert!(
+        expected.contains(&busy[2]),
+        "{busy:?}, expected {expected:?}"
+    );
     assert_eq!(get(&mut conn, "{l}f").await.as_deref(), Some("1"));
 
     // The holder's token re-acquires: new fence, TTL replaced.
@@ -197,14 +249,15 @@ async fn extend_moves_the_expiry_only_for_the_holder() {
     let mut conn = server.conn().await;
     ints(&mut conn, &["TK.LOCK.ACQUIRE", "l", "f", "t", "10s"]).await;
     let first = pexpiretime(&mut conn, "l").await;
-    let before = now_ms(&mut conn).await;
+    let before = now_us(&mut conn).await;
     assert_eq!(int(&mut conn, &["TK.LOCK.EXTEND", "l", "t", "1h"]).await, 1);
-    let after = now_ms(&mut conn).await;
+    let after = now_us(&mut conn).await;
     let extended = pexpiretime(&mut conn, "l").await;
     assert!(extended > first);
+    let expected = expiry_range(Flavor::of(&mut conn).await, before, after, 3_600_000);
     assert!(
-        extended >= before + 3_600_000 && extended <= after + 3_600_001,
-        "{extended} not within now + 1h"
+        expected.contains(&extended),
+        "{extended} not in {expected:?}"
     );
     // The fence does not change.
     assert_eq!(get(&mut conn, "f").await.as_deref(), Some("1"));

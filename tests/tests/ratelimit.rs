@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis::{Algorithm, Quota, RateLimiter};
-use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, wait_until, Server};
 use tk_redis_tests::topology::Topology;
 
 const ALGORITHMS: [&str; 3] = ["GCRA", "SLIDING", "FIXED"];
@@ -904,17 +904,40 @@ async fn random_garbage_never_takes_the_server_down() {
 
 #[tokio::test]
 async fn a_panic_is_an_error_reply_not_a_crash() {
-    let server = Server::builder().module_arg("DEBUG-COMMANDS").start().await;
+    // RUST_BACKTRACE=1: the module's panic hook must not symbolize a
+    // backtrace, which aborted Valkey (see registry::install_panic_hook).
+    let server = Server::builder()
+        .module_arg("DEBUG-COMMANDS")
+        .env("RUST_BACKTRACE", "1")
+        .start()
+        .await;
     let mut conn = server.conn().await;
     let text = error(&mut conn, &[b"TK.DEBUG.PANIC"]).await;
     assert!(text.starts_with("ERR internal error"), "{text}");
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     assert_eq!(pong, "PONG");
     assert_eq!(info_section(&mut conn, "tk").await["tk_panics"], "1");
-    assert!(
-        server.log().contains("a command panicked"),
-        "the guard logs a warning"
-    );
+    // The guard logs a warning. Under docker the log reaches the test
+    // through the container's log stream, a moment after the reply.
+    let server = &server;
+    wait_until(
+        "the guard's warning in the log",
+        Duration::from_secs(10),
+        || async move {
+            if server.log().contains("a command panicked") {
+                Ok(())
+            } else {
+                Err(tail_of(&server.log()))
+            }
+        },
+    )
+    .await;
+}
+
+/// The last lines of a server log, for a failure message.
+fn tail_of(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 #[tokio::test]

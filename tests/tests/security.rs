@@ -18,6 +18,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{FromRedisValue, Value};
 use tk_redis_tests::fixtures::write_session_by_hand;
 use tk_redis_tests::harness::{info_section, wait_for_sync, wait_until, Server};
+use tk_redis_tests::Flavor;
 
 const PASSWORD: &str = "pw";
 const HOUR_MS: i64 = 3_600_000;
@@ -693,4 +694,69 @@ async fn the_client_works_as_an_acl_user_confined_to_one_users_keys() {
         keys.is_empty(),
         "the app user's invalidation reclaimed its entry: {keys:?}"
     );
+}
+
+/// Where the server has module ACL categories (Redis 7.2+, Valkey) every
+/// TK command is in `@tk`, so `+@tk` grants exactly the module's commands;
+/// on Redis 7.0 there is no `@tk` and `ACL SETUSER … +@tk` is refused, as
+/// for any unknown category.
+#[tokio::test]
+async fn acl_category_tk_holds_every_module_command_where_the_server_has_categories() {
+    let server = Server::start().await;
+    let mut admin = server.conn().await;
+    let flavor = Flavor::of(&mut admin).await;
+    let categories: Vec<String> = query(&mut admin, &["ACL", "CAT"]).await;
+    let rules = ["~*", "+@tk"];
+    if !flavor.has_72_module_api() {
+        assert!(!categories.iter().any(|c| c == "tk"), "{categories:?}");
+        let mut args = vec!["ACL", "SETUSER", "app", "on", ">pw"];
+        args.extend_from_slice(&rules);
+        let refused = outcome(&mut admin, &args).await.unwrap_err();
+        assert!(refused.contains("tk"), "{refused}");
+        return;
+    }
+    assert!(categories.iter().any(|c| c == "tk"), "{categories:?}");
+    let mut in_category: Vec<String> = query(&mut admin, &["ACL", "CAT", "tk"]).await;
+    in_category
+        .iter_mut()
+        .for_each(|c| c.make_ascii_lowercase());
+    in_category.sort();
+    let mut module_commands: Vec<String> = query::<Vec<Value>>(&mut admin, &["COMMAND", "LIST"])
+        .await
+        .into_iter()
+        .filter_map(|name| String::from_redis_value(name).ok())
+        .map(|name| name.to_ascii_lowercase())
+        .filter(|name| name.starts_with("tk."))
+        .collect();
+    module_commands.sort();
+    for family in [
+        "tk.ratelimit",
+        "tk.lock.acquire",
+        "tk.session.create",
+        "tk.cache.get",
+    ] {
+        assert!(
+            module_commands.iter().any(|c| c == family),
+            "{module_commands:?}"
+        );
+    }
+    assert_eq!(in_category, module_commands);
+    // They also join the built-in categories of their flags.
+    let writes: Vec<String> = query(&mut admin, &["ACL", "CAT", "write"]).await;
+    assert!(writes
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("tk.ratelimit")));
+    let reads: Vec<String> = query(&mut admin, &["ACL", "CAT", "read"]).await;
+    assert!(reads
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case("tk.ratelimit.peek")));
+    assert!(!reads.iter().any(|c| c.eq_ignore_ascii_case("tk.ratelimit")));
+
+    let mut app = user(&server, &mut admin, "app", &rules).await;
+    let decision: Vec<i64> = query(&mut app, &["TK.RATELIMIT", "rl:acl", "5", "1m"]).await;
+    assert_eq!(decision[..3], [1, 5, 4]);
+    let _: Value = query(&mut app, &["TK.LOCK.ACQUIRE", "l", "f", "t", "1s"]).await;
+    // Nothing outside the module.
+    let refused = outcome(&mut app, &["GET", "rl:acl"]).await.unwrap_err();
+    assert!(refused.starts_with("NOPERM"), "{refused}");
 }
