@@ -1345,6 +1345,15 @@ fn split_image_ref(image: &str) -> (String, String) {
     }
 }
 
+/// The module version `MODULE LIST` and `INFO tk` report for this build
+/// (major·10000 + minor·100 + patch of the workspace version).
+pub fn module_version() -> i64 {
+    let part = |text: &str| text.parse::<i64>().expect("a numeric version part");
+    part(env!("CARGO_PKG_VERSION_MAJOR")) * 10_000
+        + part(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + part(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
 /// A port on 127.0.0.1 that was free a moment ago and that this process has
 /// not handed out before (redis-server may still lose a race for it: callers retry).
 fn free_port() -> u16 {

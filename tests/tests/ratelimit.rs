@@ -99,9 +99,15 @@ async fn module_reports_name_and_version() {
         .iter()
         .find(|m| m.get("name") == Some(&Value::BulkString(b"tk".to_vec())))
         .expect("module tk listed");
-    assert_eq!(tk.get("ver"), Some(&Value::Int(200)));
+    assert_eq!(
+        tk.get("ver"),
+        Some(&Value::Int(tk_redis_tests::harness::module_version()))
+    );
     let info = info_section(&mut conn, "tk").await;
-    assert_eq!(info.get("tk_version").map(String::as_str), Some("200"));
+    assert_eq!(
+        info.get("tk_version"),
+        Some(&tk_redis_tests::harness::module_version().to_string())
+    );
 }
 
 async fn gcra_admits_burst_then_refuses_with_exact_reply(topology: &Topology) {
