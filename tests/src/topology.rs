@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -559,21 +559,51 @@ fn setslot(slot: u16, state: &str, id: &str) -> redis::Cmd {
 async fn run_redis_cli(args: Vec<String>) {
     let bin = redis_cli_bin();
     let shown = format!("{} {}", bin.display(), args.join(" "));
-    let output = tokio::task::spawn_blocking(move || Command::new(bin).args(&args).output())
-        .await
-        .expect("redis-cli thread")
+    let mut child = Command::new(&bin)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot run `{shown}`: {e} (install redis-tools or set TK_REDIS_CLI)")
         });
-    if !output.status.success() {
+    // `--cluster create` waits for the nodes to join and never gives up when
+    // one has died: bounded, a dead node is a failure with the output, not a
+    // hang of the whole suite.
+    let deadline = std::time::Instant::now() + REDIS_CLI_TIMEOUT;
+    let timed_out = loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break false,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                break true;
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("waiting for `{shown}`: {e}"),
+        }
+    };
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("redis-cli thread")
+        .unwrap_or_else(|e| panic!("reading the output of `{shown}`: {e}"));
+    if timed_out || !output.status.success() {
         panic!(
-            "`{shown}` failed ({}):\n{}\n{}",
+            "`{shown}` {} ({}):\n{}\n{}",
+            if timed_out {
+                format!("did not finish within {REDIS_CLI_TIMEOUT:?}")
+            } else {
+                "failed".to_owned()
+            },
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
 }
+
+/// How long one `redis-cli --cluster …` run may take (creating a 6-node
+/// cluster takes a few seconds, even on a loaded machine).
+const REDIS_CLI_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------
 // Sentinel
