@@ -68,6 +68,53 @@ pub fn unlink(ctx: Ctx, argv: &Argv, first: usize, count: usize) -> Result<u64, 
     Ok(u64::try_from(removed).unwrap_or(0))
 }
 
+/// `HSET <key> <field> <value> ...` (up to 8 fields; the key's expiry is
+/// kept).
+pub fn hset<'a>(
+    ctx: Ctx,
+    key: impl Into<Key<'a>>,
+    fields: &[(&'a [u8], &'a [u8])],
+) -> Result<(), CommandError> {
+    if fields.is_empty() || fields.len() > MAX_HASH_FIELDS {
+        return Err(CommandError::Internal("hset takes 1 to 8 fields"));
+    }
+    let mut call = Call::new(c"HSET").key(key);
+    for (field, value) in fields {
+        call = call.bytes(field).bytes(value);
+    }
+    call.run(ctx, Replicate::Yes)?.get().check("HSET failed")?;
+    Ok(())
+}
+
+/// `ZADD <sorted_set> <score> <member>`.
+pub fn add_member<'a>(
+    ctx: Ctx,
+    sorted_set: impl Into<Key<'a>>,
+    score: u64,
+    member: impl Into<Key<'a>>,
+) -> Result<(), CommandError> {
+    Call::new(c"ZADD")
+        .key(sorted_set)
+        .uint(score)
+        .key(member)
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("ZADD failed")?;
+    Ok(())
+}
+
+/// `RENAME <from> <to>`: the value and the expiry move; replicated as
+/// itself (deterministic).
+pub fn rename(ctx: Ctx, from: ArgString, to: ArgString) -> Result<(), CommandError> {
+    Call::new(c"RENAME")
+        .key(from)
+        .key(to)
+        .run(ctx, Replicate::Yes)?
+        .get()
+        .check("RENAME failed")?;
+    Ok(())
+}
+
 /// `ZREM <sorted_set> <member>`.
 pub fn remove_member<'a>(
     ctx: Ctx,

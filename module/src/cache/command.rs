@@ -182,31 +182,19 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let (mut user_buffer, mut namespace_buffer) = (itoa::Buffer::new(), itoa::Buffer::new());
     let user_generation = user_buffer.format(stored_under.user).as_bytes();
     let namespace_generation = namespace_buffer.format(stored_under.namespace).as_bytes();
-    Call::new(c"HSET")
-        .key(entry_key)
-        .bytes(VALUE_FIELD)
-        .string(argv.string(parsed.value)?.as_ptr())
-        .bytes(ENTRY_USER_GENERATION_FIELD)
-        .bytes(user_generation)
-        .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
-        .bytes(namespace_generation)
-        .bytes(ENTRY_NAMESPACE_FIELD)
-        .bytes(parsed.namespace)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("HSET failed")?;
+    let fields = [
+        (VALUE_FIELD, argv.string(parsed.value)?.bytes()),
+        (ENTRY_USER_GENERATION_FIELD, user_generation),
+        (ENTRY_NAMESPACE_GENERATION_FIELD, namespace_generation),
+        (ENTRY_NAMESPACE_FIELD, parsed.namespace),
+    ];
+    effects::hset(ctx, entry_key, &fields)?;
     effects::expire_at(ctx, entry_key, expire_ms)?;
 
     // The index lists the user's entries with their expiry, for the
     // reclaimer; members whose entry has expired are dropped here, so it
     // stays as small as the live entries.
-    Call::new(c"ZADD")
-        .key(index_key)
-        .uint(expire_ms)
-        .key(entry_key)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZADD failed")?;
+    effects::add_member(ctx, index_key, expire_ms, entry_key)?;
     effects::remove_scores_below(ctx, index_key, now_ms)?;
 
     // Bookkeeping keys outlive every entry they govern.
@@ -254,13 +242,8 @@ fn invalidate(
     let new_generation =
         next_generation(current).ok_or(CommandError::Refused("generation limit reached"))?;
     let mut digits = itoa::Buffer::new();
-    Call::new(c"HSET")
-        .key(generations_key)
-        .bytes(field_bytes)
-        .bytes(digits.format(new_generation).as_bytes())
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("HSET failed")?;
+    let generation = [(field_bytes, digits.format(new_generation).as_bytes())];
+    effects::hset(ctx, generations_key, &generation)?;
     let now_ms = ctx.now_nanos() / 1_000_000;
     let current_expiry = effects::expire_time(ctx, generations_key)?;
     let index_expiry = if index_exists {

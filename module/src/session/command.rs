@@ -265,13 +265,7 @@ fn extend_index(ctx: Ctx, index: &[u8], at_ms: u64) -> CommandResult {
 }
 
 fn add_to_index(ctx: Ctx, index: &[u8], session: &[u8], max_expires_at: u64) -> CommandResult {
-    Call::new(c"ZADD")
-        .bytes(index)
-        .uint(max_expires_at)
-        .bytes(session)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZADD failed")?;
+    effects::add_member(ctx, index, max_expires_at, session)?;
     extend_index(ctx, index, max_expires_at)
 }
 
@@ -479,13 +473,8 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
         }
         stored.times.max_expires_at
     };
-    // RENAME keeps the value and the expiry, and replicates as itself.
-    Call::new(c"RENAME")
-        .key(old)
-        .key(new)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("RENAME failed")?;
+    // RENAME keeps the value and the expiry.
+    effects::rename(ctx, old, new)?;
     effects::remove_member(ctx, index, old.bytes())?;
     add_to_index(ctx, index.bytes(), new.bytes(), max_expires_at)?;
     stats::SESSION.rotated.incr();
