@@ -8,10 +8,10 @@
 //! index for the background reclaimer (`reclaim.rs`), which may delete only
 //! entries of the same tag that the invalidating ACL user could delete.
 
-use crate::call::{Call, Key, Replicate, Reply};
+use crate::call::{Call, Replicate};
 use crate::effects;
 use crate::error::CommandError;
-use crate::glue::{current_user_name, Argv, Ctx, KeyKind};
+use crate::glue::{current_user_name, ArgString, Argv, Ctx, KeyKind};
 use crate::keyapi::{FieldNames, HashKey, OwnedString};
 use crate::keys::CacheKeys;
 use crate::registry::CommandResult;
@@ -62,28 +62,28 @@ impl NamespaceField {
     }
 }
 
-/// The current generations of `namespace` (0 when never invalidated).
-pub fn current_generations<'a>(
+/// The current generations of `namespace` (0 when never invalidated),
+/// read through the key API; a key of another type is WRONGTYPE, a
+/// generation tk could not have written is foreign data.
+pub fn current_generations(
     ctx: Ctx,
-    generations_key: impl Into<Key<'a>>,
+    generations_key: ArgString,
     namespace: &[u8],
 ) -> Result<Generations, CommandError> {
-    let field = NamespaceField::new(namespace);
-    let reply = Call::new(c"HMGET")
-        .key(generations_key)
-        .bytes(USER_FIELD)
-        .bytes(field.as_bytes())
-        .run(ctx, Replicate::No)?;
-    generations_from(&reply)
-}
-
-fn generations_from(reply: &Reply) -> Result<Generations, CommandError> {
-    let fields = reply.get().check("HMGET on the generations key failed")?;
-    let field = |index| fields.element(index).and_then(|element| element.bytes());
+    let Some(generations) = HashKey::open(ctx, generations_key, false)? else {
+        return Ok(Generations {
+            user: 0,
+            namespace: 0,
+        });
+    };
+    let namespace_field = OwnedString::new(ctx, NamespaceField::new(namespace).as_bytes())
+        .ok_or(CommandError::Internal("CreateString failed"))?;
+    let user = generations.get_named(ctx, GENERATION_FIELDS.get(0));
+    let namespace = generations.get(ctx, &namespace_field);
     let corrupt = |_| CommandError::Foreign(CORRUPT_GENERATIONS);
     Ok(Generations {
-        user: parse_generation(field(0)).map_err(corrupt)?,
-        namespace: parse_generation(field(1)).map_err(corrupt)?,
+        user: parse_generation(user.as_ref().map(OwnedString::bytes)).map_err(corrupt)?,
+        namespace: parse_generation(namespace.as_ref().map(OwnedString::bytes)).map_err(corrupt)?,
     })
 }
 
@@ -104,24 +104,7 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
     let generations_key = argv.string(parsed.generations)?;
     CacheKeys::of_generations(generations_key.bytes())?.check_entry(entry_key.bytes())?;
     // Read-only, through the key API; a key of another type is WRONGTYPE.
-    let current = {
-        let generations = HashKey::open(ctx, generations_key, false)?;
-        let namespace_field = NamespaceField::new(parsed.namespace);
-        let namespace_field = OwnedString::new(ctx, namespace_field.as_bytes())
-            .ok_or(CommandError::Internal("CreateString failed"))?;
-        let user = generations
-            .as_ref()
-            .and_then(|key| key.get_named(ctx, GENERATION_FIELDS.get(0)));
-        let namespace = generations
-            .as_ref()
-            .and_then(|key| key.get(ctx, &namespace_field));
-        let corrupt = |_| CommandError::Foreign(CORRUPT_GENERATIONS);
-        Generations {
-            user: parse_generation(user.as_ref().map(OwnedString::bytes)).map_err(corrupt)?,
-            namespace: parse_generation(namespace.as_ref().map(OwnedString::bytes))
-                .map_err(corrupt)?,
-        }
-    };
+    let current = current_generations(ctx, generations_key, parsed.namespace)?;
     let entry = HashKey::open(ctx, entry_key, false)?;
     let fields: [Option<OwnedString>; 4] = std::array::from_fn(|index| {
         entry

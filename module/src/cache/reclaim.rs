@@ -32,6 +32,7 @@ use crate::call::{Call, Replicate};
 use crate::effects;
 use crate::error::CommandError;
 use crate::glue::{Access, ArgString, Caller, Ctx};
+use crate::keyapi::OwnedString;
 use crate::keys::CacheKeys;
 use crate::stats;
 
@@ -277,7 +278,9 @@ fn generations_of(
     if let Some((_, generations)) = known.iter().find(|(name, _)| name == namespace) {
         return Ok(*generations);
     }
-    let generations = current_generations(ctx, &job.generations, namespace)?;
+    let name = OwnedString::new(ctx, &job.generations)
+        .ok_or(CommandError::Internal("CreateString failed"))?;
+    let generations = current_generations(ctx, name.as_arg(), namespace)?;
     known.push((namespace.to_vec(), generations));
     Ok(generations)
 }
