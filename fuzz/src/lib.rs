@@ -8,6 +8,8 @@
 pub mod args;
 #[path = "../../module/src/cache/mod.rs"]
 pub mod cache;
+#[path = "../../module/src/effect.rs"]
+pub mod effect;
 #[path = "../../module/src/error.rs"]
 pub mod error;
 #[path = "../../module/src/keys.rs"]

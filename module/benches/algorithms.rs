@@ -22,7 +22,9 @@ mod args;
 mod cache;
 #[path = "../src/call.rs"]
 mod call;
-#[path = "../src/effects.rs"]
+#[path = "../src/effect.rs"]
+mod effect;
+#[path = "../src/effects/mod.rs"]
 mod effects;
 #[path = "../src/error.rs"]
 mod error;

@@ -39,6 +39,25 @@ impl OpenKey {
         }
     }
 
+    /// The key's absolute expiry in Unix milliseconds, `None` when it has
+    /// none. Uses `GetAbsExpire` (Redis 6.2.2+), else the relative
+    /// `GetExpire` plus Redis's millisecond clock.
+    pub fn expire_at_ms(&self) -> Option<u64> {
+        // SAFETY: open key; function pointers filled in by RedisModule_Init.
+        unsafe {
+            if let Some(absolute) = raw::RedisModule_GetAbsExpire {
+                return u64::try_from(absolute(self.0)).ok();
+            }
+            let (Some(relative), Some(millis)) =
+                (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
+            else {
+                return None;
+            };
+            let left = u64::try_from(relative(self.0)).ok()?;
+            Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
+        }
+    }
+
     pub(crate) fn kind(&self) -> KeyKind {
         // SAFETY: an open key.
         let kind = unsafe { raw::RedisModule_KeyType.map_or(-1, |key_type| key_type(self.0)) };
@@ -71,6 +90,18 @@ pub trait Opened {
 impl Opened for StringKey {
     fn raw_key(&self) -> *mut raw::RedisModuleKey {
         self.key.0
+    }
+}
+
+/// The absolute expiry (Unix ms) of the key `name`, `None` when it is
+/// missing or persistent: a read, for deciding how to extend it.
+pub fn expire_at_ms(ctx: Ctx, name: ArgString) -> Result<Option<u64>, CommandError> {
+    Ok(OpenKey::open(ctx, name, false)?.and_then(|key| key.expire_at_ms()))
+}
+
+impl Opened for OpenKey {
+    fn raw_key(&self) -> *mut raw::RedisModuleKey {
+        self.0
     }
 }
 
@@ -223,6 +254,16 @@ impl<const N: usize> FieldNames<N> {
         self.strings()[index]
     }
 
+    /// The retained string of the field called `name`, if it is one of
+    /// these.
+    pub fn find(&self, name: &[u8]) -> Option<Retained> {
+        let index = self
+            .names
+            .iter()
+            .position(|known| known.to_bytes() == name)?;
+        Some(self.get(index))
+    }
+
     fn strings(&self) -> &[Retained; N] {
         self.strings.get_or_init(|| {
             self.names.map(|name| {
@@ -301,22 +342,9 @@ impl StringKey {
     }
 
     /// The key's absolute expiry in Unix milliseconds, `None` when it has
-    /// none. Uses `GetAbsExpire` (Redis 6.2.2+), else the relative
-    /// `GetExpire` plus Redis's millisecond clock.
+    /// none.
     pub fn expire_at_ms(&self) -> Option<u64> {
-        // SAFETY: open key; function pointers filled in by RedisModule_Init.
-        unsafe {
-            if let Some(absolute) = raw::RedisModule_GetAbsExpire {
-                return u64::try_from(absolute(self.key.0)).ok();
-            }
-            let (Some(relative), Some(millis)) =
-                (raw::RedisModule_GetExpire, raw::RedisModule_Milliseconds)
-            else {
-                return None;
-            };
-            let left = u64::try_from(relative(self.key.0)).ok()?;
-            Some(u64::try_from(millis()).unwrap_or(0).saturating_add(left))
-        }
+        self.key.expire_at_ms()
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod args;
 pub mod cache;
 pub mod call;
+pub mod effect;
 pub mod effects;
 pub mod error;
 pub mod glue;

@@ -3,35 +3,23 @@
 //! Each handler: parse (`spec.rs`) → check the key names (one user's
 //! `tk:c:{tag}:…`, `tk:cg:{tag}`, `tk:ci:{tag}`, see `keys.rs`) and every
 //! key's type before writing anything → read the generations → decide
-//! (`generation.rs`) → write and replicate plain effects (HSET, PEXPIREAT
-//! with absolute times, ZADD) → reply. Invalidations also queue the user's
+//! (`plan.rs`, on the rules of `generation.rs`: the decision and its
+//! effects) → apply the effects (`effects.rs`) → reply. Invalidations also queue the user's
 //! index for the background reclaimer (`reclaim.rs`), which may delete only
 //! entries of the same tag that the invalidating ACL user could delete.
 
-use crate::call::{Call, Replicate};
-use crate::effects;
+use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{current_user_name, ArgString, Argv, Ctx, KeyKind};
-use crate::keyapi::{FieldNames, HashKey, OwnedString};
+use crate::keyapi::{self, HashKey, OwnedString};
 use crate::keys::CacheKeys;
 use crate::registry::CommandResult;
 use crate::stats;
 
-use super::generation::{
-    bookkeeping_expiry, decide_set, invalidation_expiry, is_visible, next_generation,
-    parse_generation, Generations, SetDecision, USER_FIELD,
-};
+use super::generation::{is_visible, parse_generation, Generations, USER_FIELD};
+use super::plan::{self, GenerationLimit, SetPlan};
 use super::spec::{parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set};
-use super::{
-    reclaim, ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD,
-    MAX_NAMESPACE_LEN, NAMESPACE_FIELD_PREFIX, VALUE_FIELD,
-};
-
-/// An entry's fields as GET reads them: value, user and namespace
-/// generations written under, namespace.
-static ENTRY_FIELDS: FieldNames<4> = FieldNames::new([c"v", c"g", c"ng", c"ns"]);
-/// The user generation's field in the generations hash.
-static GENERATION_FIELDS: FieldNames<1> = FieldNames::new([c"u"]);
+use super::{reclaim, ENTRY_FIELDS, GENERATION_FIELDS, MAX_NAMESPACE_LEN, NAMESPACE_FIELD_PREFIX};
 
 const CORRUPT_GENERATIONS: &str =
     "cache generations key holds a field that is not a generation (edited by hand?)";
@@ -149,53 +137,37 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     keys.check_entry(entry_key.bytes())?;
     // Every type is checked before anything is written.
     ctx.expect_kind(entry_key, KeyKind::Hash)?;
-    let generations_exist = ctx.expect_kind(generations_key, KeyKind::Hash)?;
+    ctx.expect_kind(generations_key, KeyKind::Hash)?;
     ctx.expect_kind(index_key, KeyKind::SortedSet)?;
-    let current = current_generations(ctx, generations_key, parsed.namespace)?;
-    let stored_under = match decide_set(current, parsed.if_generations) {
-        SetDecision::RefuseStale => {
+    let now_ms = ctx.now_nanos() / 1_000_000;
+    let state = plan::SetState {
+        current: current_generations(ctx, generations_key, parsed.namespace)?,
+        index_expiry: keyapi::expire_at_ms(ctx, index_key)?,
+        generations_expiry: keyapi::expire_at_ms(ctx, generations_key)?,
+    };
+    let plan_keys = plan::SetKeys {
+        entry: parsed.entry,
+        generations: parsed.generations,
+        index: parsed.index,
+        entry_name: entry_key.bytes(),
+    };
+    let args = plan::SetArgs {
+        namespace: parsed.namespace,
+        value: argv.string(parsed.value)?.bytes(),
+        ttl_ms: parsed.ttl_ms,
+        if_generations: parsed.if_generations,
+    };
+    match plan::set(plan_keys, state, args, now_ms) {
+        SetPlan::RefuseStale => {
             stats::CACHE.sets_refused.incr();
             ctx.reply_integer(0);
-            return Ok(());
         }
-        SetDecision::Store(generations) => generations,
-    };
-    let now_ms = ctx.now_nanos() / 1_000_000;
-    let expire_ms = now_ms.saturating_add(parsed.ttl_ms);
-    let (mut user_buffer, mut namespace_buffer) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let user_generation = user_buffer.format(stored_under.user).as_bytes();
-    let namespace_generation = namespace_buffer.format(stored_under.namespace).as_bytes();
-    let fields = [
-        (VALUE_FIELD, argv.string(parsed.value)?.bytes()),
-        (ENTRY_USER_GENERATION_FIELD, user_generation),
-        (ENTRY_NAMESPACE_GENERATION_FIELD, namespace_generation),
-        (ENTRY_NAMESPACE_FIELD, parsed.namespace),
-    ];
-    effects::hset(ctx, entry_key, &fields)?;
-    effects::expire_at(ctx, entry_key, expire_ms)?;
-
-    // The index lists the user's entries with their expiry, for the
-    // reclaimer; members whose entry has expired are dropped here, so it
-    // stays as small as the live entries.
-    effects::add_member(ctx, index_key, expire_ms, entry_key)?;
-    effects::remove_scores_below(ctx, index_key, now_ms)?;
-
-    // Bookkeeping keys outlive every entry they govern.
-    let index_expiry = effects::expire_time(ctx, index_key)?;
-    let wanted = bookkeeping_expiry(expire_ms, index_expiry);
-    if index_expiry != Some(wanted) {
-        effects::expire_at(ctx, index_key, wanted)?;
-    }
-    if generations_exist {
-        if let Some(current_expiry) = effects::expire_time(ctx, generations_key)? {
-            let wanted = bookkeeping_expiry(expire_ms, Some(current_expiry));
-            if wanted != current_expiry {
-                effects::expire_at(ctx, generations_key, wanted)?;
-            }
+        SetPlan::Store(writes) => {
+            effects::apply(ctx, &Keys::of(argv), writes.as_slice())?;
+            stats::CACHE.sets.incr();
+            ctx.reply_integer(1);
         }
     }
-    stats::CACHE.sets.incr();
-    ctx.reply_integer(1);
     Ok(())
 }
 
@@ -215,34 +187,37 @@ fn invalidate(
     let field_bytes = field.as_ref().map_or(USER_FIELD, NamespaceField::as_bytes);
     // Read with the same rule as GET and SET (not HINCRBY's own), so a
     // value one command refuses is refused by all.
-    let stored = Call::new(c"HMGET")
-        .key(generations_key)
-        .bytes(field_bytes)
-        .run(ctx, Replicate::No)?;
-    let stored = stored.get().check("HMGET on the generations key failed")?;
-    let current = parse_generation(stored.element(0).and_then(|field| field.bytes()))
+    let stored = match HashKey::open(ctx, generations_key, false)? {
+        Some(key) => {
+            let name = OwnedString::new(ctx, field_bytes)
+                .ok_or(CommandError::Internal("CreateString failed"))?;
+            key.get(ctx, &name)
+        }
+        None => None,
+    };
+    let current = parse_generation(stored.as_ref().map(OwnedString::bytes))
         .map_err(|_| CommandError::Foreign(CORRUPT_GENERATIONS))?;
-    let new_generation =
-        next_generation(current).ok_or(CommandError::Refused("generation limit reached"))?;
-    let mut digits = itoa::Buffer::new();
-    let generation = [(field_bytes, digits.format(new_generation).as_bytes())];
-    effects::hset(ctx, generations_key, &generation)?;
     let now_ms = ctx.now_nanos() / 1_000_000;
-    let current_expiry = effects::expire_time(ctx, generations_key)?;
     let index_expiry = if index_exists {
-        effects::expire_time(ctx, index_key)?
+        keyapi::expire_at_ms(ctx, index_key)?
     } else {
         None
     };
-    let wanted = invalidation_expiry(now_ms, index_expiry, current_expiry);
-    if current_expiry != Some(wanted) {
-        effects::expire_at(ctx, generations_key, wanted)?;
-    }
+    let invalidation = plan::invalidate(
+        generations,
+        field_bytes,
+        current,
+        keyapi::expire_at_ms(ctx, generations_key)?,
+        index_expiry,
+        now_ms,
+    )
+    .map_err(|GenerationLimit| CommandError::Refused("generation limit reached"))?;
+    effects::apply(ctx, &Keys::of(argv), &[invalidation.effect])?;
     if index_exists {
         reclaim::enqueue(ctx, generations_key, index_key, current_user_name(ctx));
     }
     stats::CACHE.invalidations.incr();
-    ctx.reply_u64(new_generation);
+    ctx.reply_u64(invalidation.generation);
     Ok(())
 }
 
@@ -269,6 +244,10 @@ pub fn invalidate_namespace(ctx: Ctx, argv: &Argv) -> CommandResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::{
+        ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD,
+        VALUE_FIELD,
+    };
 
     #[test]
     fn the_field_names_read_are_the_ones_written() {

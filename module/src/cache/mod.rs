@@ -1,6 +1,7 @@
 //! TK.CACHE: a per-user response cache whose invalidation never scans.
 //!
-//! `generation.rs` holds the rules (pure), `spec.rs` the argument parsing
+//! `generation.rs` holds the rules and `plan.rs` what each write command
+//! writes (both pure), `spec.rs` the argument parsing
 //! (pure), `command.rs` the commands and `reclaim.rs` the background timer
 //! that frees invisible entries in bounded batches.
 //!
@@ -15,6 +16,7 @@
 #[cfg(not(fuzzing))]
 pub mod command;
 pub mod generation;
+pub mod plan;
 #[cfg(not(fuzzing))]
 pub mod reclaim;
 pub mod spec;
@@ -33,3 +35,12 @@ pub const VALUE_FIELD: &[u8] = b"v";
 pub const ENTRY_USER_GENERATION_FIELD: &[u8] = b"g";
 pub const ENTRY_NAMESPACE_GENERATION_FIELD: &[u8] = b"ng";
 pub const ENTRY_NAMESPACE_FIELD: &[u8] = b"ns";
+
+/// An entry's fields as GET reads them: value, user and namespace
+/// generations written under, namespace.
+#[cfg(not(fuzzing))]
+pub static ENTRY_FIELDS: crate::keyapi::FieldNames<4> =
+    crate::keyapi::FieldNames::new([c"v", c"g", c"ng", c"ns"]);
+/// The user generation's field in the generations hash.
+#[cfg(not(fuzzing))]
+pub static GENERATION_FIELDS: crate::keyapi::FieldNames<1> = crate::keyapi::FieldNames::new([c"u"]);

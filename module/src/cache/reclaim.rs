@@ -29,16 +29,17 @@ use std::sync::{Mutex, MutexGuard};
 use redis_module::raw;
 
 use crate::call::{Call, Replicate};
-use crate::effects;
+use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{Access, ArgString, Caller, Ctx};
-use crate::keyapi::OwnedString;
+use crate::keyapi::{HashKey, OwnedString};
 use crate::keys::CacheKeys;
 use crate::stats;
 
 use super::command::{current_generations, entry_generations};
 use super::generation::Generations;
-use super::{ENTRY_NAMESPACE_FIELD, ENTRY_NAMESPACE_GENERATION_FIELD, ENTRY_USER_GENERATION_FIELD};
+use super::plan::{self, Reclaim};
+use super::ENTRY_FIELDS;
 
 /// Most index members examined per tick.
 pub const BATCH: usize = 64;
@@ -214,46 +215,44 @@ fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
         let Some(member) = members.element(position).and_then(|member| member.bytes()) else {
             continue;
         };
-        if !keys.lists(member) || !caller.may(ctx, member, Access::ReadAndDelete) {
+        let verdict = if !keys.lists(member) || !caller.may(ctx, member, Access::ReadAndDelete) {
             stats::CACHE.foreign_members.incr();
-            effects::remove_member(ctx, &job.index, member)?;
-            continue;
-        }
-        let entry = Call::new(c"HMGET")
-            .bytes(member)
-            .bytes(ENTRY_USER_GENERATION_FIELD)
-            .bytes(ENTRY_NAMESPACE_GENERATION_FIELD)
-            .bytes(ENTRY_NAMESPACE_FIELD)
-            .run(ctx, Replicate::No)?;
-        let fields = entry.get();
-        let stale = if fields.is_error() {
-            // Replaced by a key of another type: not ours, only unlisted.
-            stats::CACHE.foreign_members.incr();
-            Stale::Unlist
+            Reclaim::Unlist
         } else {
-            let field = |index| fields.element(index).and_then(|element| element.bytes());
-            match (field(0), field(1), field(2)) {
-                (None, None, None) => Stale::Unlist,
-                (user, namespace_generation, namespace) => {
-                    let stored = entry_generations(user, namespace_generation);
-                    let current = match namespace {
+            let name = OwnedString::new(ctx, member)
+                .ok_or(CommandError::Internal("CreateString failed"))?;
+            match HashKey::open(ctx, name.as_arg(), false) {
+                // Replaced by a key of another type: not ours, only unlisted.
+                Err(CommandError::WrongType) => {
+                    stats::CACHE.foreign_members.incr();
+                    Reclaim::Unlist
+                }
+                Err(other) => return Err(other),
+                Ok(None) => Reclaim::Unlist,
+                Ok(Some(entry)) => {
+                    // Fields 1 to 3 of ENTRY_FIELDS: the generations and
+                    // the namespace (the value is not needed).
+                    let [user, namespace_generation, namespace] =
+                        [1, 2, 3].map(|index| entry.get_named(ctx, ENTRY_FIELDS.get(index)));
+                    let current = match bytes(&namespace) {
                         Some(namespace) => Some(generations_of(ctx, job, &mut known, namespace)?),
                         None => None,
                     };
-                    match (stored, current) {
-                        (Some(stored), Some(current)) if stored == current => Stale::Keep,
-                        _ => Stale::Delete,
-                    }
+                    let exists =
+                        user.is_some() || namespace_generation.is_some() || namespace.is_some();
+                    let stored = entry_generations(bytes(&user), bytes(&namespace_generation));
+                    plan::reclaim(exists, stored, current)
                 }
             }
         };
-        if stale == Stale::Delete {
-            effects::delete(ctx, member)?;
+        if verdict == Reclaim::Delete {
             stats::CACHE.entries_reclaimed.incr();
         }
-        if stale != Stale::Keep {
-            effects::remove_member(ctx, &job.index, member)?;
-        }
+        effects::apply(
+            ctx,
+            &Keys::named(),
+            verdict.effects(&job.index, member).as_slice(),
+        )?;
     }
     if next_cursor == b"0" {
         return Ok(true);
@@ -262,11 +261,8 @@ fn sweep(ctx: Ctx, job: &mut Job) -> Result<bool, CommandError> {
     Ok(false)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stale {
-    Keep,
-    Delete,
-    Unlist,
+fn bytes(field: &Option<OwnedString>) -> Option<&[u8]> {
+    field.as_ref().map(OwnedString::bytes)
 }
 
 fn generations_of(

@@ -1,11 +1,12 @@
 //! TK.LOCK.ACQUIRE, TK.LOCK.RELEASE, TK.LOCK.EXTEND.
 //!
 //! Each handler: parse (`spec.rs`, on the shared parser) → read `now` once →
-//! open keys → decide (`rules.rs`) → write and replicate the effects
-//! through the same open keys (`effects.rs`, absolute times) → reply.
+//! open keys → decide (`rules.rs`: the decision and its effects) → apply
+//! the effects through the same open keys (`effects.rs`) → reply.
 //! Refusals write nothing.
 
-use crate::effects;
+use crate::effect::Target;
+use crate::effects::{self, Keys};
 use crate::glue::{Argv, Ctx};
 use crate::keyapi::StringKey;
 use crate::registry::CommandResult;
@@ -21,26 +22,28 @@ use super::spec::{parse_acquire, parse_extend, parse_release};
 pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_acquire(argv)?;
     let now = ctx.now_nanos();
-    let (lock_name, fence_name) = (argv.string(args.lock_key)?, argv.string(args.fence_key)?);
-    let lock = StringKey::open_for_write(ctx, lock_name)?;
-    let fence_key = StringKey::open_for_write(ctx, fence_name)?;
+    let lock = StringKey::open_for_write(ctx, argv.string(args.lock_key)?)?;
+    let fence_key = StringKey::open_for_write(ctx, argv.string(args.fence_key)?)?;
     let holder = lock.current().map(|token| Holder {
         token,
         expire_at_ms: lock.expire_at_ms(),
     });
     let outcome = rules::acquire(holder, fence_key.current(), args.token, now, args.ttl_ms)?;
+    let writes = outcome.effects(
+        Target::Arg(args.lock_key),
+        Target::Arg(args.fence_key),
+        args.token,
+    );
+    if let Some(writes) = writes {
+        let open = [
+            (args.lock_key, &lock as _),
+            (args.fence_key, &fence_key as _),
+        ];
+        effects::apply(ctx, &Keys::with_open(argv, &open), &writes)?;
+    }
     // Reply only after every fallible step.
     match outcome {
-        Acquire::Acquired {
-            fence,
-            expire_at_ms,
-        } => {
-            // Fence first: should the second write ever fail, the only
-            // trace is a skipped fencing token, never a lock without one.
-            let mut digits = itoa::Buffer::new();
-            let fence_text = digits.format(fence).as_bytes();
-            effects::store_string(ctx, &fence_key, fence_name, fence_text, None)?;
-            effects::store_string(ctx, &lock, lock_name, args.token, Some(expire_at_ms))?;
+        Acquire::Acquired { fence, .. } => {
             stats::LOCK.acquired.incr();
             ctx.reply_array(3);
             ctx.reply_integer(1);
@@ -65,19 +68,20 @@ pub fn acquire(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// this token.
 pub fn release(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_release(argv)?;
-    let name = argv.string(args.lock_key)?;
-    let lock = StringKey::open_for_write(ctx, name)?;
-    match rules::release(lock.current(), args.token) {
-        Release::Released => {
-            effects::unlink_key(ctx, &lock, name)?;
-            stats::LOCK.released.incr();
-            ctx.reply_integer(1);
-        }
-        Release::NotHeld => {
-            stats::LOCK.release_refused.incr();
-            ctx.reply_integer(0);
-        }
+    let lock = StringKey::open_for_write(ctx, argv.string(args.lock_key)?)?;
+    let outcome = rules::release(lock.current(), args.token);
+    if let Some(write) = outcome.effect(Target::Arg(args.lock_key)) {
+        effects::apply(
+            ctx,
+            &Keys::with_open(argv, &[(args.lock_key, &lock)]),
+            &[write],
+        )?;
     }
+    match outcome {
+        Release::Released => stats::LOCK.released.incr(),
+        Release::NotHeld => stats::LOCK.release_refused.incr(),
+    }
+    ctx.reply_integer(i64::from(outcome == Release::Released));
     Ok(())
 }
 
@@ -86,18 +90,21 @@ pub fn release(ctx: Ctx, argv: &Argv) -> CommandResult {
 pub fn extend(ctx: Ctx, argv: &Argv) -> CommandResult {
     let args = parse_extend(argv)?;
     let now = ctx.now_nanos();
-    let name = argv.string(args.lock_key)?;
-    let lock = StringKey::open_for_write(ctx, name)?;
-    match rules::extend(lock.current(), args.token, now, args.ttl_ms) {
-        Extend::Extended { expire_at_ms } => {
-            effects::expire_key_at(ctx, &lock, name, expire_at_ms)?;
-            stats::LOCK.extended.incr();
-            ctx.reply_integer(1);
-        }
-        Extend::NotHeld => {
-            stats::LOCK.extend_refused.incr();
-            ctx.reply_integer(0);
-        }
+    let lock = StringKey::open_for_write(ctx, argv.string(args.lock_key)?)?;
+    let outcome = rules::extend(lock.current(), args.token, now, args.ttl_ms);
+    if let Some(write) = outcome.effect(Target::Arg(args.lock_key)) {
+        effects::apply(
+            ctx,
+            &Keys::with_open(argv, &[(args.lock_key, &lock)]),
+            &[write],
+        )?;
     }
+    let extended = matches!(outcome, Extend::Extended { .. });
+    if extended {
+        stats::LOCK.extended.incr();
+    } else {
+        stats::LOCK.extend_refused.incr();
+    }
+    ctx.reply_integer(i64::from(extended));
     Ok(())
 }

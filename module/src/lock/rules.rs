@@ -27,6 +27,7 @@
 //! `now + ttl`.
 
 use super::{LockError, MAX_FENCE};
+use crate::effect::{Effect, Target, Value};
 
 /// Nanoseconds since the Unix epoch.
 pub type Nanos = u64;
@@ -72,6 +73,58 @@ pub enum Extend {
     Extended { expire_at_ms: u64 },
     /// Absent or held by another token; nothing changes.
     NotHeld,
+}
+
+impl Acquire {
+    /// The writes of a granted acquire: the fence first (should the second
+    /// write ever fail, the only trace is a skipped fencing token, never a
+    /// lock without one), then the token with its expiry.
+    pub fn effects<'a>(
+        &self,
+        lock: Target<'a>,
+        fence_key: Target<'a>,
+        token: &'a [u8],
+    ) -> Option<[Effect<'a>; 2]> {
+        let Acquire::Acquired {
+            fence,
+            expire_at_ms,
+        } = *self
+        else {
+            return None;
+        };
+        Some([
+            Effect::SetString {
+                key: fence_key,
+                value: Value::Number(fence),
+                expire_at_ms: None,
+            },
+            Effect::SetString {
+                key: lock,
+                value: Value::Bytes(token),
+                expire_at_ms: Some(expire_at_ms),
+            },
+        ])
+    }
+}
+
+impl Release {
+    /// The write of a release: the lock key goes.
+    pub fn effect(self, lock: Target<'_>) -> Option<Effect<'_>> {
+        (self == Release::Released).then_some(Effect::Unlink { key: lock })
+    }
+}
+
+impl Extend {
+    /// The write of an extend: the lock key's new expiry.
+    pub fn effect(self, lock: Target<'_>) -> Option<Effect<'_>> {
+        match self {
+            Extend::Extended { expire_at_ms } => Some(Effect::ExpireAt {
+                key: lock,
+                at_ms: expire_at_ms,
+            }),
+            Extend::NotHeld => None,
+        }
+    }
 }
 
 /// Parses a stored fence counter: `0`, or 1 to 19 digits without a leading

@@ -7,7 +7,8 @@
 
 use std::cell::RefCell;
 
-use crate::effects;
+use crate::effect::{Effect, Target};
+use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{Argv, Ctx};
 use crate::keyapi::StringKey;
@@ -72,6 +73,7 @@ fn evaluate(
     })
 }
 
+/// Performs the outcome's write on the open key at argv position `index`.
 fn apply(
     ctx: Ctx,
     argv: &Argv,
@@ -80,13 +82,10 @@ fn apply(
     outcome: &Outcome,
     state: &[u8],
 ) -> CommandResult {
-    match (outcome.write, key) {
-        (Write::None, _) => Ok(()),
-        (Write::Set { expire_at_ms }, Some(key)) => {
-            effects::store_string(ctx, key, argv.string(index)?, state, Some(expire_at_ms))
-        }
-        (Write::Set { .. }, None) => Err(CommandError::Internal("write without an open key")),
-    }
+    let (Some(effect), Some(key)) = (outcome.effect(index, state), key) else {
+        return Ok(());
+    };
+    effects::apply(ctx, &Keys::with_open(argv, &[(index, key)]), &[effect])
 }
 
 fn reply_decision(ctx: Ctx, decision: &Decision, extra: Option<usize>) {
@@ -191,10 +190,21 @@ pub fn reset(ctx: Ctx, argv: &Argv) -> CommandResult {
     if count == 0 {
         return Err(args.arity_error().into());
     }
+    // Every key is checked before anything is deleted; a key named twice
+    // is removed (and counted) once, as UNLINK counts it.
+    let mut seen = std::collections::HashSet::new();
+    let mut removed = 0u64;
     for key in 1..=count {
-        StringKey::open(ctx, argv.string(key)?)?;
+        let name = argv.string(key)?;
+        let exists = StringKey::open(ctx, name)?.is_some();
+        removed += u64::from(exists && seen.insert(name.bytes()));
     }
-    let removed = effects::unlink(ctx, argv, 1, count)?;
+    let unlinks: Vec<Effect> = (1..=count)
+        .map(|key| Effect::Unlink {
+            key: Target::Arg(key),
+        })
+        .collect();
+    effects::apply(ctx, &Keys::of(argv), &unlinks)?;
     stats::RATELIMIT.reset_calls.incr();
     stats::RATELIMIT.reset_keys_removed.add(removed);
     ctx.reply_u64(removed);

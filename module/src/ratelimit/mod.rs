@@ -15,6 +15,7 @@ pub mod gcra;
 pub mod sliding;
 pub mod spec;
 
+use crate::effect::{Effect, Target, Value};
 use std::fmt;
 
 /// Nanoseconds since the Unix epoch. All algorithms share this unit so that
@@ -148,6 +149,22 @@ pub enum Write {
 pub struct Outcome {
     pub decision: Decision,
     pub write: Write,
+}
+
+impl Outcome {
+    /// The write that makes the decision happen on the limit's key (argv
+    /// position `key`), `state` being the new value [`decide`] left in its
+    /// output buffer.
+    pub fn effect<'a>(&self, key: usize, state: &'a [u8]) -> Option<Effect<'a>> {
+        match self.write {
+            Write::None => None,
+            Write::Set { expire_at_ms } => Some(Effect::SetString {
+                key: Target::Arg(key),
+                value: Value::Bytes(state),
+                expire_at_ms: Some(expire_at_ms),
+            }),
+        }
+    }
 }
 
 /// The stored value is not a state this algorithm wrote (another algorithm's

@@ -1,9 +1,9 @@
 //! The TK.SESSION.* commands.
 //!
 //! Each handler: parse (`spec.rs`) → check the key names (`keys.rs`) and
-//! types → read → decide (`rules.rs`, with Redis's time read once) → write
-//! and replicate plain effects (HSET, PEXPIREAT with absolute times,
-//! ZADD/ZREM on the index, UNLINK, RENAME) → reply.
+//! types → read `now` once → read the keys → decide (`plan.rs` on the
+//! rules of `rules.rs`: the decision and its effects) → apply the effects
+//! (`effects.rs`) → reply.
 //!
 //! The index (a sorted set) lists the user's session keys. CREATE, LIST and
 //! REVOKEALL read or delete those listed keys, which are not arguments, so
@@ -16,15 +16,17 @@
 
 use crate::args::parse_integer;
 use crate::call::{Call, Replicate, Reply};
-use crate::effects;
+use crate::effect::{Effect, Target};
+use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{Access, ArgString, Argv, Caller, Ctx, KeyKind};
-use crate::keyapi::{Fields8, HashKey, OwnedString};
+use crate::keyapi::{self, Fields8, HashKey, Opened, OwnedString};
 use crate::keys::SessionIndex;
 use crate::registry::CommandResult;
 use crate::stats;
 
-use super::rules::{self, Cleanup, LimitReached, Listed, Times, Touch};
+use super::plan::{self, CreateArgs, SessionKeys};
+use super::rules::{self, LimitReached, Listed, Times, Touch};
 use super::spec::{
     parse_create, parse_destroy, parse_revoke_all, parse_rotate, parse_set, parse_single_key,
     parse_touch,
@@ -131,52 +133,6 @@ fn reply_null(ctx: Ctx) {
     }
 }
 
-/// Writes the times (and, for a new session, user and data) of the
-/// session in `key`, and its expiry.
-fn write_session(
-    ctx: Ctx,
-    key: &HashKey,
-    name: ArgString,
-    identity: Option<(&[u8], &[u8])>,
-    times: &Times,
-) -> CommandResult {
-    let mut buffers = [(); 6].map(|()| itoa::Buffer::new());
-    let [created, last_active, expires, max_expires, version, idle] = &mut buffers;
-    let field = |index| FIELDS.get(index);
-    let times_fields = [
-        (field(CREATED), created.format(times.created).as_bytes()),
-        (
-            field(LAST_ACTIVE),
-            last_active.format(times.last_active).as_bytes(),
-        ),
-        (
-            field(EXPIRES_AT),
-            expires.format(times.expires_at).as_bytes(),
-        ),
-        (
-            field(MAX_EXPIRES_AT),
-            max_expires.format(times.max_expires_at).as_bytes(),
-        ),
-        (field(VERSION), version.format(times.version).as_bytes()),
-        (field(IDLE), idle.format(times.idle_ms).as_bytes()),
-    ];
-    match identity {
-        Some((user, data)) => {
-            let [a, b, c, d, e, f] = times_fields;
-            let all = [(field(USER), user), (field(DATA), data), a, b, c, d, e, f];
-            effects::hash_set(ctx, key, name, &all, Some(times.expires_at))
-        }
-        // A touch changes only the activity, the expiry and the idle TTL.
-        None => effects::hash_set(
-            ctx,
-            key,
-            name,
-            &[times_fields[1], times_fields[2], times_fields[5]],
-            Some(times.expires_at),
-        ),
-    }
-}
-
 /// The index's members (session keys): all of them, or only those scored
 /// (max lifetime) at or after `from`. The index only holds the user's
 /// possibly-live sessions, so it stays small.
@@ -244,31 +200,6 @@ fn classify_all<'a>(
         .collect()
 }
 
-/// Applies one member's cleanup to the index (and the session).
-fn clean_up(ctx: Ctx, index: ArgString, member: &[u8], cleanup: Cleanup) -> CommandResult {
-    if cleanup == Cleanup::DeleteAndUnlist {
-        effects::delete(ctx, member)?;
-    }
-    if cleanup != Cleanup::Keep {
-        effects::remove_member(ctx, index, member)?;
-    }
-    Ok(())
-}
-
-/// Makes the index expire no earlier than `at_ms` (it must outlive every
-/// session it lists).
-fn extend_index(ctx: Ctx, index: &[u8], at_ms: u64) -> CommandResult {
-    if effects::expire_time(ctx, index)?.is_none_or(|current| current < at_ms) {
-        effects::expire_at(ctx, index, at_ms)?;
-    }
-    Ok(())
-}
-
-fn add_to_index(ctx: Ctx, index: &[u8], session: &[u8], max_expires_at: u64) -> CommandResult {
-    effects::add_member(ctx, index, max_expires_at, session)?;
-    extend_index(ctx, index, max_expires_at)
-}
-
 /// `TK.SESSION.CREATE <skey> <ikey> <user> <idle_ttl> <data> [MAXLIFETIME <ttl>] [MAXSESSIONS <n> EVICT|REJECT]`
 pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_create(argv)?;
@@ -291,43 +222,42 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
     // Entries scored before now are past their max lifetime: dropped by
-    // score below, without reading them.
+    // score, without reading them.
     let members = index_members(ctx, index.bytes(), Some(now))?;
     let listed = classify_all(ctx, &shape, &member_names(&members), now)?;
+    let keys = SessionKeys {
+        session: parsed.session,
+        session_name: session.bytes(),
+        index: parsed.index,
+    };
+    let data = argv.string(parsed.data)?.bytes();
+    let args = CreateArgs {
+        user,
+        data,
+        idle_ms: parsed.idle_ms,
+        max_lifetime_ms: parsed.max_lifetime_ms,
+        cap: parsed.cap,
+    };
     // Decided before anything is written: a refusal changes nothing.
-    let plan = rules::plan_create(&listed, parsed.cap).map_err(|LimitReached| {
-        stats::SESSION.rejected.incr();
-        CommandError::Refused("session limit reached")
-    })?;
-    effects::remove_scores_below(ctx, index, now)?;
-    for ((member, listed), cleanup) in listed.iter().zip(plan) {
-        clean_up(ctx, index, member, cleanup)?;
-        if matches!(listed, Listed::Live(_)) && cleanup == Cleanup::DeleteAndUnlist {
-            stats::SESSION.evicted.incr();
-        }
-    }
-    let times = rules::create(now, parsed.idle_ms, parsed.max_lifetime_ms);
-    let data = argv.string(parsed.data)?;
-    write_session(
-        ctx,
-        &session_key,
-        session,
-        Some((user, data.bytes())),
-        &times,
-    )?;
-    add_to_index(ctx, index.bytes(), session.bytes(), times.max_expires_at)?;
+    let create = plan::create(keys, args, &listed, keyapi::expire_at_ms(ctx, index)?, now)
+        .map_err(|LimitReached| {
+            stats::SESSION.rejected.incr();
+            CommandError::Refused("session limit reached")
+        })?;
+    let open = [(parsed.session, &session_key as &dyn Opened)];
+    effects::apply(ctx, &Keys::with_open(argv, &open), &create.effects)?;
+    stats::SESSION.evicted.add(create.evicted);
     stats::SESSION.created.incr();
-    reply_session(ctx, user, data.bytes(), &times);
+    reply_session(ctx, user, data, &create.times);
     Ok(())
 }
 
 /// A session read back that is no longer alive: counted, and (for write
-/// commands) deleted, so a dead session is dead everywhere.
-fn dead(ctx: Ctx, delete: Option<(&HashKey, ArgString)>) -> CommandResult {
+/// commands) its `effects` applied (the session deleted, so a dead session
+/// is dead everywhere), then nil.
+fn dead(ctx: Ctx, keys: &Keys, effects: &[Effect]) -> CommandResult {
     stats::SESSION.expired_on_read.incr();
-    if let Some((key, name)) = delete {
-        effects::unlink_key(ctx, key, name)?;
-    }
+    effects::apply(ctx, keys, effects)?;
     reply_null(ctx);
     Ok(())
 }
@@ -339,18 +269,25 @@ fn open_for_write(ctx: Ctx, name: ArgString) -> Result<HashKey, CommandError> {
     ))
 }
 
-/// Opens `name` for writing and reads its session if it is alive at
-/// `now`. Otherwise replies nil (deleting a dead session) and returns
-/// `None`: the command is done.
+/// Opens argv's `position` for writing and reads its session if it is
+/// alive at `now`. Otherwise replies nil (deleting a dead session) and
+/// returns `None`: the command is done.
 fn live_for_write(
     ctx: Ctx,
-    name: ArgString,
+    argv: &Argv,
+    position: usize,
     now: u64,
 ) -> Result<Option<(HashKey, Stored)>, CommandError> {
-    let key = open_for_write(ctx, name)?;
+    let key = open_for_write(ctx, argv.string(position)?)?;
     match read(ctx, &key)? {
-        None => dead(ctx, None).map(|()| None),
-        Some(stored) if !stored.times.is_live(now) => dead(ctx, Some((&key, name))).map(|()| None),
+        None => dead(ctx, &Keys::of(argv), &[]).map(|()| None),
+        Some(stored) if !stored.times.is_live(now) => {
+            let unlink = Effect::Unlink {
+                key: Target::Arg(position),
+            };
+            let open = [(position, &key as &dyn Opened)];
+            dead(ctx, &Keys::with_open(argv, &open), &[unlink]).map(|()| None)
+        }
         Some(stored) => Ok(Some((key, stored))),
     }
 }
@@ -358,9 +295,8 @@ fn live_for_write(
 /// `TK.SESSION.TOUCH <skey> [IDLE <ttl>] [MINGAP <ttl>]` → the session, or nil.
 pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_touch(argv)?;
-    let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let Some((key, stored)) = live_for_write(ctx, session, now)? else {
+    let Some((key, stored)) = live_for_write(ctx, argv, parsed.session, now)? else {
         return Ok(());
     };
     let times = match rules::touch(now, stored.times, parsed.idle_ms, parsed.min_gap_ms) {
@@ -369,7 +305,9 @@ pub fn touch(ctx: Ctx, argv: &Argv) -> CommandResult {
             stored.times
         }
         Touch::Write(times) => {
-            write_session(ctx, &key, session, None, &times)?;
+            let open = [(parsed.session, &key as &dyn Opened)];
+            let write = plan::touch(parsed.session, &times);
+            effects::apply(ctx, &Keys::with_open(argv, &open), &[write])?;
             stats::SESSION.touched.incr();
             times
         }
@@ -389,7 +327,7 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
             reply_session(ctx, stored.user(), stored.data(), &stored.times);
             Ok(())
         }
-        _ => dead(ctx, None),
+        _ => dead(ctx, &Keys::of(argv), &[]),
     }
 }
 
@@ -397,9 +335,8 @@ pub fn get(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// the session is gone (never recreated); `ERR version mismatch` otherwise.
 pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     let parsed = parse_set(argv)?;
-    let session = argv.string(parsed.session)?;
     let now = now_ms(ctx);
-    let Some((key, stored)) = live_for_write(ctx, session, now)? else {
+    let Some((key, stored)) = live_for_write(ctx, argv, parsed.session, now)? else {
         return Ok(());
     };
     if !rules::version_matches(stored.times.version, parsed.if_version) {
@@ -410,14 +347,9 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     }
     let version = rules::next_version(stored.times.version)
         .ok_or(CommandError::Refused("version limit reached"))?;
-    let mut buffer = itoa::Buffer::new();
-    // The expiry is kept: the session lives exactly as long as before.
-    let data = argv.string(parsed.data)?.bytes();
-    let fields = [
-        (FIELDS.get(DATA), data),
-        (FIELDS.get(VERSION), buffer.format(version).as_bytes()),
-    ];
-    effects::hash_set(ctx, &key, session, &fields, None)?;
+    let write = plan::set(parsed.session, argv.string(parsed.data)?.bytes(), version);
+    let open = [(parsed.session, &key as &dyn Opened)];
+    effects::apply(ctx, &Keys::with_open(argv, &open), &[write])?;
     stats::SESSION.updated.incr();
     ctx.reply_u64(version);
     Ok(())
@@ -425,27 +357,33 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
 
 /// `TK.SESSION.DESTROY <skey> <ikey>` → 1 if a session was deleted, else 0.
 pub fn destroy(ctx: Ctx, argv: &Argv) -> CommandResult {
-    let (session, index) = parse_destroy(argv)?;
-    let (session, index) = (argv.string(session)?, argv.string(index)?);
+    let (session_position, index_position) = parse_destroy(argv)?;
+    let (session, index) = (argv.string(session_position)?, argv.string(index_position)?);
     SessionIndex::parse(index.bytes())?.check_session(session.bytes())?;
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     // Only a session is deleted: another type or a hash of another shape is
     // refused by the read.
-    read_only(ctx, session)?;
-    let existed = effects::delete(ctx, session)?;
-    effects::remove_member(ctx, index, session.bytes())?;
-    if existed {
+    let exists = read_only(ctx, session)?.is_some();
+    let keys = SessionKeys {
+        session: session_position,
+        session_name: session.bytes(),
+        index: index_position,
+    };
+    effects::apply(ctx, &Keys::of(argv), plan::destroy(keys, exists).as_slice())?;
+    if exists {
         stats::SESSION.destroyed.incr();
     }
-    ctx.reply_integer(i64::from(existed));
+    ctx.reply_integer(i64::from(exists));
     Ok(())
 }
 
 /// `TK.SESSION.ROTATE <old_skey> <new_skey> <ikey>` → 1, or nil if the old
 /// session is gone. Same data and expiry under a new key.
 pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
-    let (old, new, index) = parse_rotate(argv)?;
-    let (old, new, index) = (argv.string(old)?, argv.string(new)?, argv.string(index)?);
+    let (old_position, new_position, index_position) = parse_rotate(argv)?;
+    let old = argv.string(old_position)?;
+    let new = argv.string(new_position)?;
+    let index = argv.string(index_position)?;
     let shape = SessionIndex::parse(index.bytes())?;
     shape.check_session(old.bytes())?;
     shape.check_session(new.bytes())?;
@@ -455,28 +393,36 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
     }
     ctx.expect_kind(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
-    // The key is closed again before RENAME moves it.
-    let max_expires_at = {
-        let key = open_for_write(ctx, old)?;
-        let Some(stored) = read(ctx, &key)? else {
-            return dead(ctx, None);
-        };
-        if stored.user() != shape.user() {
-            return Err(CommandError::Refused(
-                "the session belongs to another user than the index names",
-            ));
-        }
-        if !stored.times.is_live(now) {
-            dead(ctx, Some((&key, old)))?;
-            drop(key);
-            return effects::remove_member(ctx, index, old.bytes());
-        }
-        stored.times.max_expires_at
+    let old_keys = SessionKeys {
+        session: old_position,
+        session_name: old.bytes(),
+        index: index_position,
     };
-    // RENAME keeps the value and the expiry.
-    effects::rename(ctx, old, new)?;
-    effects::remove_member(ctx, index, old.bytes())?;
-    add_to_index(ctx, index.bytes(), new.bytes(), max_expires_at)?;
+    let new_keys = SessionKeys {
+        session: new_position,
+        session_name: new.bytes(),
+        index: index_position,
+    };
+    let Some(stored) = read_only(ctx, old)? else {
+        return dead(ctx, &Keys::of(argv), &[]);
+    };
+    if stored.user() != shape.user() {
+        return Err(CommandError::Refused(
+            "the session belongs to another user than the index names",
+        ));
+    }
+    if !stored.times.is_live(now) {
+        return dead(ctx, &Keys::of(argv), plan::dead(old_keys, true).as_slice());
+    }
+    // No key is held open: RENAME moves the hash with its expiry.
+    let index_expiry = keyapi::expire_at_ms(ctx, index)?;
+    let writes = plan::rotate(
+        old_keys,
+        new_keys,
+        stored.times.max_expires_at,
+        index_expiry,
+    );
+    effects::apply(ctx, &Keys::of(argv), writes.as_slice())?;
     stats::SESSION.rotated.incr();
     ctx.reply_integer(1);
     Ok(())
@@ -527,13 +473,9 @@ pub fn revoke_all(ctx: Ctx, argv: &Argv) -> CommandResult {
         .into_iter()
         .filter(|&session| except.is_none_or(|except| except.bytes() != session))
         .collect();
-    let mut revoked = 0u64;
-    for (session, listed) in classify_all(ctx, &shape, &names, now)? {
-        clean_up(ctx, index, session, listed.revoke())?;
-        if matches!(listed, Listed::Live(_)) {
-            revoked += 1;
-        }
-    }
+    let listed = classify_all(ctx, &shape, &names, now)?;
+    let (revoked, writes) = plan::revoke_all(parsed.index, &listed);
+    effects::apply(ctx, &Keys::of(argv), &writes)?;
     stats::SESSION.revoked.add(revoked);
     ctx.reply_u64(revoked);
     Ok(())

@@ -1,8 +1,8 @@
 //! TK.SESSION: atomic login sessions with a per-user index that cleans
 //! itself.
 //!
-//! `rules.rs` holds the expiry, touch, cap and version rules (pure, with
-//! `now` as a parameter), `spec.rs` the argument parsing, `command.rs` the
+//! `rules.rs` holds the expiry, touch, cap and version rules and `plan.rs`
+//! what each write command writes (both pure, with `now` as a parameter), `spec.rs` the argument parsing, `command.rs` the
 //! commands.
 //!
 //! Keys (derived by the client; one hash tag per user):
@@ -19,6 +19,7 @@
 
 #[cfg(not(fuzzing))]
 pub mod command;
+pub mod plan;
 pub mod rules;
 pub mod spec;
 

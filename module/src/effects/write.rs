@@ -1,159 +1,53 @@
-//! Writes that replicate as their effects.
-//!
-//! Commands whose result depends on time must not be replicated verbatim:
-//! a replica or an AOF replay would recompute them at another time. Instead
-//! every write is replicated as a plain Redis command with absolute times
-//! (`SET key value PXAT <ms>`, `PEXPIREAT key <ms>`, `UNLINK key...`),
-//! inside the command's MULTI/EXEC, and only when it changes something.
-//!
-//! Two ways of writing live here while the commands move to the first:
-//! - **The key API** (`store_string`, `expire_key_at`, `unlink_key`; the
-//!   rate limits and the locks): the write goes through the open key
-//!   (`StringDMA` in place, `StringSet`, `SetAbsExpire`, `UnlinkKey`), the
-//!   keyspace events a plain command would fire are fired, and the effect
-//!   is replicated with `RedisModule_Replicate`. `SetAbsExpire` (Redis
-//!   6.2+) gives the primary the same absolute millisecond the replica gets
-//!   from `PXAT`. No nested command dispatch: about 30% fewer instructions
-//!   per rate-limit check than the second way.
-//! - **`RedisModule_Call` with the `!` flag** (the rest; sessions and the
-//!   cache until they move): Redis runs the plain command and propagates
-//!   exactly it.
+//! The key-API writers behind `effects::apply`: each writes through an
+//! open key, fires the keyspace events the plain command would, and
+//! replicates that plain command with `RedisModule_Replicate`.
 
-use std::ffi::{c_char, c_longlong};
+use std::ffi::{c_char, c_int, c_longlong, CStr};
 
 use redis_module::raw;
 
-use crate::call::{call_argv, Call, Key, Replicate};
+use crate::effect::{Value, MAX_HASH_FIELDS};
 use crate::error::CommandError;
-use crate::glue::{ArgString, Argv, Ctx};
-use crate::keyapi::{Opened, OwnedString, Retained, StringKey};
+use crate::glue::{ArgString, Ctx};
+use crate::keyapi::{Opened, OwnedString, Retained};
 
-/// `PEXPIREAT <key> <expire_at_ms>` (Redis turns a time already past into a
-/// deletion). Returns whether the key existed.
-pub fn expire_at<'a>(
-    ctx: Ctx,
-    key: impl Into<Key<'a>>,
-    expire_at_ms: u64,
-) -> Result<bool, CommandError> {
-    let reply = Call::new(c"PEXPIREAT")
-        .key(key)
-        .uint(expire_at_ms)
-        .run(ctx, Replicate::Yes)?;
-    Ok(reply.get().check("PEXPIREAT failed")?.integer() == Some(1))
+const OK: c_int = raw::REDISMODULE_OK as c_int;
+
+/// The field names the families write, kept as Redis strings (so a write
+/// does not create them each time).
+fn known_field(name: &[u8]) -> Option<Retained> {
+    crate::session::FIELDS
+        .find(name)
+        .or_else(|| crate::cache::ENTRY_FIELDS.find(name))
+        .or_else(|| crate::cache::GENERATION_FIELDS.find(name))
 }
 
-/// `PEXPIRETIME <key>` (a read, for the writes above): `Some(ms)` for a key
-/// with an expiry, `None` for a missing or persistent key.
-pub fn expire_time<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<Option<u64>, CommandError> {
-    let reply = Call::new(c"PEXPIRETIME").key(key).run(ctx, Replicate::No)?;
-    let value = reply.get().check("PEXPIRETIME failed")?.integer();
-    Ok(value.and_then(|ms| u64::try_from(ms).ok()))
-}
-
-/// `UNLINK <key>`. Returns whether it existed.
-pub fn delete<'a>(ctx: Ctx, key: impl Into<Key<'a>>) -> Result<bool, CommandError> {
-    let reply = Call::new(c"UNLINK").key(key).run(ctx, Replicate::Yes)?;
-    Ok(reply.get().check("UNLINK failed")?.integer().unwrap_or(0) > 0)
-}
-
-/// `UNLINK` of `count` keys of argv starting at `first`, as one command.
-/// Returns how many existed.
-pub fn unlink(ctx: Ctx, argv: &Argv, first: usize, count: usize) -> Result<u64, CommandError> {
-    let keys = argv.strings(first, count)?;
-    if keys.is_empty() {
-        return Ok(0);
+/// The length of the string in `key`, `None` when the key is empty.
+fn string_len(key: &dyn Opened) -> Option<usize> {
+    // SAFETY: an open key.
+    unsafe {
+        let (Some(key_type), Some(length)) =
+            (raw::RedisModule_KeyType, raw::RedisModule_ValueLength)
+        else {
+            return None;
+        };
+        if key_type(key.raw_key()) as isize == raw::REDISMODULE_KEYTYPE_EMPTY {
+            return None;
+        }
+        Some(length(key.raw_key()))
     }
-    let reply = call_argv(ctx, c"UNLINK", keys, Replicate::Yes)?;
-    let removed = reply.get().check("UNLINK failed")?.integer().unwrap_or(0);
-    Ok(u64::try_from(removed).unwrap_or(0))
 }
 
-/// `HSET <key> <field> <value> ...` (up to 8 fields; the key's expiry is
-/// kept).
-pub fn hset<'a>(
-    ctx: Ctx,
-    key: impl Into<Key<'a>>,
-    fields: &[(&'a [u8], &'a [u8])],
-) -> Result<(), CommandError> {
-    if fields.is_empty() || fields.len() > MAX_HASH_FIELDS {
-        return Err(CommandError::Internal("hset takes 1 to 8 fields"));
+fn is_empty(key: &dyn Opened) -> bool {
+    // SAFETY: an open key.
+    unsafe {
+        raw::RedisModule_KeyType.is_none_or(|key_type| {
+            key_type(key.raw_key()) as isize == raw::REDISMODULE_KEYTYPE_EMPTY
+        })
     }
-    let mut call = Call::new(c"HSET").key(key);
-    for (field, value) in fields {
-        call = call.bytes(field).bytes(value);
-    }
-    call.run(ctx, Replicate::Yes)?.get().check("HSET failed")?;
-    Ok(())
 }
 
-/// `ZADD <sorted_set> <score> <member>`.
-pub fn add_member<'a>(
-    ctx: Ctx,
-    sorted_set: impl Into<Key<'a>>,
-    score: u64,
-    member: impl Into<Key<'a>>,
-) -> Result<(), CommandError> {
-    Call::new(c"ZADD")
-        .key(sorted_set)
-        .uint(score)
-        .key(member)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZADD failed")?;
-    Ok(())
-}
-
-/// `RENAME <from> <to>`: the value and the expiry move; replicated as
-/// itself (deterministic).
-pub fn rename(ctx: Ctx, from: ArgString, to: ArgString) -> Result<(), CommandError> {
-    Call::new(c"RENAME")
-        .key(from)
-        .key(to)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("RENAME failed")?;
-    Ok(())
-}
-
-/// `ZREM <sorted_set> <member>`.
-pub fn remove_member<'a>(
-    ctx: Ctx,
-    sorted_set: impl Into<Key<'a>>,
-    member: &[u8],
-) -> Result<(), CommandError> {
-    Call::new(c"ZREM")
-        .key(sorted_set)
-        .bytes(member)
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZREM failed")?;
-    Ok(())
-}
-
-/// `ZREMRANGEBYSCORE <sorted_set> -inf (<below>`: drops the members scored
-/// strictly below `below` (index entries whose time has passed).
-pub fn remove_scores_below<'a>(
-    ctx: Ctx,
-    sorted_set: impl Into<Key<'a>>,
-    below: u64,
-) -> Result<(), CommandError> {
-    let mut bound = [0u8; 21];
-    bound[0] = b'(';
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(below).as_bytes();
-    bound[1..1 + digits.len()].copy_from_slice(digits);
-    Call::new(c"ZREMRANGEBYSCORE")
-        .key(sorted_set)
-        .bytes(b"-inf")
-        .bytes(&bound[..1 + digits.len()])
-        .run(ctx, Replicate::Yes)?
-        .get()
-        .check("ZREMRANGEBYSCORE failed")?;
-    Ok(())
-}
-
-/// Stores `value` at `key` (opened with [`StringKey::open_for_write`] as
-/// `name`), with SET's meaning: the value is replaced and so is any expiry,
+/// Stores `value` at `key` (open for writing, named `name`), with SET's meaning: the value is replaced and so is any expiry,
 /// by `expire_at_ms` when given. Written through the key API and replicated
 /// as `SET name value [PXAT expire_at_ms]`, so the replica's expiry is the
 /// same absolute millisecond; fires the keyspace events SET would (`set`,
@@ -165,13 +59,13 @@ pub fn remove_scores_below<'a>(
 /// the string with one of that size.
 pub fn store_string(
     ctx: Ctx,
-    key: &StringKey,
+    key: &dyn Opened,
     name: ArgString,
     value: &[u8],
     expire_at_ms: Option<u64>,
 ) -> Result<(), CommandError> {
-    let handle = key.key.0;
-    let current_len = key.current().map(<[u8]>::len);
+    let handle = key.raw_key();
+    let current_len = string_len(key);
     // SAFETY: a key open for writing. StringTruncate on a missing key
     // creates a zeroed string of exactly `value.len()` bytes; DMA in write
     // mode then returns a buffer of the value's current length, checked to
@@ -203,16 +97,13 @@ pub fn store_string(
         // state, 8 bytes of string on 16 of object: less than Redis's own
         // SET makes of it).
         let in_place = match current_len {
-            None => {
-                value.is_empty()
-                    || truncate(handle, value.len()) == raw::REDISMODULE_OK as std::ffi::c_int
-            }
+            None => value.is_empty() || truncate(handle, value.len()) == OK,
             Some(len) => len == value.len(),
         };
         let mut stored = false;
         if in_place && !value.is_empty() {
             let mut len = 0usize;
-            let buffer = dma(handle, &mut len, raw::REDISMODULE_WRITE as std::ffi::c_int);
+            let buffer = dma(handle, &mut len, raw::REDISMODULE_WRITE as c_int);
             if !buffer.is_null() && len == value.len() {
                 std::ptr::copy_nonoverlapping(value.as_ptr(), buffer.cast::<u8>(), len);
                 stored = true;
@@ -222,7 +113,7 @@ pub fn store_string(
             let string = create(ctx.as_ptr(), value.as_ptr().cast::<c_char>(), value.len());
             let status = set(handle, string);
             free(ctx.as_ptr(), string);
-            if status != raw::REDISMODULE_OK as std::ffi::c_int {
+            if status != OK {
                 return Err(CommandError::Internal("StringSet failed"));
             }
         }
@@ -230,7 +121,7 @@ pub fn store_string(
             Some(at) => set_abs_expire(handle, c_longlong::try_from(at).unwrap_or(c_longlong::MAX)),
             None => set_expire(handle, c_longlong::from(raw::REDISMODULE_NO_EXPIRE)),
         };
-        if status != raw::REDISMODULE_OK as std::ffi::c_int {
+        if status != OK {
             return Err(CommandError::Internal("setting the expiry failed"));
         }
     }
@@ -242,7 +133,7 @@ pub fn store_string(
 }
 
 /// Fires a keyspace event, as the plain command would.
-fn notify(ctx: Ctx, class: std::ffi::c_int, event: &std::ffi::CStr, name: ArgString) {
+fn notify(ctx: Ctx, class: c_int, event: &CStr, name: ArgString) {
     // SAFETY: live context, static event name, live key name.
     unsafe {
         if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
@@ -291,13 +182,17 @@ fn replicate_set(
 }
 
 /// Moves the expiry of the open key `key` (named `name`) to `expire_at_ms`
-/// through the key API, replicated as `PEXPIREAT name expire_at_ms`.
-pub fn expire_key_at(
+/// through the key API, replicated as `PEXPIREAT name expire_at_ms`. A
+/// missing key stays missing (as PEXPIREAT leaves it).
+pub fn expire_at(
     ctx: Ctx,
-    key: &impl Opened,
+    key: &dyn Opened,
     name: ArgString,
     expire_at_ms: u64,
 ) -> Result<(), CommandError> {
+    if is_empty(key) {
+        return Ok(());
+    }
     let at = c_longlong::try_from(expire_at_ms).unwrap_or(c_longlong::MAX);
     // SAFETY: a key open for writing.
     let status = unsafe {
@@ -306,7 +201,7 @@ pub fn expire_key_at(
         };
         set_abs_expire(key.raw_key(), at)
     };
-    if status != raw::REDISMODULE_OK as std::ffi::c_int {
+    if status != OK {
         return Err(CommandError::Internal("setting the expiry failed"));
     }
     notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"expire", name);
@@ -326,7 +221,11 @@ pub fn expire_key_at(
 
 /// Deletes the open key `key` (named `name`) through the key API,
 /// replicated as `UNLINK name`.
-pub fn unlink_key(ctx: Ctx, key: &impl Opened, name: ArgString) -> Result<(), CommandError> {
+pub fn unlink(ctx: Ctx, key: &dyn Opened, name: ArgString) -> Result<(), CommandError> {
+    // UNLINK of a missing key changes nothing and is not replicated.
+    if is_empty(key) {
+        return Ok(());
+    }
     // SAFETY: a key open for writing.
     let status = unsafe {
         let Some(unlink) = raw::RedisModule_UnlinkKey else {
@@ -334,7 +233,7 @@ pub fn unlink_key(ctx: Ctx, key: &impl Opened, name: ArgString) -> Result<(), Co
         };
         unlink(key.raw_key())
     };
-    if status != raw::REDISMODULE_OK as std::ffi::c_int {
+    if status != OK {
         return Err(CommandError::Internal("UnlinkKey failed"));
     }
     notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name);
@@ -351,38 +250,52 @@ pub fn unlink_key(ctx: Ctx, key: &impl Opened, name: ArgString) -> Result<(), Co
     })
 }
 
-fn replicated(status: Option<std::ffi::c_int>) -> Result<(), CommandError> {
+fn replicated(status: Option<c_int>) -> Result<(), CommandError> {
     match status {
-        Some(status) if status == raw::REDISMODULE_OK as std::ffi::c_int => Ok(()),
+        Some(status) if status == OK => Ok(()),
         _ => Err(CommandError::Internal("replicating an effect failed")),
     }
 }
 
-/// The most fields [`hash_set`] writes at once.
-pub const MAX_HASH_FIELDS: usize = 8;
-
-/// Sets `fields` of the hash `key` (opened for writing as `name`; created
-/// if absent) through the key API, then its expiry when `expire_at_ms` is
-/// given (a hash's expiry is otherwise kept, as HSET keeps it). Replicated
-/// as `HSET name field value ...` and `PEXPIREAT name expire_at_ms`; fires
-/// `hset` (and `expire`) as those commands would.
+/// Sets `fields` of the hash `key` (created if absent), then its expiry
+/// when `expire_at_ms` is given (a hash's expiry is otherwise kept, as HSET
+/// keeps it). Replicated as `HSET name field value ...` and `PEXPIREAT name
+/// expire_at_ms`; fires `hset` (and `expire`) as those commands would.
+/// Known field names ([`known_field`]) are reused, not created.
 pub fn hash_set(
     ctx: Ctx,
-    key: &impl Opened,
+    key: &dyn Opened,
     name: ArgString,
-    fields: &[(Retained, &[u8])],
+    fields: &[(&[u8], Value)],
     expire_at_ms: Option<u64>,
 ) -> Result<(), CommandError> {
     if fields.is_empty() || fields.len() > MAX_HASH_FIELDS {
         return Err(CommandError::Internal("hash_set takes 1 to 8 fields"));
     }
-    // HSET's arguments: the key, then each field and value.
-    let mut values: [Option<OwnedString>; MAX_HASH_FIELDS] = Default::default();
+    // Strings created here live until the replication below.
+    let mut created: [Option<OwnedString>; 2 * MAX_HASH_FIELDS] = Default::default();
     let mut argv = [std::ptr::null_mut::<raw::RedisModuleString>(); 1 + 2 * MAX_HASH_FIELDS];
     argv[0] = name.as_ptr();
+    let mut digits = itoa::Buffer::new();
     for (index, (field, value)) in fields.iter().enumerate() {
-        let value =
-            OwnedString::new(ctx, value).ok_or(CommandError::Internal("CreateString failed"))?;
+        let field = match known_field(field) {
+            Some(known) => known.as_ptr(),
+            None => {
+                let string = OwnedString::new(ctx, field)
+                    .ok_or(CommandError::Internal("CreateString failed"))?;
+                created[2 * index].insert(string).0
+            }
+        };
+        let bytes = match value {
+            Value::Bytes(bytes) => *bytes,
+            Value::Number(number) => digits.format(*number).as_bytes(),
+        };
+        let value = created[2 * index + 1]
+            .insert(
+                OwnedString::new(ctx, bytes)
+                    .ok_or(CommandError::Internal("CreateString failed"))?,
+            )
+            .0;
         // SAFETY: a key open for writing; a live field name and value
         // (Redis copies both), then the NULL terminator. (The count it
         // returns is of updated fields, 0 on a new hash: not an error.)
@@ -392,15 +305,14 @@ pub fn hash_set(
             };
             set(
                 key.raw_key(),
-                raw::REDISMODULE_HASH_NONE as std::ffi::c_int,
-                field.as_ptr(),
-                value.0,
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field,
+                value,
                 std::ptr::null::<raw::RedisModuleString>(),
             );
         }
-        argv[1 + 2 * index] = field.as_ptr();
-        argv[2 + 2 * index] = value.0;
-        values[index] = Some(value);
+        argv[1 + 2 * index] = field;
+        argv[2 + 2 * index] = value;
     }
     notify(ctx, raw::REDISMODULE_NOTIFY_HASH, c"hset", name);
     let argc = 1 + 2 * fields.len();
@@ -417,7 +329,96 @@ pub fn hash_set(
         })
     })?;
     match expire_at_ms {
-        Some(at) => expire_key_at(ctx, key, name, at),
+        Some(at) => expire_at(ctx, key, name, at),
         None => Ok(()),
     }
+}
+
+/// `ZADD name score member` through the key API: replicated and notified
+/// only when the member was added or its score changed (as ZADD would).
+pub fn zset_add(
+    ctx: Ctx,
+    key: &dyn Opened,
+    name: ArgString,
+    score: u64,
+    member: &[u8],
+) -> Result<(), CommandError> {
+    let member =
+        OwnedString::new(ctx, member).ok_or(CommandError::Internal("CreateString failed"))?;
+    let mut flags: c_int = 0;
+    // SAFETY: a key open for writing, a live member string. Scores are
+    // millisecond times, exact in a double.
+    let status = unsafe {
+        let Some(add) = raw::RedisModule_ZsetAdd else {
+            return Err(CommandError::Internal("key API unavailable"));
+        };
+        add(key.raw_key(), score as f64, member.0, &mut flags)
+    };
+    if status != OK {
+        return Err(CommandError::Internal("ZsetAdd failed"));
+    }
+    let changed = (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int;
+    if flags & changed == 0 {
+        return Ok(());
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_ZSET, c"zadd", name);
+    // SAFETY: format "sls" (string, long long, string), matched.
+    replicated(unsafe {
+        raw::RedisModule_Replicate.map(|replicate| {
+            replicate(
+                ctx.as_ptr(),
+                c"ZADD".as_ptr(),
+                c"sls".as_ptr(),
+                name.as_ptr(),
+                c_longlong::try_from(score).unwrap_or(c_longlong::MAX),
+                member.0,
+            )
+        })
+    })
+}
+
+/// `ZREM name member` through the key API: replicated and notified only
+/// when the member was there; an emptied sorted set is deleted (and `del`
+/// fired), as ZREM does.
+pub fn zset_remove(
+    ctx: Ctx,
+    key: &dyn Opened,
+    name: ArgString,
+    member: &[u8],
+) -> Result<(), CommandError> {
+    if is_empty(key) {
+        return Ok(());
+    }
+    let member =
+        OwnedString::new(ctx, member).ok_or(CommandError::Internal("CreateString failed"))?;
+    let mut deleted: c_int = 0;
+    // SAFETY: a key open for writing, a live member string.
+    let status = unsafe {
+        let Some(remove) = raw::RedisModule_ZsetRem else {
+            return Err(CommandError::Internal("key API unavailable"));
+        };
+        remove(key.raw_key(), member.0, &mut deleted)
+    };
+    if status != OK {
+        return Err(CommandError::Internal("ZsetRem failed"));
+    }
+    if deleted == 0 {
+        return Ok(());
+    }
+    notify(ctx, raw::REDISMODULE_NOTIFY_ZSET, c"zrem", name);
+    if is_empty(key) {
+        notify(ctx, raw::REDISMODULE_NOTIFY_GENERIC, c"del", name);
+    }
+    // SAFETY: format "ss" (two strings), matched.
+    replicated(unsafe {
+        raw::RedisModule_Replicate.map(|replicate| {
+            replicate(
+                ctx.as_ptr(),
+                c"ZREM".as_ptr(),
+                c"ss".as_ptr(),
+                name.as_ptr(),
+                member.0,
+            )
+        })
+    })
 }
