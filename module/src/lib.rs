@@ -1,13 +1,15 @@
 //! tk-redis: atomic rate limiting, sessions, caching and distributed locks
 //! inside Redis.
 //!
-//! Layout: `args` is the one argument parser; `keys` holds Cluster slots and
-//! the key-name rules (which keys an index may list); `glue` (including the
-//! ACL checks of keys read from inside an index), `call` and `effects` wrap
-//! Redis's C API for the commands; `registry` registers commands
-//! and guards every call against panics; each command family (`ratelimit`,
-//! `session`, `cache`, `lock`) keeps its pure rules and parsing apart from
-//! its thin command layer.
+//! Layout (docs/ARCHITECTURE.md): `args` is the one argument parser; `keys`
+//! holds Cluster slots and the key-name rules; `effect` the pure `Effect`
+//! list every write decision returns, and `effects` the one place that
+//! performs and replicates them; `keyapi` reads keys, `glue` wraps the
+//! context, replies and ACL checks, `call` runs the few nested commands the
+//! key API has no counterpart for; `registry` registers commands and guards
+//! every call against panics; each command family (`ratelimit`, `session`,
+//! `cache`, `lock`) keeps its pure rules, plans and parsing apart from its
+//! thin command layer.
 
 pub mod args;
 pub mod cache;
