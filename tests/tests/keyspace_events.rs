@@ -110,7 +110,12 @@ async fn sessions_fire_hash_index_and_expiry_events() {
                 "{}",
             ],
             &["TK.SESSION.TOUCH", "tk:s:{u}:a"],
-            &["TK.SESSION.ROTATE", "tk:s:{u}:a", "tk:s:{u}:b", "tk:si:{u}:u"],
+            &[
+                "TK.SESSION.ROTATE",
+                "tk:s:{u}:a",
+                "tk:s:{u}:b",
+                "tk:si:{u}:u",
+            ],
             &["TK.SESSION.DESTROY", "tk:s:{u}:b", "tk:si:{u}:u"],
         ],
         &[
