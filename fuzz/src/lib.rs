@@ -1,25 +1,8 @@
-//! The tk module's pure code (argument parser, rate-limit algorithms, lock
-//! rules and their argument parsing), compiled without Redis so libFuzzer
-//! can drive it.
-//! The command layer is left out by `#[cfg(not(fuzzing))]` in the module.
-#![allow(dead_code)]
+//! The tk module's pure code (`tk-redis-core`: argument parser, rate-limit
+//! algorithms, session, cache and lock rules and their argument parsing),
+//! re-exported for the fuzz targets.
 
-#[path = "../../module/src/args.rs"]
-pub mod args;
-#[path = "../../module/src/cache/mod.rs"]
-pub mod cache;
-#[path = "../../module/src/effect.rs"]
-pub mod effect;
-#[path = "../../module/src/error.rs"]
-pub mod error;
-#[path = "../../module/src/keys.rs"]
-pub mod keys;
-#[path = "../../module/src/lock/mod.rs"]
-pub mod lock;
-#[path = "../../module/src/ratelimit/mod.rs"]
-pub mod ratelimit;
-#[path = "../../module/src/session/mod.rs"]
-pub mod session;
+pub use tk_redis_core::{args, cache, effect, error, keys, lock, ratelimit, session};
 
 /// Splits fuzz input into command arguments at 0x00 bytes (argv[0] is a
 /// placeholder command name, as Redis passes it).

@@ -1,34 +1,31 @@
 //! tk-redis: atomic rate limiting, sessions, caching and distributed locks
 //! inside Redis.
 //!
-//! Layout (docs/ARCHITECTURE.md): `args` is the one argument parser; `keys`
-//! holds Cluster slots and the key-name rules; `effect` the pure `Effect`
-//! list every write decision returns, and `effects` the one place that
-//! performs and replicates them; `keyapi` reads keys, `glue` wraps the
+//! Layout (docs/ARCHITECTURE.md): the pure rules live in `tk_redis_core`
+//! (re-exported here: `args`, `keys`, `effect`, `error` and each family's
+//! rules); `effects` is the one place that performs and replicates the
+//! effects they return; `keyapi` reads keys, `glue` wraps the
 //! context, replies and ACL checks, `call` runs the few nested commands the
 //! key API has no counterpart for; `registry` registers commands and guards
 //! every call against panics; each command family (`ratelimit`, `session`,
-//! `cache`, `lock`) keeps its pure rules, plans and parsing apart from its
-//! thin command layer.
+//! `cache`, `lock`) here is the thin command layer over its core rules.
 
-pub mod args;
+pub use tk_redis_core::{args, effect, error, keys};
+
 pub mod cache;
 pub mod call;
-pub mod effect;
 pub mod effects;
-pub mod error;
 pub mod glue;
 pub mod keyapi;
-pub mod keys;
 pub mod lock;
 pub mod ratelimit;
 pub mod registry;
 pub mod session;
 pub mod stats;
 
-// The module proper exists only in the cdylib: unit tests and fuzzers
-// link this crate without a Redis (or its allocator).
-#[cfg(not(any(test, fuzzing)))]
+// The module proper exists only in the cdylib: unit tests link this crate
+// without a Redis (or its allocator).
+#[cfg(not(test))]
 mod module;
 
 /// The module's version as Redis reports it in `MODULE LIST`

@@ -3,52 +3,17 @@
 //! No Redis server is needed, so regressions show up in `cargo bench`:
 //!
 //! ```text
-//! cargo bench -p tk-redis-module --bench algorithms
+//! cargo bench -p tk-redis-core --bench algorithms
 //! ```
 //!
-//! The module crate is a cdylib only, so this bench compiles the module's
-//! sources directly (like fuzz/src/lib.rs), mirroring src/lib.rs's module
-//! tree so that `crate::` paths resolve. The Redis entry point (`module`) is
-//! left out; nothing here calls into Redis.
-#![allow(dead_code, unused_imports)]
+//! (Part of `tk-redis-core`: `cargo bench -p tk-redis-core --bench algorithms`.)
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
-#[path = "../src/args.rs"]
-mod args;
-#[path = "../src/cache/mod.rs"]
-mod cache;
-#[path = "../src/call.rs"]
-mod call;
-#[path = "../src/effect.rs"]
-mod effect;
-#[path = "../src/effects/mod.rs"]
-mod effects;
-#[path = "../src/error.rs"]
-mod error;
-#[path = "../src/glue.rs"]
-mod glue;
-#[path = "../src/keyapi.rs"]
-mod keyapi;
-#[path = "../src/keys.rs"]
-mod keys;
-#[path = "../src/lock/mod.rs"]
-mod lock;
-#[path = "../src/ratelimit/mod.rs"]
-mod ratelimit;
-#[path = "../src/registry.rs"]
-mod registry;
-#[path = "../src/session/mod.rs"]
-mod session;
-#[path = "../src/stats.rs"]
-mod stats;
-
-/// What src/lib.rs exports at the crate root (used through `crate::`).
-pub const MODULE_VERSION: i32 = 100;
-
-use ratelimit::{decide, Algorithm, Quota, Write, NANOS_PER_MS};
+use tk_redis_core::ratelimit::{decide, Algorithm, Quota, Write, NANOS_PER_MS};
+use tk_redis_core::{args, ratelimit};
 
 /// 2026-01-01 in ns: a realistic clock.
 const NOW: u64 = 1_767_225_600_000 * NANOS_PER_MS;
