@@ -1,0 +1,1021 @@
+//! The tk Functions library (`client/lua/tk.lua`) against real servers: on
+//! a plain redis-server it must behave exactly like the module, so every
+//! test here runs the same calls through the module's commands and through
+//! `FCALL` and compares, or checks that state written by one is read by the
+//! other.
+//!
+//! Time: the module and the library read the clock at different instants,
+//! so the fields that count time (retry_after_ms, reset_after_ms, a lock's
+//! remaining ms) may differ by the time between the two calls. Each
+//! comparison allows twice the time the whole run took, as measured with
+//! the server's own `TIME` (so the bound is derived, never assumed); every
+//! other field, and every error text, must be identical. Quotas are chosen
+//! so that decisions do not depend on when a call runs (long periods, one
+//! emission interval per GCRA key, FIXED windows that do not roll over
+//! during a test).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tk_redis::functions::{LIBRARY_NAME, LIBRARY_VERSION};
+use tk_redis_tests::functions::{
+    functions_server, integers, load_library, module_and_library_server, send, server_time_us,
+    Call, Reply, Via,
+};
+use tk_redis_tests::harness::{debug_digest, wait_for_sync, Server};
+
+// ---- helpers -------------------------------------------------------------------
+
+/// The indexes of a reply's fields that count time, by command.
+fn time_fields(command: &str) -> &'static [usize] {
+    match command {
+        "TK.RATELIMIT" | "TK.RATELIMIT.PEEK" | "TK.RATELIMIT.ALL" => &[3, 4],
+        "TK.LOCK.ACQUIRE" => &[2],
+        _ => &[],
+    }
+}
+
+/// Whether the module's and the library's replies to `call` are the same,
+/// time fields within `tolerance_ms`.
+fn same_reply(call: &Call, module: &Reply, library: &Reply, tolerance_ms: i64) -> bool {
+    match (integers(module), integers(library)) {
+        (Some(m), Some(l)) if m.len() == l.len() => {
+            let timed = time_fields(call.command);
+            m.iter().zip(&l).enumerate().all(|(index, (a, b))| {
+                if timed.contains(&index) {
+                    (a - b).abs() <= tolerance_ms
+                } else {
+                    a == b
+                }
+            })
+        }
+        _ => module == library,
+    }
+}
+
+async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    cmd.query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+}
+
+async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+    query(conn, &["GET", key]).await
+}
+
+async fn sorted_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
+    keys.sort();
+    keys
+}
+
+/// A module server and a functions server, and a connection to each.
+struct Pair {
+    _module: Server,
+    _library: Server,
+    module: MultiplexedConnection,
+    library: MultiplexedConnection,
+}
+
+impl Pair {
+    async fn start() -> Pair {
+        let module = Server::start().await;
+        let library = functions_server().await;
+        Pair {
+            module: module.conn().await,
+            library: library.conn().await,
+            _module: module,
+            _library: library,
+        }
+    }
+
+    /// Runs `call` on both; returns (module's reply, library's reply).
+    async fn run(&mut self, call: &Call) -> (Reply, Reply) {
+        let module = call.run(&mut self.module, Via::Module).await;
+        let library = call.run(&mut self.library, Via::Library).await;
+        (module, library)
+    }
+
+    /// Runs `call` on both and asserts the same reply, exactly.
+    async fn same(&mut self, call: &Call) -> Reply {
+        let (module, library) = self.run(call).await;
+        assert_eq!(module, library, "{call:?}");
+        module
+    }
+
+    /// Sets `key` to `value` on both servers.
+    async fn set(&mut self, key: &str, value: &[u8]) {
+        set(&mut self.module, key, value).await;
+        set(&mut self.library, key, value).await;
+    }
+
+    async fn both(&mut self, args: &[&str]) {
+        let _: Value = query(&mut self.module, args).await;
+        let _: Value = query(&mut self.library, args).await;
+    }
+}
+
+// ---- loading -------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_library_loads_on_a_plain_server_and_reports_its_version() {
+    let server = Server::builder().without_module().start().await;
+    let mut conn = server.conn().await;
+    assert_eq!(load_library(&mut conn).await, LIBRARY_NAME);
+    // Loading again replaces it.
+    assert_eq!(load_library(&mut conn).await, LIBRARY_NAME);
+    let version: String = query(&mut conn, &["FCALL_RO", "tk_version", "0"]).await;
+    assert_eq!(version, LIBRARY_VERSION);
+    // The module's commands are not there: the library is what answers.
+    let info: Vec<Value> = query(&mut conn, &["COMMAND", "INFO", "TK.RATELIMIT"]).await;
+    assert_eq!(info, vec![Value::Nil]);
+    // Read-only functions are flagged so: FCALL_RO accepts them (and
+    // refuses the others).
+    let peek = Call::new("TK.RATELIMIT.PEEK", &["k"], &["10", "1s"]);
+    assert_eq!(
+        integers(&send(&mut conn, &peek.fcall_cmd(true)).await),
+        Some(vec![1, 10, 9, 0, 100])
+    );
+    let write = Call::new("TK.RATELIMIT", &["k"], &["10", "1s"]);
+    assert!(send(&mut conn, &write.fcall_cmd(true)).await.is_err());
+}
+
+// ---- rate limiting: arguments ----------------------------------------------------
+
+/// Every malformed rate-limit call: the same error text from both, and
+/// nothing changes (the keys hold states beforehand).
+#[tokio::test]
+async fn ratelimit_argument_errors_are_the_modules() {
+    let mut pair = Pair::start().await;
+    for key in ["k", "a", "b"] {
+        let (module, library) = pair
+            .run(&Call::new("TK.RATELIMIT", &[key], &["10", "1h"]))
+            .await;
+        assert!(integers(&module).is_some() && integers(&library).is_some());
+    }
+    let module_before = debug_digest(&mut pair.module).await;
+    let library_before = debug_digest(&mut pair.library).await;
+    let long = "x".repeat(100);
+    let single: &[&[&str]] = &[
+        &[],
+        &["10"],
+        &["10", "1s", "BURST"],
+        &["10", "1s", "COST"],
+        &["10", "1s", "ALGO"],
+        &["0", "1s"],
+        &["-5", "1s"],
+        &["ten", "1s"],
+        &["+5", "1s"],
+        &[" 5", "1s"],
+        &["0x10", "1s"],
+        &["1e3", "1s"],
+        &["99999999999999999999", "1s"],
+        &["999999999999999999999", "1s"],
+        &["1099511627777", "1s"],
+        &["10", "0"],
+        &["10", "-1s"],
+        &["10", "1d"],
+        &["10", "1.5s"],
+        &["10", "s"],
+        &["10", "1m1"],
+        &["10", "1 s"],
+        &["10", "315360000001"],
+        &["10", "87601h"],
+        &["10", "1s", "BURST", "0"],
+        &["10", "1s", "BURST", "1099511627777"],
+        &["10", "1s", "COST", "-1"],
+        &["10", "1s", "COST", "11"],
+        &["10", "1s", "BURST", "2", "COST", "3"],
+        &["10", "1s", "ALGO", "SLIDING", "COST", "11"],
+        &["10", "1s", "ALGO", "LEAKY"],
+        &["10", "1s", "FOO", "1"],
+        &["10", "1s", "COST", "1", "cost", "1"],
+        &["10", "1s", "ALGO", "gcra", "algo", "fixed"],
+        &["10", "1s", "BURST", "5", "burst", "5"],
+        &["10", "1s", "ALGO", "FIXED", "BURST", "5"],
+        &["10", "1s", "BURST", "5", "ALGO", "SLIDING"],
+        &["1", "1h", "BURST", "87601"],
+        &["1", "1h", "BURST", "1000000"],
+        &["3", "1s", "BURST", "1099511627776"],
+        &["7", "87600h", "BURST", "8"],
+        &["10", "1s", "5"],
+        &["10", "1s", "COST", "1", "extra"],
+        &["10", "1s", &long],
+        &["10", &long],
+    ];
+    for args in single {
+        for command in ["TK.RATELIMIT", "TK.RATELIMIT.PEEK"] {
+            let reply = pair.same(&Call::new(command, &["k"], args)).await;
+            assert!(reply.is_err(), "{command} {args:?} replied {reply:?}");
+        }
+    }
+    // Bytes outside printable ASCII in the echoed option.
+    let binary = Call::bytes(
+        "TK.RATELIMIT",
+        &[b"k"],
+        &[
+            b"10",
+            b"1s",
+            b"\x01\xff\r\nabcdefghijklmnopqrstuvwxyz0123456789",
+        ],
+    );
+    assert!(pair.same(&binary).await.is_err());
+    let all: &[(&[&str], &[&str])] = &[
+        (&["a", "b"], &["10", "1s"]),
+        (&["a", "b"], &["10", "1s", "BOGUS", "10", "1s"]),
+        (&["a", "b"], &["10", "1s", "10", "1s", "10", "1s"]),
+        (&["a", "b"], &["10", "1s", "10"]),
+        (&["a", "b"], &["10", "1s", "COST", "11", "10", "1s"]),
+        (&["a", "a"], &["10", "1s", "10", "1s"]),
+        (&["a"], &["10", "1s", "10", "1s"]),
+        (&["a"], &["10"]),
+        (&[], &["a", "10", "1s"]),
+        (&[], &["a", "10", "1s", "x"]),
+        (
+            &[
+                "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10", "k11", "k12", "k13",
+                "k14", "k15", "k16", "k17",
+            ],
+            &["10", "1s"],
+        ),
+    ];
+    for (keys, args) in all {
+        let reply = pair.same(&Call::new("TK.RATELIMIT.ALL", keys, args)).await;
+        assert!(reply.is_err(), "ALL {keys:?} {args:?} replied {reply:?}");
+    }
+    assert!(pair
+        .same(&Call::new("TK.RATELIMIT.RESET", &[], &[]))
+        .await
+        .is_err());
+    assert_eq!(debug_digest(&mut pair.module).await, module_before);
+    assert_eq!(debug_digest(&mut pair.library).await, library_before);
+}
+
+/// Calls the library refuses because of how FCALL was used: keys outside
+/// KEYS. (The module has no such form: its key positions are fixed.)
+#[tokio::test]
+async fn the_library_takes_keys_only_through_keys() {
+    let server = functions_server().await;
+    let mut conn = server.conn().await;
+    let fcall = |name: &str, numkeys: usize, args: &[&str]| {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(numkeys).arg(args);
+        cmd
+    };
+    for (cmd, expected) in [
+        (
+            fcall("tk_ratelimit", 0, &["k", "10", "1s"]),
+            "ERR tk_ratelimit takes 1 key",
+        ),
+        (
+            fcall("tk_ratelimit", 2, &["k", "10", "1s", "x"]),
+            "ERR tk_ratelimit takes 1 key",
+        ),
+        (
+            fcall("tk_ratelimit_peek", 0, &["k", "10", "1s"]),
+            "ERR tk_ratelimit_peek takes 1 key",
+        ),
+        (
+            fcall("tk_ratelimit_reset", 1, &["a", "b"]),
+            "ERR tk_ratelimit_reset takes its keys in KEYS",
+        ),
+        (
+            fcall("tk_ratelimit_reset", 0, &["a"]),
+            "ERR tk_ratelimit_reset takes its keys in KEYS",
+        ),
+    ] {
+        let error = send(&mut conn, &cmd).await.unwrap_err();
+        assert!(error.starts_with(expected), "{cmd:?}: {error}");
+    }
+    let size: i64 = query(&mut conn, &["DBSIZE"]).await;
+    assert_eq!(size, 0);
+}
+
+// ---- rate limiting: stored data -----------------------------------------------
+
+/// Keys holding other types, and strings that are no state of the
+/// algorithm asked for: the module's WRONGTYPE texts, nothing written.
+#[tokio::test]
+async fn ratelimit_refuses_foreign_data_like_the_module() {
+    let mut pair = Pair::start().await;
+    pair.both(&["HSET", "hash", "f", "v"]).await;
+    pair.both(&["RPUSH", "list", "v"]).await;
+    pair.both(&["SADD", "set", "v"]).await;
+    pair.both(&["ZADD", "zset", "1", "v"]).await;
+    pair.both(&["XADD", "stream", "*", "f", "v"]).await;
+    for key in ["hash", "list", "set", "zset", "stream"] {
+        for algo in ["GCRA", "SLIDING", "FIXED"] {
+            for command in ["TK.RATELIMIT", "TK.RATELIMIT.PEEK"] {
+                let call = Call::new(command, &[key], &["10", "1s", "ALGO", algo]);
+                let reply = pair.same(&call).await.unwrap_err();
+                assert!(reply.starts_with("WRONGTYPE"), "{reply}");
+            }
+        }
+        let reset = Call::new("TK.RATELIMIT.RESET", &["fresh", key], &[]);
+        assert!(pair.same(&reset).await.is_err());
+    }
+    let mut tagged_long = vec![0xA1u8];
+    tagged_long.extend_from_slice(&[0; 8]);
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", b"".to_vec()),
+        ("text", b"abc".to_vec()),
+        ("negative", b"-1".to_vec()),
+        ("plus", b"+1".to_vec()),
+        ("spaced", b" 1".to_vec()),
+        ("trailing", b"1 ".to_vec()),
+        ("mixed", b"12a".to_vec()),
+        ("decimal", b"1.5".to_vec()),
+        ("five_digits", b"12345".to_vec()),
+        ("beyond_u64", b"18446744073709551616".to_vec()),
+        ("21_digits", b"000000000000000000001".to_vec()),
+        ("fixed_empty_count", b"1:".to_vec()),
+        ("fixed_empty_start", b":1".to_vec()),
+        ("fixed_three", b"1:2:3".to_vec()),
+        ("fixed_negative", b"-1:2".to_vec()),
+        ("fixed_big_start", b"18446744073709551616:1".to_vec()),
+        ("fixed_big_count", b"1:18446744073709551616".to_vec()),
+        ("sliding_short", vec![0xA1, 0, 0, 0]),
+        ("sliding_tag_only", vec![0xA1]),
+        ("sliding_wrong_tag", vec![0xA2, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("sliding_cut_varint", [&tagged_long[..], &[0x80]].concat()),
+        (
+            "sliding_overlong",
+            [&tagged_long[..], &[0x80, 0x00]].concat(),
+        ),
+        (
+            "sliding_cost_one",
+            [&tagged_long[..], &[0x01, 0x01]].concat(),
+        ),
+        (
+            "sliding_cost_zero",
+            [&tagged_long[..], &[0x01, 0x00]].concat(),
+        ),
+        ("sliding_cost_missing", [&tagged_long[..], &[0x01]].concat()),
+        (
+            "sliding_eleven_bytes",
+            [&tagged_long[..], &[0xff; 10], &[0x01]].concat(),
+        ),
+        ("binary", vec![0, 255, 13, 10]),
+    ];
+    for (name, value) in &garbage {
+        let key = format!("g:{name}");
+        pair.set(&key, value).await;
+        for algo in ["GCRA", "SLIDING", "FIXED"] {
+            for command in ["TK.RATELIMIT", "TK.RATELIMIT.PEEK"] {
+                let call = Call::new(command, &[&key], &["10", "1h", "ALGO", algo]);
+                let reply = pair.same(&call).await;
+                assert!(
+                    reply
+                        .as_ref()
+                        .is_err_and(|e| e.starts_with("WRONGTYPE key holds")),
+                    "{name} with {algo}: {reply:?}"
+                );
+            }
+        }
+        let all = Call::new(
+            "TK.RATELIMIT.ALL",
+            &["fresh", &key],
+            &["10", "1h", "10", "1h", "ALGO", "FIXED"],
+        );
+        assert!(pair.same(&all).await.is_err());
+        assert_eq!(get(&mut pair.module, &key).await.as_ref(), Some(value));
+        assert_eq!(get(&mut pair.library, &key).await.as_ref(), Some(value));
+    }
+    // Each algorithm refuses the other two's states.
+    for (writer, reader) in [
+        ("GCRA", "SLIDING"),
+        ("GCRA", "FIXED"),
+        ("SLIDING", "GCRA"),
+        ("SLIDING", "FIXED"),
+        ("FIXED", "GCRA"),
+        ("FIXED", "SLIDING"),
+    ] {
+        let key = format!("x:{writer}:{reader}");
+        let write = Call::new("TK.RATELIMIT", &[&key], &["10", "1h", "ALGO", writer]);
+        let (module, library) = pair.run(&write).await;
+        assert!(integers(&module).is_some() && integers(&library).is_some());
+        let read = Call::new("TK.RATELIMIT", &[&key], &["10", "1h", "ALGO", reader]);
+        let error = pair.same(&read).await.unwrap_err();
+        assert!(
+            error.starts_with("WRONGTYPE key holds a string that is not"),
+            "{error}"
+        );
+    }
+    // The split GCRA form needs its expiry: without one (PERSIST by hand)
+    // it is no state.
+    pair.set("persisted", b"000123").await;
+    let call = Call::new("TK.RATELIMIT", &["persisted"], &["10", "1h"]);
+    assert!(pair.same(&call).await.unwrap_err().starts_with("WRONGTYPE"));
+    // Its TAT must fit u64 ns: 18446744073709551615 ns is the last.
+    for (value, expire_at, valid) in [
+        ("999999", "18446744073710", false),
+        ("551616", "18446744073710", false),
+        ("551615", "18446744073710", true),
+        ("999999", "18446744073709", true),
+    ] {
+        let key = format!("edge:{value}:{expire_at}");
+        pair.set(&key, value.as_bytes()).await;
+        pair.both(&["PEXPIREAT", &key, expire_at]).await;
+        let call = Call::new("TK.RATELIMIT", &[&key], &["10", "1h"]);
+        let (module, library) = pair.run(&call).await;
+        assert_eq!(module.is_ok(), valid, "{key}: {module:?}");
+        assert!(
+            same_reply(&call, &module, &library, 1000),
+            "{key}: {module:?} {library:?}"
+        );
+    }
+}
+
+/// States no build writes but the module reads: both read them the same.
+#[tokio::test]
+async fn unusual_states_are_read_like_the_module() {
+    let mut pair = Pair::start().await;
+    let start_us = server_time_us(&mut pair.module).await;
+    let now_ms = start_us / 1000;
+    let fixed_period = fixed_period_ms(now_ms).to_string();
+    let mut calls = Vec::new();
+    // GCRA in the 0.1 format: the whole TAT in ns, 7 to 20 digits.
+    for (name, value) in [
+        ("old_tiny", "0000001".to_string()),
+        ("old_one", "00000000000000000001".to_string()),
+        ("old_max", "18446744073709551615".to_string()),
+        // TATs half an emission interval (6 min) away from a whole one, so
+        // that no decision depends on the instant of the call.
+        (
+            "old_soon",
+            format!("{}", (now_ms + 33 * 60_000) * 1_000_000 + 123_456),
+        ),
+        (
+            "old_later",
+            format!("{}", (now_ms + 183 * 60_000) * 1_000_000 + 1),
+        ),
+    ] {
+        let key = format!("gcra:{name}");
+        pair.set(&key, value.as_bytes()).await;
+        for (limit, period, burst, cost) in [
+            ("10", "1h", "10", "1"),
+            ("10", "1h", "10", "0"),
+            ("20", "2h", "40", "5"),
+        ] {
+            for command in ["TK.RATELIMIT.PEEK", "TK.RATELIMIT"] {
+                calls.push(Call::new(
+                    command,
+                    &[&key],
+                    &[limit, period, "BURST", burst, "COST", cost],
+                ));
+            }
+        }
+    }
+    // FIXED: an old window (count 0), a window from the future (the clock
+    // stepped back: it is kept), huge counts.
+    for (name, value) in [
+        ("old", "0:5".to_string()),
+        ("old_huge", "1:18446744073709551615".to_string()),
+        ("future", "4000000000000:5".to_string()),
+        (
+            "future_huge",
+            "4000000000000:18446744073709551615".to_string(),
+        ),
+        ("future_zeros", "0004000000000000:00".to_string()),
+    ] {
+        let key = format!("fixed:{name}");
+        pair.set(&key, value.as_bytes()).await;
+        for cost in ["0", "1", "6"] {
+            for command in ["TK.RATELIMIT.PEEK", "TK.RATELIMIT"] {
+                calls.push(Call::new(
+                    command,
+                    &[&key],
+                    &["6", &fixed_period, "ALGO", "FIXED", "COST", cost],
+                ));
+            }
+        }
+    }
+    // SLIDING: logs the module could have written at other times, entries
+    // with costs, an empty log, entries from the future.
+    let entry_us = |offset_ms: i64| u64::try_from(start_us + offset_ms * 1000).unwrap();
+    let log = |base: u64, entries: &[(u64, u64)]| {
+        let mut out = vec![0xA1u8];
+        out.extend_from_slice(&base.to_le_bytes());
+        let mut previous = base;
+        for &(ts, cost) in entries {
+            let head = ((ts - previous) << 1) | u64::from(cost > 1);
+            leb128(head, &mut out);
+            if cost > 1 {
+                leb128(cost, &mut out);
+            }
+            previous = ts;
+        }
+        out
+    };
+    let old = entry_us(-2 * 3_600_000);
+    let recent = entry_us(-60_000);
+    let future = entry_us(3_600_000);
+    for (name, value) in [
+        ("empty", log(0, &[])),
+        ("empty_base", log(recent, &[])),
+        ("expired", log(old, &[(old, 3), (old + 5, 1)])),
+        ("mixed", log(old, &[(old, 2), (recent, 3), (recent + 7, 1)])),
+        ("base_gap", log(old, &[(recent, 2), (recent, 4)])),
+        ("future", log(recent, &[(recent, 1), (future, 2)])),
+        ("large_cost", log(recent, &[(recent, 1 << 40)])),
+    ] {
+        let key = format!("sliding:{name}");
+        pair.set(&key, &value).await;
+        for cost in ["0", "1", "4"] {
+            for command in ["TK.RATELIMIT.PEEK", "TK.RATELIMIT"] {
+                calls.push(Call::new(
+                    command,
+                    &[&key],
+                    &["8", "1h", "ALGO", "SLIDING", "COST", cost],
+                ));
+            }
+        }
+    }
+    let mut replies = Vec::new();
+    for call in &calls {
+        replies.push((call, pair.run(call).await));
+    }
+    let tolerance = 2 * (server_time_us(&mut pair.module).await - start_us) / 1000 + 5;
+    for (call, (module, library)) in &replies {
+        assert!(
+            same_reply(call, module, library, tolerance),
+            "{call:?}\nmodule:  {module:?}\nlibrary: {library:?}"
+        );
+    }
+    // The FIXED states they wrote are the module's, byte for byte.
+    for name in ["old", "future", "future_zeros"] {
+        let key = format!("fixed:{name}");
+        assert_eq!(
+            get(&mut pair.module, &key).await,
+            get(&mut pair.library, &key).await,
+            "{key}"
+        );
+    }
+}
+
+fn leb128(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Numbers the library cannot hold exactly in a double, on data no tk build
+/// writes, are refused as foreign (documented in tk.lua); the module reads
+/// them. This pins the library's side of that documented difference.
+#[tokio::test]
+async fn the_librarys_documented_range_limits() {
+    let server = functions_server().await;
+    let mut conn = server.conn().await;
+    let wrongtype = "WRONGTYPE key holds a string that is not";
+    let mut base_2_53 = vec![0xA1u8];
+    base_2_53.extend_from_slice(&(1u64 << 53).to_le_bytes());
+    base_2_53.push(0);
+    let mut cost_2_53 = vec![0xA1u8];
+    cost_2_53.extend_from_slice(&1_000u64.to_le_bytes());
+    cost_2_53.push(1);
+    leb128(1 << 53, &mut cost_2_53);
+    for (value, algo) in [
+        (base_2_53, "SLIDING"),
+        (cost_2_53, "SLIDING"),
+        (b"4503599627370496:1".to_vec(), "FIXED"),
+    ] {
+        set(&mut conn, "k", &value).await;
+        let call = Call::new("TK.RATELIMIT", &["k"], &["10", "1h", "ALGO", algo]);
+        let error = call.run(&mut conn, Via::Library).await.unwrap_err();
+        assert!(error.starts_with(wrongtype), "{error}");
+        assert_eq!(get(&mut conn, "k").await, Some(value));
+    }
+    // Just below the limits: read.
+    let mut base_below = vec![0xA1u8];
+    base_below.extend_from_slice(&((1u64 << 53) - 1).to_le_bytes());
+    base_below.push(0);
+    for (value, algo) in [
+        (base_below, "SLIDING"),
+        (b"4503599627370495:1".to_vec(), "FIXED"),
+    ] {
+        set(&mut conn, "k", &value).await;
+        let call = Call::new("TK.RATELIMIT.PEEK", &["k"], &["10", "1h", "ALGO", algo]);
+        assert!(integers(&call.run(&mut conn, Via::Library).await).is_some());
+    }
+}
+
+/// The stored states both write from a known state are the same, to the
+/// nanosecond, and are what the algorithms say: a GCRA TAT ahead of `now`
+/// moves by exactly cost × T (T = period / limit rounded up to a ns), and a
+/// SLIDING log whose newest entry is ahead of `now` gets the request merged
+/// into that entry. This pins the library's exact arithmetic (the split
+/// ms/ns pairs, the long division of T, the varints) without depending on
+/// when the calls run.
+#[tokio::test]
+async fn stored_states_are_exactly_the_modules() {
+    let mut pair = Pair::start().await;
+    let now_ms = server_time_us(&mut pair.module).await / 1000;
+    let now_ns = u128::try_from(now_ms).unwrap() * 1_000_000;
+    const HOUR_NS: u128 = 3_600_000_000_000;
+    // (limit, period ms, burst, cost, TAT ahead of now in ns)
+    let cases: [(u64, u64, u64, u64, u128); 6] = [
+        (7, 3_600_000, 100, 3, HOUR_NS + 123_456_789),
+        (3, 1_000, 20_000, 1, HOUR_NS + 999_999),
+        (3, 1_000, 20_000, 7, HOUR_NS + 1),
+        (1 << 40, 315_360_000_000, 1 << 40, 1 << 36, HOUR_NS + 5),
+        (1_000_000, 1, 1 << 40, 12_345, HOUR_NS / 6 + 777),
+        (60, 3_600_000, 60, 60, 0),
+    ];
+    for (index, (limit, period_ms, burst, cost, ahead)) in cases.into_iter().enumerate() {
+        let t = (u128::from(period_ms) * 1_000_000).div_ceil(u128::from(limit));
+        // The 0.1 form (whole TAT) when there is one, then the split form.
+        let mut tat = now_ns + ahead;
+        let key = format!("gcra:{index}");
+        if ahead > 0 {
+            pair.set(&key, tat.to_string().as_bytes()).await;
+        }
+        for round in 0..3 {
+            let call = Call::new(
+                "TK.RATELIMIT",
+                &[&key],
+                &[
+                    &limit.to_string(),
+                    &period_ms.to_string(),
+                    "BURST",
+                    &burst.to_string(),
+                    "COST",
+                    &cost.to_string(),
+                ],
+            );
+            let (module, library) = pair.run(&call).await;
+            if ahead == 0 && round == 0 {
+                // A fresh key starts at each server's own `now`.
+                assert_eq!(integers(&module).unwrap()[0], 1);
+                assert_eq!(integers(&library).unwrap()[0], 1);
+                continue;
+            }
+            if ahead == 0 {
+                // 60 of 60 were taken: refused, nothing written, on both.
+                assert_eq!(integers(&module).unwrap()[..3], [0, 60, 0]);
+                assert_eq!(integers(&library).unwrap()[..3], [0, 60, 0]);
+                continue;
+            }
+            assert_eq!(
+                integers(&module).unwrap()[0],
+                1,
+                "case {index} round {round}"
+            );
+            assert_eq!(
+                integers(&library).unwrap()[0],
+                1,
+                "case {index} round {round}"
+            );
+            tat += u128::from(cost) * t;
+            let expected_value = format!("{:06}", tat % 1_000_000);
+            let expected_expiry = i64::try_from(tat.div_ceil(1_000_000)).unwrap();
+            for conn in [&mut pair.module, &mut pair.library] {
+                let value = get(conn, &key).await.unwrap();
+                let expiry: i64 = query(conn, &["PEXPIRETIME", &key]).await;
+                assert_eq!(
+                    (String::from_utf8(value).unwrap(), expiry),
+                    (expected_value.clone(), expected_expiry),
+                    "case {index} round {round}"
+                );
+            }
+        }
+    }
+    // SLIDING: an expired entry, then two ahead of now (the clock stepped
+    // back); admitted requests merge into the newest entry.
+    let now_us = u64::try_from(now_ms).unwrap() * 1000;
+    let old = now_us - 2 * 3_600_000_000;
+    let f1 = now_us + 3_600_000_000 + 17;
+    let f2 = f1 + (1 << 35);
+    let log = |entries: &[(u64, u64)]| {
+        let mut out = vec![0xA1u8];
+        out.extend_from_slice(&entries[0].0.to_le_bytes());
+        let mut previous = entries[0].0;
+        for &(ts, cost) in entries {
+            leb128(((ts - previous) << 1) | u64::from(cost > 1), &mut out);
+            if cost > 1 {
+                leb128(cost, &mut out);
+            }
+            previous = ts;
+        }
+        out
+    };
+    pair.set("sliding", &log(&[(old, 9), (f1, 3), (f2, 1000)]))
+        .await;
+    let mut merged = 1000;
+    for cost in [5u64, 1, 300] {
+        let call = Call::new(
+            "TK.RATELIMIT",
+            &["sliding"],
+            &["2000", "1h", "ALGO", "SLIDING", "COST", &cost.to_string()],
+        );
+        let (module, library) = pair.run(&call).await;
+        assert_eq!(
+            integers(&module).unwrap()[..3],
+            [1, 2000, 2000 - 3 - merged - cost as i64]
+        );
+        assert_eq!(
+            integers(&module).unwrap()[..3],
+            integers(&library).unwrap()[..3]
+        );
+        merged += cost as i64;
+        let expected = log(&[(f1, 3), (f2, merged as u64)]);
+        let expected_expiry = i64::try_from((f2 + 3_600_000_000).div_ceil(1000)).unwrap();
+        for conn in [&mut pair.module, &mut pair.library] {
+            assert_eq!(get(conn, "sliding").await.unwrap(), expected);
+            let expiry: i64 = query(conn, &["PEXPIRETIME", "sliding"]).await;
+            assert_eq!(expiry, expected_expiry);
+        }
+    }
+}
+
+// ---- rate limiting: differential ------------------------------------------------
+
+/// A FIXED period of about an hour whose current window started at most
+/// ~8 minutes before `now_ms`: no window rolls over during a test.
+/// (With m = now / 1h, p = now / m: now mod p = now mod m < m.)
+fn fixed_period_ms(now_ms: i64) -> i64 {
+    let m = now_ms / 3_600_000;
+    now_ms / m
+}
+
+/// One random rate-limit call on a small set of keys. Each key keeps one
+/// algorithm and, for GCRA, one emission interval (1 min), so that
+/// decisions do not depend on when calls run; ALL combines keys of
+/// different algorithms, whose waits are far apart (GCRA ≤ 20 min, FIXED
+/// 50-60 min, SLIDING ~3 h), so the limit it reports does not either.
+fn random_call(rng: &mut StdRng, fixed_period: &str) -> Call {
+    const GCRA_QUOTAS: [(&str, &str); 4] =
+        [("1", "1m"), ("60", "1h"), ("2", "120s"), ("10", "600000")];
+    let group = |rng: &mut StdRng, algo: usize, args: &mut Vec<String>| match algo {
+        0 => {
+            let (limit, period) = GCRA_QUOTAS[rng.random_range(0..GCRA_QUOTAS.len())];
+            let burst: u64 = rng.random_range(1..=20);
+            args.extend([limit.to_string(), period.to_string()]);
+            let capacity = if rng.random_bool(0.7) {
+                args.extend(["BURST".to_string(), burst.to_string()]);
+                burst
+            } else {
+                limit.parse().unwrap()
+            };
+            if rng.random_bool(0.8) {
+                let over = u64::from(rng.random_bool(0.05));
+                let cost = rng.random_range(0..=capacity + over);
+                args.extend(["COST".to_string(), cost.to_string()]);
+            }
+        }
+        _ => {
+            let limit: u64 = rng.random_range(1..=10);
+            let period = if algo == 1 {
+                ["3h", "180m", "10800000", "10800s"][rng.random_range(0..4)].to_string()
+            } else {
+                fixed_period.to_string()
+            };
+            args.extend([limit.to_string(), period]);
+            let over = u64::from(rng.random_bool(0.05));
+            let cost = rng.random_range(0..=limit + over);
+            args.extend(["COST".to_string(), cost.to_string()]);
+            args.extend([
+                "ALGO".to_string(),
+                ["", "SLIDING", "fixed"][algo].to_string(),
+            ]);
+        }
+    };
+    // Keys 0-1 GCRA, 2-3 SLIDING, 4-5 FIXED.
+    let key = |index: usize| format!("{{rl}}:{index}");
+    let mut args = Vec::new();
+    let call = |command: &'static str, keys: Vec<String>, args: Vec<String>| Call {
+        command,
+        keys: keys.into_iter().map(String::into_bytes).collect(),
+        args: args.into_iter().map(String::into_bytes).collect(),
+    };
+    match rng.random_range(0..100) {
+        0..=69 => {
+            let command = if rng.random_range(0..100) < 78 {
+                "TK.RATELIMIT"
+            } else {
+                "TK.RATELIMIT.PEEK"
+            };
+            let index = rng.random_range(0..6);
+            // Now and then the wrong algorithm for the key: WRONGTYPE.
+            let algo = if rng.random_bool(0.05) {
+                rng.random_range(0..3)
+            } else {
+                index / 2
+            };
+            group(rng, algo, &mut args);
+            call(command, vec![key(index)], args)
+        }
+        70..=89 => {
+            let count = rng.random_range(1..=3);
+            let mut algos = vec![0usize, 1, 2];
+            let mut keys = Vec::new();
+            for _ in 0..count {
+                let algo = algos.remove(rng.random_range(0..algos.len()));
+                keys.push(key(algo * 2 + rng.random_range(0..2)));
+                group(rng, algo, &mut args);
+            }
+            call("TK.RATELIMIT.ALL", keys, args)
+        }
+        90..=94 => {
+            let keys = (0..rng.random_range(1..=2))
+                .map(|_| key(rng.random_range(0..6)))
+                .collect();
+            call("TK.RATELIMIT.RESET", keys, Vec::new())
+        }
+        _ => {
+            // A malformed call.
+            let algo = rng.random_range(0..3);
+            group(rng, algo, &mut args);
+            let junk = [
+                "BURST",
+                "COST",
+                "ALGO",
+                "x",
+                "0",
+                "-1",
+                "1d",
+                "99999999999999999999",
+            ];
+            let at = rng.random_range(0..=args.len());
+            args.insert(at, junk[rng.random_range(0..junk.len())].to_string());
+            call("TK.RATELIMIT", vec![key(rng.random_range(0..6))], args)
+        }
+    }
+}
+
+/// Random sequences of rate-limit calls give the module's replies, call by
+/// call, and leave the same keys behind.
+#[tokio::test]
+async fn random_ratelimit_sequences_reply_like_the_module() {
+    let mut pair = Pair::start().await;
+    for seed in 0..6u64 {
+        let _: () = query(&mut pair.module, &["FLUSHALL"]).await;
+        let _: () = query(&mut pair.library, &["FLUSHALL"]).await;
+        let start_us = server_time_us(&mut pair.module).await;
+        let fixed_period = fixed_period_ms(start_us / 1000).to_string();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut replies = Vec::new();
+        for _ in 0..150 {
+            let call = random_call(&mut rng, &fixed_period);
+            let (module, library) = pair.run(&call).await;
+            replies.push((call, module, library));
+        }
+        let tolerance = 2 * (server_time_us(&mut pair.module).await - start_us) / 1000 + 5;
+        let mut admitted = 0;
+        for (index, (call, module, library)) in replies.iter().enumerate() {
+            assert!(
+                same_reply(call, module, library, tolerance),
+                "seed {seed}, call {index}: {call:?}\nmodule:  {module:?}\nlibrary: {library:?}"
+            );
+            if integers(module).is_some_and(|reply| reply.first() == Some(&1)) {
+                admitted += 1;
+            }
+        }
+        assert!(
+            admitted > 20,
+            "seed {seed}: the sequence admitted only {admitted}"
+        );
+        assert_eq!(
+            sorted_keys(&mut pair.module).await,
+            sorted_keys(&mut pair.library).await,
+            "seed {seed}"
+        );
+    }
+}
+
+// ---- rate limiting: one key, both implementations ---------------------------------
+
+/// On a server with the module and the library, the two share state: calls
+/// alternating between them on one key count as one limiter.
+#[tokio::test]
+async fn ratelimit_state_moves_between_module_and_library() {
+    let server = module_and_library_server().await;
+    let mut conn = server.conn().await;
+    let now_ms = server_time_us(&mut conn).await / 1000;
+    let fixed_period = fixed_period_ms(now_ms).to_string();
+    for (algo, period) in [
+        ("GCRA", "1h"),
+        ("SLIDING", "1h"),
+        ("FIXED", fixed_period.as_str()),
+    ] {
+        let key = format!("shared:{algo}");
+        let args = ["10", period, "ALGO", algo];
+        for step in 0..12i64 {
+            let via = if step % 2 == 0 {
+                Via::Module
+            } else {
+                Via::Library
+            };
+            let peek_via = if step % 2 == 0 {
+                Via::Library
+            } else {
+                Via::Module
+            };
+            let cost = if step == 3 { "2" } else { "1" };
+            let call = Call::new(
+                "TK.RATELIMIT",
+                &[&key],
+                &[args[0], args[1], args[2], args[3], "COST", cost],
+            );
+            let reply = integers(&call.run(&mut conn, via).await).unwrap();
+            // 1 + 1 + 1 + 2 + ... : admitted while the 10 units last.
+            let used = if step >= 3 { step + 2 } else { step + 1 };
+            if used <= 10 {
+                assert_eq!(
+                    &reply[..3],
+                    &[1, 10, 10 - used],
+                    "{algo} step {step} via {via:?}"
+                );
+            } else {
+                assert_eq!(&reply[..3], &[0, 10, 0], "{algo} step {step} via {via:?}");
+                assert!(reply[3] > 0);
+            }
+            let peek = Call::new(
+                "TK.RATELIMIT.PEEK",
+                &[&key],
+                &[args[0], args[1], args[2], args[3], "COST", "0"],
+            );
+            let peeked = integers(&peek.run(&mut conn, peek_via).await).unwrap();
+            assert_eq!(
+                peeked[2],
+                (10 - used).max(0),
+                "{algo} step {step} peek via {peek_via:?}"
+            );
+        }
+        // RESET by one, seen by the other.
+        let reset = Call::new("TK.RATELIMIT.RESET", &[&key], &[]);
+        assert_eq!(reset.run(&mut conn, Via::Library).await, Ok(Value::Int(1)));
+        assert_eq!(reset.run(&mut conn, Via::Module).await, Ok(Value::Int(0)));
+    }
+    // The GCRA stored form is the module's: 6 digits, expiry at the TAT
+    // rounded up; a 0.1 whole-TAT value is read by both and rewritten in
+    // the split form by the library.
+    let call = Call::new("TK.RATELIMIT", &["split"], &["3", "1s"]);
+    call.run(&mut conn, Via::Library).await.unwrap();
+    let value = get(&mut conn, "split").await.unwrap();
+    assert_eq!(value.len(), 6);
+    assert!(value.iter().all(u8::is_ascii_digit));
+    // TAT = now + 1 h - 1 ms + 42 ns; 10 per 2 h: T = 12 min, tau = 2 h.
+    let tat_ns = (now_ms + 3_600_000 - 1) as u128 * 1_000_000 + 42;
+    set(&mut conn, "old", tat_ns.to_string().as_bytes()).await;
+    let call = Call::new("TK.RATELIMIT", &["old"], &["10", "2h"]);
+    let first = integers(&call.run(&mut conn, Via::Library).await).unwrap();
+    assert_eq!(&first[..3], &[1, 10, 4]);
+    assert_eq!(get(&mut conn, "old").await.unwrap(), b"000042");
+    let expire: i64 = query(&mut conn, &["PEXPIRETIME", "old"]).await;
+    assert_eq!(expire, now_ms + 3_600_000 + 12 * 60_000);
+    let second = integers(&call.run(&mut conn, Via::Module).await).unwrap();
+    assert_eq!(&second[..3], &[1, 10, 3]);
+}
+
+// ---- replication ------------------------------------------------------------------
+
+/// A replica of a functions server reaches the primary's exact data: the
+/// library's writes replicate as effects with absolute times.
+#[tokio::test]
+async fn a_replica_of_a_functions_server_has_the_same_data() {
+    let primary = functions_server().await;
+    let replica = Server::builder()
+        .without_module()
+        .replica_of(&primary)
+        .start()
+        .await;
+    wait_for_sync(&primary, &replica).await;
+    let mut conn = primary.conn().await;
+    let now_ms = server_time_us(&mut conn).await / 1000;
+    let fixed_period = fixed_period_ms(now_ms).to_string();
+    let mut rng = StdRng::seed_from_u64(99);
+    for _ in 0..200 {
+        let call = random_call(&mut rng, &fixed_period);
+        let _ = call.run(&mut conn, Via::Library).await;
+    }
+    wait_for_sync(&primary, &replica).await;
+    let mut replica_conn = replica.conn().await;
+    let size: i64 = query(&mut conn, &["DBSIZE"]).await;
+    assert!(size > 0);
+    assert_eq!(
+        debug_digest(&mut conn).await,
+        debug_digest(&mut replica_conn).await
+    );
+    // PEEK runs on the replica (FCALL_RO); a write function does not.
+    let peek = Call::new("TK.RATELIMIT.PEEK", &["{rl}:0"], &["1", "1m"]);
+    assert!(integers(&send(&mut replica_conn, &peek.fcall_cmd(true)).await).is_some());
+    let write = Call::new("TK.RATELIMIT", &["{rl}:0"], &["1", "1m"]);
+    let refused = send(&mut replica_conn, &write.fcall_cmd(false))
+        .await
+        .unwrap_err();
+    assert!(refused.starts_with("READONLY"), "{refused}");
+}
