@@ -933,6 +933,127 @@ local function ratelimit_reset(keys, argv)
 end
 
 -- ---------------------------------------------------------------------------
+-- Locks (module/src/lock/): the lock key holds the owner's token and
+-- expires at an absolute time; the fence key holds a decimal counter
+-- without expiry, incremented by every granted acquire.
+-- ---------------------------------------------------------------------------
+
+local MAX_TOKEN_LEN = 128
+local MAX_TTL_MS = 86400000
+local MAX_FENCE_TEXT = '9223372036854775807'
+-- The library's largest fencing token: Lua replies integers exactly only up
+-- to 2^53 (the module's maximum is 2^63 - 1). See the header.
+local LIBRARY_MAX_FENCE = TWO_53
+
+local function next_token(args)
+    local token = next_bytes(args)
+    if #token == 0 or #token > MAX_TOKEN_LEN then
+        fail('ERR token length must be between 1 and 128')
+    end
+    return token
+end
+
+local function next_ttl(args)
+    return next_duration_ms(args, 'ttl', 1, MAX_TTL_MS)
+end
+
+-- A stored fence counter: "0", or 1 to 19 digits without a leading zero, at
+-- most 2^63 - 1 (what INCR writes). Above 2^53 the number is approximate,
+-- which only the comparison with LIBRARY_MAX_FENCE sees.
+local function decode_fence(text)
+    if text == '0' then
+        return 0
+    end
+    if not text:find('^[1-9]%d*$') or #text > 19 or (#text == 19 and text > MAX_FENCE_TEXT) then
+        fail('WRONGTYPE fence key holds a string that is not a fence counter '
+            .. '(a decimal integer from 0 to 9223372036854775807)')
+    end
+    return tonumber(text)
+end
+
+-- A lock taken at `now` for `ttl_ms` expires at now rounded up to a ms,
+-- plus the TTL: never before now + ttl.
+local function lock_expiry_ms(now_ms, now_ns, ttl_ms)
+    return ceil_ms(now_ms, now_ns) + ttl_ms
+end
+
+-- TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl>
+local function lock_acquire(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.ACQUIRE', 5)
+    if #keys ~= 2 then
+        fail('ERR tk_lock_acquire takes 2 keys: FCALL tk_lock_acquire 2 <lock_key> <fence_key> <token> <ttl>')
+    end
+    local args = new_args(list, 'tk.lock.acquire')
+    local lock_key, fence_key = next_bytes(args), next_bytes(args)
+    if lock_key == fence_key then
+        fail('ERR syntax error: the lock key and the fence key must be different keys')
+    end
+    local token = next_token(args)
+    local ttl_ms = next_ttl(args)
+    local now_ms, now_ns = now_pair()
+    local holder = get_string(lock_key)
+    local fence_text = get_string(fence_key)
+    -- The fence is checked whatever the outcome.
+    local current = 0
+    if fence_text then
+        current = decode_fence(fence_text)
+    end
+    if holder and holder ~= token then
+        -- Still held: at least 1 ms left (like PTTL), -1 without expiry.
+        local expire_at_ms = redis.call('PEXPIRETIME', lock_key)
+        local remaining_ms = -1
+        if expire_at_ms >= 0 then
+            remaining_ms = math.max(expire_at_ms - now_ms, 1)
+        end
+        return { 0, 0, remaining_ms }
+    end
+    if current >= LIBRARY_MAX_FENCE then
+        fail('ERR the fence counter is at its maximum (' .. format_int(LIBRARY_MAX_FENCE)
+            .. ' in the Functions library); no larger fencing token can be issued')
+    end
+    local fence = current + 1
+    -- Fence first, as the module: a failure after it skips a token, never
+    -- leaves a lock without one.
+    redis.call('SET', fence_key, format_int(fence))
+    redis.call('SET', lock_key, token, 'PXAT', format_int(lock_expiry_ms(now_ms, now_ns, ttl_ms)))
+    return { 1, fence, ttl_ms }
+end
+
+-- TK.LOCK.RELEASE <lock_key> <token>
+local function lock_release(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.RELEASE', 3)
+    if #keys ~= 1 then
+        fail('ERR tk_lock_release takes 1 key: FCALL tk_lock_release 1 <lock_key> <token>')
+    end
+    local args = new_args(list, 'tk.lock.release')
+    local lock_key = next_bytes(args)
+    local token = next_token(args)
+    if get_string(lock_key) ~= token then
+        return 0
+    end
+    redis.call('UNLINK', lock_key)
+    return 1
+end
+
+-- TK.LOCK.EXTEND <lock_key> <token> <ttl>
+local function lock_extend(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.EXTEND', 4)
+    if #keys ~= 1 then
+        fail('ERR tk_lock_extend takes 1 key: FCALL tk_lock_extend 1 <lock_key> <token> <ttl>')
+    end
+    local args = new_args(list, 'tk.lock.extend')
+    local lock_key = next_bytes(args)
+    local token = next_token(args)
+    local ttl_ms = next_ttl(args)
+    local now_ms, now_ns = now_pair()
+    if get_string(lock_key) ~= token then
+        return 0
+    end
+    redis.call('PEXPIREAT', lock_key, format_int(lock_expiry_ms(now_ms, now_ns, ttl_ms)))
+    return 1
+end
+
+-- ---------------------------------------------------------------------------
 -- Registration
 -- ---------------------------------------------------------------------------
 
@@ -952,3 +1073,6 @@ redis.register_function {
 }
 redis.register_function('tk_ratelimit_all', command(ratelimit_all))
 redis.register_function('tk_ratelimit_reset', command(ratelimit_reset))
+redis.register_function('tk_lock_acquire', command(lock_acquire))
+redis.register_function('tk_lock_release', command(lock_release))
+redis.register_function('tk_lock_extend', command(lock_extend))

@@ -295,6 +295,22 @@ async fn the_library_takes_keys_only_through_keys() {
             fcall("tk_ratelimit_reset", 0, &["a"]),
             "ERR tk_ratelimit_reset takes its keys in KEYS",
         ),
+        (
+            fcall("tk_lock_acquire", 1, &["l", "f", "t", "1s"]),
+            "ERR tk_lock_acquire takes 2 keys",
+        ),
+        (
+            fcall("tk_lock_acquire", 3, &["l", "f", "t", "1s"]),
+            "ERR tk_lock_acquire takes 2 keys",
+        ),
+        (
+            fcall("tk_lock_release", 0, &["l", "t"]),
+            "ERR tk_lock_release takes 1 key",
+        ),
+        (
+            fcall("tk_lock_extend", 2, &["l", "t", "1s"]),
+            "ERR tk_lock_extend takes 1 key",
+        ),
     ] {
         let error = send(&mut conn, &cmd).await.unwrap_err();
         assert!(error.starts_with(expected), "{cmd:?}: {error}");
@@ -999,7 +1015,11 @@ async fn a_replica_of_a_functions_server_has_the_same_data() {
     let fixed_period = fixed_period_ms(now_ms).to_string();
     let mut rng = StdRng::seed_from_u64(99);
     for _ in 0..200 {
-        let call = random_call(&mut rng, &fixed_period);
+        let call = if rng.random_bool(0.7) {
+            random_call(&mut rng, &fixed_period)
+        } else {
+            random_lock_call(&mut rng)
+        };
         let _ = call.run(&mut conn, Via::Library).await;
     }
     wait_for_sync(&primary, &replica).await;
@@ -1018,4 +1038,287 @@ async fn a_replica_of_a_functions_server_has_the_same_data() {
         .await
         .unwrap_err();
     assert!(refused.starts_with("READONLY"), "{refused}");
+}
+
+// ---- locks ------------------------------------------------------------------------
+
+/// Every malformed lock call: the same error text from both, nothing
+/// changed.
+#[tokio::test]
+async fn lock_argument_errors_are_the_modules() {
+    let mut pair = Pair::start().await;
+    let acquire = Call::new("TK.LOCK.ACQUIRE", &["l", "f"], &["holder", "1h"]);
+    assert_eq!(
+        pair.same(&acquire).await,
+        Ok(Value::Array(vec![
+            Value::Int(1),
+            Value::Int(1),
+            Value::Int(3_600_000),
+        ]))
+    );
+    let module_before = debug_digest(&mut pair.module).await;
+    let library_before = debug_digest(&mut pair.library).await;
+    let long = "t".repeat(129);
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "1s", "NX"]),
+        ("TK.LOCK.ACQUIRE", &["l"], &[]),
+        ("TK.LOCK.ACQUIRE", &["l", "l"], &["t", "1s"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["", "1s"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &[&long, "1s"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "0"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "0ms"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "-5"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "25h"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "86400001"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "1d"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "soon"]),
+        ("TK.LOCK.ACQUIRE", &["l", "f"], &["t", "1.5s"]),
+        (
+            "TK.LOCK.ACQUIRE",
+            &["l", "f"],
+            &["t", "99999999999999999999999h"],
+        ),
+        ("TK.LOCK.RELEASE", &["l"], &[]),
+        ("TK.LOCK.RELEASE", &["l"], &["t", "1s"]),
+        ("TK.LOCK.RELEASE", &["l"], &[""]),
+        ("TK.LOCK.RELEASE", &["l"], &[&long]),
+        ("TK.LOCK.EXTEND", &["l"], &["t"]),
+        ("TK.LOCK.EXTEND", &["l"], &["", "1s"]),
+        ("TK.LOCK.EXTEND", &["l"], &["holder", "0ms"]),
+        ("TK.LOCK.EXTEND", &["l"], &["holder", "1.5s"]),
+        ("TK.LOCK.EXTEND", &["l"], &["holder", "25h"]),
+        ("TK.LOCK.EXTEND", &["l"], &["holder", "1s", "x"]),
+    ];
+    for (command, keys, args) in cases {
+        let reply = pair.same(&Call::new(command, keys, args)).await;
+        assert!(
+            reply.as_ref().is_err_and(|e| e.starts_with("ERR ")),
+            "{command} {keys:?} {args:?}: {reply:?}"
+        );
+    }
+    assert_eq!(debug_digest(&mut pair.module).await, module_before);
+    assert_eq!(debug_digest(&mut pair.library).await, library_before);
+    // Tokens are any bytes, up to 128 of them.
+    let max = "m".repeat(128);
+    for token in [max.as_bytes(), b"\x00\xff\r\n"] {
+        let call = Call::bytes("TK.LOCK.ACQUIRE", &[b"l2", b"f2"], &[token, b"1h"]);
+        let (module, library) = pair.run(&call).await;
+        assert_eq!(
+            integers(&module).unwrap()[0],
+            integers(&library).unwrap()[0]
+        );
+        let release = Call::bytes("TK.LOCK.RELEASE", &[b"l2"], &[token]);
+        assert_eq!(pair.same(&release).await, Ok(Value::Int(1)));
+    }
+}
+
+/// Keys of other types, fence keys that are not counters, holders set by
+/// hand: the module's replies and errors, nothing written.
+#[tokio::test]
+async fn lock_refuses_foreign_data_like_the_module() {
+    let mut pair = Pair::start().await;
+    pair.both(&["HSET", "hash", "f", "v"]).await;
+    for (keys, args) in [
+        (&["hash", "f"][..], &["t", "1s"][..]),
+        (&["l", "hash"], &["t", "1s"]),
+    ] {
+        let call = Call::new("TK.LOCK.ACQUIRE", keys, args);
+        assert!(pair
+            .same(&call)
+            .await
+            .unwrap_err()
+            .starts_with("WRONGTYPE Operation"));
+    }
+    for call in [
+        Call::new("TK.LOCK.RELEASE", &["hash"], &["t"]),
+        Call::new("TK.LOCK.EXTEND", &["hash"], &["t", "1s"]),
+    ] {
+        assert!(pair
+            .same(&call)
+            .await
+            .unwrap_err()
+            .starts_with("WRONGTYPE Operation"));
+    }
+    // Fence values INCR could not have written: refused whether or not the
+    // lock is free.
+    pair.set("busy", b"someone").await;
+    pair.both(&["PEXPIRE", "busy", "3600000"]).await;
+    for fence in [
+        &b"007"[..],
+        b"00",
+        b"abc",
+        b"-1",
+        b"",
+        b" 1",
+        b"1 ",
+        b"+1",
+        b"1.0",
+        b"9223372036854775808",
+        b"18446744073709551615",
+        b"99999999999999999999",
+        b"\xff",
+    ] {
+        pair.set("fence", fence).await;
+        for lock in ["free", "busy"] {
+            let call = Call::new("TK.LOCK.ACQUIRE", &[lock, "fence"], &["t", "1s"]);
+            let error = pair.same(&call).await.unwrap_err();
+            assert!(
+                error.starts_with("WRONGTYPE fence key"),
+                "{fence:?}: {error}"
+            );
+        }
+        assert_eq!(
+            get(&mut pair.library, "fence").await.as_deref(),
+            Some(fence)
+        );
+        assert_eq!(get(&mut pair.library, "free").await, None);
+    }
+    // Canonical counters are used as they are.
+    for (fence, next) in [
+        ("0", 1),
+        ("41", 42),
+        ("9007199254740991", 9_007_199_254_740_992),
+    ] {
+        pair.set("fence", fence.as_bytes()).await;
+        let call = Call::new("TK.LOCK.ACQUIRE", &["free", "fence"], &["t", "1h"]);
+        let reply = pair.same(&call).await;
+        assert_eq!(integers(&reply).unwrap(), vec![1, next, 3_600_000]);
+        pair.both(&["DEL", "free"]).await;
+    }
+    // A holder set by hand: any string; without an expiry it is reported
+    // as -1, like PTTL.
+    pair.set("manual", b"not a token of ours").await;
+    let call = Call::new("TK.LOCK.ACQUIRE", &["manual", "fence"], &["t", "1s"]);
+    assert_eq!(integers(&pair.same(&call).await).unwrap(), vec![0, 0, -1]);
+    let call = Call::new("TK.LOCK.RELEASE", &["manual"], &["t"]);
+    assert_eq!(pair.same(&call).await, Ok(Value::Int(0)));
+    let call = Call::new(
+        "TK.LOCK.EXTEND",
+        &["manual"],
+        &["not a token of ours", "1s"],
+    );
+    assert_eq!(pair.same(&call).await, Ok(Value::Int(1)));
+}
+
+/// The library's fencing tokens stop at 2^53 (documented in tk.lua): a
+/// Lua integer reply is exact only up to there.
+#[tokio::test]
+async fn the_librarys_fence_stops_at_2_pow_53() {
+    let server = functions_server().await;
+    let mut conn = server.conn().await;
+    for fence in [
+        "9007199254740992",
+        "9007199254740993",
+        "9223372036854775807",
+    ] {
+        set(&mut conn, "fence", fence.as_bytes()).await;
+        let call = Call::new("TK.LOCK.ACQUIRE", &["l", "fence"], &["t", "1s"]);
+        let error = call.run(&mut conn, Via::Library).await.unwrap_err();
+        assert!(
+            error.starts_with("ERR the fence counter is at its maximum"),
+            "{error}"
+        );
+        assert_eq!(get(&mut conn, "fence").await.unwrap(), fence.as_bytes());
+        assert_eq!(get(&mut conn, "l").await, None);
+    }
+}
+
+/// One random lock call on a few locks and owners (TTLs of hours: nothing
+/// expires during a test).
+fn random_lock_call(rng: &mut StdRng) -> Call {
+    let lock = rng.random_range(0..3);
+    let lock_key = format!("{{lk}}:{lock}");
+    let fence_key = format!("{{lk}}:{lock}:fence");
+    let token = ["alice", "bob", "carol"][rng.random_range(0..3)];
+    let ttl = ["1h", "2h", "90m", "7200000"][rng.random_range(0..4)];
+    match rng.random_range(0..10) {
+        0..=4 => Call::new("TK.LOCK.ACQUIRE", &[&lock_key, &fence_key], &[token, ttl]),
+        5..=6 => Call::new("TK.LOCK.RELEASE", &[&lock_key], &[token]),
+        7..=8 => Call::new("TK.LOCK.EXTEND", &[&lock_key], &[token, ttl]),
+        _ => Call::new("TK.LOCK.EXTEND", &[&lock_key], &[token, "0"]),
+    }
+}
+
+#[tokio::test]
+async fn random_lock_sequences_reply_like_the_module() {
+    let mut pair = Pair::start().await;
+    let start_us = server_time_us(&mut pair.module).await;
+    let mut rng = StdRng::seed_from_u64(16);
+    let mut replies = Vec::new();
+    for _ in 0..300 {
+        let call = random_lock_call(&mut rng);
+        let (module, library) = pair.run(&call).await;
+        replies.push((call, module, library));
+    }
+    let tolerance = 2 * (server_time_us(&mut pair.module).await - start_us) / 1000 + 5;
+    let mut granted = 0;
+    for (index, (call, module, library)) in replies.iter().enumerate() {
+        assert!(
+            same_reply(call, module, library, tolerance),
+            "call {index}: {call:?}\nmodule:  {module:?}\nlibrary: {library:?}"
+        );
+        if call.command == "TK.LOCK.ACQUIRE" && integers(module).is_some_and(|r| r[0] == 1) {
+            granted += 1;
+        }
+    }
+    assert!(granted > 10, "only {granted} acquires were granted");
+    assert_eq!(
+        sorted_keys(&mut pair.module).await,
+        sorted_keys(&mut pair.library).await
+    );
+    for lock in 0..3 {
+        let fence = format!("{{lk}}:{lock}:fence");
+        assert_eq!(
+            get(&mut pair.module, &fence).await,
+            get(&mut pair.library, &fence).await
+        );
+    }
+}
+
+/// On a server with both, one lock is one lock: fencing tokens continue
+/// and owners are recognised across the module and the library; expiries
+/// are now rounded up plus the TTL.
+#[tokio::test]
+async fn lock_state_moves_between_module_and_library() {
+    let server = module_and_library_server().await;
+    let mut conn = server.conn().await;
+    let acquire =
+        |token: &str, ttl: &str| Call::new("TK.LOCK.ACQUIRE", &["{j}l", "{j}f"], &[token, ttl]);
+    let mut expected_fence = 0;
+    for round in 0..3 {
+        for (via, other) in [(Via::Module, Via::Library), (Via::Library, Via::Module)] {
+            let before_ms = server_time_us(&mut conn).await / 1000;
+            let granted = integers(&acquire("owner", "1h").run(&mut conn, via).await).unwrap();
+            let after_ms = server_time_us(&mut conn).await / 1000;
+            expected_fence += 1;
+            assert_eq!(
+                granted,
+                vec![1, expected_fence, 3_600_000],
+                "round {round} via {via:?}"
+            );
+            let expiry: i64 = query(&mut conn, &["PEXPIRETIME", "{j}l"]).await;
+            assert!(
+                (before_ms + 3_600_000..=after_ms + 1 + 3_600_000).contains(&expiry),
+                "{expiry} not within [{}, {}]",
+                before_ms + 3_600_000,
+                after_ms + 1 + 3_600_000
+            );
+            // The other sees the holder.
+            let busy = integers(&acquire("intruder", "1s").run(&mut conn, other).await).unwrap();
+            assert_eq!(busy[..2], [0, 0]);
+            // (A lock lives up to 1 ms longer than its TTL: now rounded up.)
+            assert!((1..=3_600_001).contains(&busy[2]), "{busy:?}");
+            let extend = Call::new("TK.LOCK.EXTEND", &["{j}l"], &["owner", "2h"]);
+            assert_eq!(extend.run(&mut conn, other).await, Ok(Value::Int(1)));
+            let expiry: i64 = query(&mut conn, &["PEXPIRETIME", "{j}l"]).await;
+            assert!(expiry >= before_ms + 7_200_000, "{expiry}");
+            let release = Call::new("TK.LOCK.RELEASE", &["{j}l"], &["owner"]);
+            assert_eq!(release.run(&mut conn, other).await, Ok(Value::Int(1)));
+            assert_eq!(release.run(&mut conn, via).await, Ok(Value::Int(0)));
+        }
+    }
+    assert_eq!(get(&mut conn, "{j}f").await.unwrap(), b"6");
+    let fence_ttl: i64 = query(&mut conn, &["PTTL", "{j}f"]).await;
+    assert_eq!(fence_ttl, -1);
 }
