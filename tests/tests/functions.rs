@@ -1322,3 +1322,105 @@ async fn lock_state_moves_between_module_and_library() {
     let fence_ttl: i64 = query(&mut conn, &["PTTL", "{j}f"]).await;
     assert_eq!(fence_ttl, -1);
 }
+
+// ---- the client's choice -----------------------------------------------------------
+
+#[tokio::test]
+async fn ensure_backend_prefers_the_module_and_loads_the_library_otherwise() {
+    use tk_redis::functions::{ensure_backend, loaded_library_version, Backend, LIBRARY_SOURCE};
+
+    // With the module: the module, and no library is loaded.
+    let with_module = Server::start().await;
+    let conn = with_module.conn().await;
+    assert_eq!(ensure_backend(&conn).await.unwrap(), Backend::Module);
+    assert_eq!(loaded_library_version(&conn).await.unwrap(), None);
+
+    // Without: the library, loaded once and then left alone.
+    let plain = Server::builder().without_module().start().await;
+    let mut conn = plain.conn().await;
+    assert_eq!(loaded_library_version(&conn).await.unwrap(), None);
+    assert_eq!(ensure_backend(&conn).await.unwrap(), Backend::Library);
+    assert_eq!(
+        loaded_library_version(&conn).await.unwrap().as_deref(),
+        Some(LIBRARY_VERSION)
+    );
+    let call = Call::new("TK.RATELIMIT", &["k"], &["10", "1s"]);
+    assert!(integers(&call.run(&mut conn, Via::Library).await).is_some());
+    assert_eq!(ensure_backend(&conn).await.unwrap(), Backend::Library);
+
+    // An older library is replaced; a newer one (a newer client's) is kept.
+    let declared = format!("local VERSION = '{LIBRARY_VERSION}'");
+    for (version, kept) in [("0.0.1", false), ("99.0.0", true)] {
+        let source = LIBRARY_SOURCE.replace(&declared, &format!("local VERSION = '{version}'"));
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(source)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ensure_backend(&conn).await.unwrap(), Backend::Library);
+        let expected = if kept { version } else { LIBRARY_VERSION };
+        assert_eq!(
+            loaded_library_version(&conn).await.unwrap().as_deref(),
+            Some(expected)
+        );
+    }
+}
+
+/// When the library cannot be loaded or called, the error says what to
+/// grant.
+#[tokio::test]
+async fn ensure_backend_says_what_an_acl_must_grant() {
+    use tk_redis::functions::ensure_backend;
+    use tk_redis::Error;
+
+    let plain = Server::builder().without_module().start().await;
+    let mut admin = plain.conn().await;
+    for user in [
+        &[
+            "ACL",
+            "SETUSER",
+            "noload",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-function|load",
+        ][..],
+        &[
+            "ACL",
+            "SETUSER",
+            "nocall",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-fcall_ro",
+        ],
+    ] {
+        let _: () = query(&mut admin, user).await;
+    }
+    let noload = plain.conn_as("noload", "pw").await;
+    match ensure_backend(&noload).await {
+        Err(Error::Server { code, message }) => {
+            assert_eq!(code, "NOPERM");
+            assert!(message.contains("+function|load"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once an administrator has loaded it, that user can use it.
+    load_library(&mut admin).await;
+    assert_eq!(
+        ensure_backend(&noload).await.unwrap(),
+        tk_redis::functions::Backend::Library
+    );
+    let nocall = plain.conn_as("nocall", "pw").await;
+    match ensure_backend(&nocall).await {
+        Err(Error::Server { code, message }) => {
+            assert_eq!(code, "NOPERM");
+            assert!(message.contains("+fcall +fcall_ro"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
