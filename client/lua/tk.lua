@@ -47,9 +47,16 @@ Numbers: Lua 5.1 has only doubles, exact for integers up to 2^53.
   2^53 or more (timestamps are µs: year 2255), or SLIDING costs summing to
   2^53, are refused as not being a state (WRONGTYPE, like any foreign
   value). A lock's fencing token stops at 2^53 (the module's at 2^63-1):
-  a Lua integer reply is exact only up to there.
+  a Lua integer reply is exact only up to there. A lock key given an
+  expiry beyond 2^53 ms by hand gets an approximate remaining time.
 - Integers are sent to Redis formatted with %d, never as Lua numbers (which
   Redis would print with an exponent).
+
+Other differences from the module: FCALL checks its own numkeys first
+(`ERR Number of keys can't be greater than number of args`); the library
+refuses keys outside KEYS; the clock is TIME's microseconds (the module
+uses the millisecond clock on Redis 7.0); there are no `INFO tk` counters
+and no key specs. Sessions and the cache are not in the library yet.
 ]]
 
 local VERSION = '0.2.0'
