@@ -112,6 +112,7 @@ pub mod config;
 pub mod connection;
 mod error;
 mod exec;
+pub mod functions;
 pub mod health;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -15,6 +15,7 @@
 
 pub mod fixtures;
 pub mod flavor;
+pub mod functions;
 pub mod harness;
 pub mod http;
 pub mod topology;

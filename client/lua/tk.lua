@@ -1,0 +1,1085 @@
+#!lua name=tk
+--[[
+tk: the tk module's commands as a Redis Functions library, for servers that
+do not allow MODULE LOAD (managed Redis and Valkey). Same arguments, same
+replies, same error texts and the same stored data as the module
+(module/src/*, docs/COMMANDS.md), so one deployment can move between the two
+without losing state.
+
+Naming: each command is a function named like the command, lower case, with
+the dots replaced by underscores: TK.RATELIMIT.PEEK is `tk_ratelimit_peek`,
+TK.LOCK.ACQUIRE is `tk_lock_acquire`. `tk_version` returns the library's
+version (the client crate's), so a client can tell whether to FUNCTION LOAD
+REPLACE it.
+
+Keys and arguments: the command's keys go in KEYS (so Cluster routing and ACL
+key patterns apply), in the command's order, everything else in ARGV:
+
+  TK.RATELIMIT k 10 1s           FCALL tk_ratelimit 1 k 10 1s
+  TK.RATELIMIT.ALL 2 a b ...     FCALL tk_ratelimit_all 2 a b ...
+  TK.RATELIMIT.RESET a b         FCALL tk_ratelimit_reset 2 a b
+  TK.LOCK.ACQUIRE l f tok 30s    FCALL tk_lock_acquire 2 l f tok 30s
+
+A call with the wrong number of keys is refused (`ERR <function> takes ...`).
+Read-only commands (PEEK) are flagged `no-writes`, so FCALL_RO runs them on
+replicas.
+
+Time: `redis.call('TIME')`, read once per call (µs). Functions replicate
+their effects (SET ... PXAT <absolute ms>, PEXPIREAT, UNLINK), as the module
+does, so replicas and AOF reach the primary's state whatever their clocks.
+
+Numbers: Lua 5.1 has only doubles, exact for integers up to 2^53.
+- Nanosecond instants (about 1.8e18 today) do not fit. Every nanosecond
+  quantity (GCRA's TAT, its emission interval T and tolerance tau, `now`) is
+  therefore kept as a pair (ms, ns): whole milliseconds (< 2^53, exact) and
+  the nanoseconds within the millisecond (0..999999). That is also the GCRA
+  stored form, chosen partly for this: the key's PXAT expiry is the TAT
+  rounded up to a millisecond and its value the TAT's nanoseconds within
+  that last millisecond, 6 digits ("000000".."999999"):
+    TAT = (PEXPIRETIME - 1) ms + value ns, or PEXPIRETIME ms if value = 0.
+  Values of the 0.1 format (the whole TAT in ns, 7 to 20 digits) are split
+  as text: all digits but the last 6 are the ms, the last 6 the ns.
+- Products that could exceed 2^53 are split (see `mul`), and quotients of
+  large numbers are corrected to the exact floor (see `div_floor`).
+- Where a number cannot be exact in a double, the library's range is
+  smaller than the module's, on data no tk build writes: a FIXED window
+  starting after 2^52 ms (year ~144,000), a SLIDING timestamp or cost of
+  2^53 or more (timestamps are µs: year 2255), or SLIDING costs summing to
+  2^53, are refused as not being a state (WRONGTYPE, like any foreign
+  value). A lock's fencing token stops at 2^53 (the module's at 2^63-1):
+  a Lua integer reply is exact only up to there. A lock key given an
+  expiry beyond 2^53 ms by hand gets an approximate remaining time.
+- Integers are sent to Redis formatted with %d, never as Lua numbers (which
+  Redis would print with an exponent).
+
+Other differences from the module: FCALL checks its own numkeys first
+(`ERR Number of keys can't be greater than number of args`); the library
+refuses keys outside KEYS; the clock is TIME's microseconds (the module
+uses the millisecond clock on Redis 7.0); there are no `INFO tk` counters
+and no key specs. Sessions and the cache are not in the library yet.
+]]
+
+local VERSION = '0.2.0'
+
+-- ---------------------------------------------------------------------------
+-- Errors
+-- ---------------------------------------------------------------------------
+
+-- Parsing and checks raise {err = <reply text>}; `command` (below) turns it
+-- into the error reply, without the " script: ..." suffix Redis appends to
+-- errors that escape a function.
+local function fail(message)
+    error({ err = message })
+end
+
+-- A registered function's body: runs `body` and replies its error text as
+-- is. (Inside pcall, Redis hands a raised {err = ...} back as its text; some
+-- versions may keep the table.) Anything without an error code is a bug in
+-- this library, replied as the module replies its own bugs.
+local function command(body)
+    return function(keys, argv)
+        local ok, result = pcall(body, keys, argv)
+        if ok then
+            return result
+        end
+        if type(result) == 'table' then
+            result = result.err
+        end
+        result = tostring(result)
+        if not result:find('^[A-Z][A-Z]+ ') then
+            result = 'ERR internal error: ' .. result
+        end
+        return redis.error_reply(result)
+    end
+end
+
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+
+-- ---------------------------------------------------------------------------
+-- Arguments (module/src/args.rs)
+-- ---------------------------------------------------------------------------
+
+-- An argument as error messages show it: at most 32 bytes, anything outside
+-- printable ASCII as '?', '...' when cut.
+local function token_text(raw)
+    local shown = (raw:sub(1, 32):gsub('[^!-~]', '?'))
+    if #raw > 32 then
+        shown = shown .. '...'
+    end
+    return shown
+end
+
+local function arity_error(command)
+    fail("ERR wrong number of arguments for '" .. command .. "' command")
+end
+
+-- An optional '-', then 1 to 20 ASCII digits; nil for anything else. Values
+-- beyond 2^53 come back approximate, which only range checks (whose bounds
+-- are far below) ever see.
+local function parse_integer(raw)
+    local digits = raw:match('^%-?(%d+)$')
+    if not digits or #digits > 20 then
+        return nil
+    end
+    return tonumber(raw)
+end
+
+local DURATION_SCALE = { [''] = 1, ms = 1, s = 1000, m = 60000, h = 3600000 }
+
+-- `<integer>[ms|s|m|h]` in ms (unit case-insensitive); nil when malformed.
+local function parse_duration_ms(raw)
+    local last_digit = raw:match('.*()%d')
+    if not last_digit then
+        return nil
+    end
+    local scale = DURATION_SCALE[raw:sub(last_digit + 1):lower()]
+    local value = parse_integer(raw:sub(1, last_digit))
+    if not scale or not value then
+        return nil
+    end
+    return value * scale
+end
+
+-- A forward-only cursor over a command's arguments, as the module's `Args`:
+-- `list` is argv without the command name.
+local function new_args(list, command)
+    return { list = list, pos = 1, command = command }
+end
+
+local function next_bytes(args)
+    local raw = args.list[args.pos]
+    if raw == nil then
+        arity_error(args.command)
+    end
+    args.pos = args.pos + 1
+    return raw
+end
+
+local function in_range(value, what, min, max)
+    if value < min or value > max then
+        fail('ERR ' .. what .. ' must be between ' .. string.format('%d', min) .. ' and '
+            .. string.format('%d', max))
+    end
+    return value
+end
+
+local function next_integer(args, what, min, max)
+    local value = parse_integer(next_bytes(args))
+    if not value then
+        fail('ERR ' .. what .. ' must be an integer')
+    end
+    return in_range(value, what, min, max)
+end
+
+local function next_duration_ms(args, what, min, max)
+    local value = parse_duration_ms(next_bytes(args))
+    if not value then
+        fail('ERR ' .. what .. ' must be a duration: an integer number of milliseconds, '
+            .. 'optionally with a unit suffix ms, s, m or h')
+    end
+    return in_range(value, what, min, max)
+end
+
+-- If the next argument is one of `keywords` (upper case; matched
+-- case-insensitively), consumes it and returns it.
+local function next_keyword(args, keywords)
+    local raw = args.list[args.pos]
+    if raw == nil then
+        return nil
+    end
+    local upper = raw:upper()
+    for _, keyword in ipairs(keywords) do
+        if upper == keyword then
+            args.pos = args.pos + 1
+            return keyword
+        end
+    end
+    return nil
+end
+
+local function unknown_option(raw)
+    fail("ERR syntax error: unknown option '" .. token_text(raw) .. "'")
+end
+
+local function expect_end(args)
+    local raw = args.list[args.pos]
+    if raw ~= nil then
+        unknown_option(raw)
+    end
+end
+
+-- The command's argument list (argv without its name): KEYS then ARGV,
+-- after Redis's own arity check for the command (`arity` as the module
+-- registers it: negative for "at least"), which replies with the command's
+-- upper-case name. Each caller then checks that its keys came in KEYS.
+local function command_args(keys, argv, redis_name, arity)
+    local count = 1 + #keys + #argv
+    if (arity >= 0 and count ~= arity) or (arity < 0 and count < -arity) then
+        arity_error(redis_name)
+    end
+    local list = {}
+    for i = 1, #keys do
+        list[i] = keys[i]
+    end
+    for i = 1, #argv do
+        list[#keys + i] = argv[i]
+    end
+    return list
+end
+
+-- ---------------------------------------------------------------------------
+-- Nanosecond arithmetic on (ms, ns) pairs: ms a whole number < 2^53, ns in
+-- 0..999999. See the header.
+-- ---------------------------------------------------------------------------
+
+local NS_PER_MS = 1000000
+-- u64::MAX ns = 18446744073709 ms + 551615 ns: the module saturates there.
+local U64_MS, U64_NS = 18446744073709, 551615
+local U64_MAX_TEXT = '18446744073709551615'
+local TWO_53 = 9007199254740992
+
+local function normalize(ms, ns)
+    if ns >= NS_PER_MS then
+        local carry = math.floor(ns / NS_PER_MS)
+        return ms + carry, ns - carry * NS_PER_MS
+    end
+    return ms, ns
+end
+
+local function less(a_ms, a_ns, b_ms, b_ns)
+    return a_ms < b_ms or (a_ms == b_ms and a_ns < b_ns)
+end
+
+local function add(a_ms, a_ns, b_ms, b_ns)
+    return normalize(a_ms + b_ms, a_ns + b_ns)
+end
+
+-- a - b, or 0 when b > a (the module's saturating_sub).
+local function sub_floor0(a_ms, a_ns, b_ms, b_ns)
+    if less(a_ms, a_ns, b_ms, b_ns) then
+        return 0, 0
+    end
+    if a_ns < b_ns then
+        return a_ms - b_ms - 1, a_ns - b_ns + NS_PER_MS
+    end
+    return a_ms - b_ms, a_ns - b_ns
+end
+
+-- (ms, ns) * k for a whole k < 2^42, when the product is below 2^53 ms
+-- (callers multiply only quantities bounded by tau, about 10 years). ns * k
+-- can pass 2^53, so ns is split into µs and ns below 1000 first.
+local function mul(ms, ns, k)
+    local us_part = math.floor(ns / 1000)
+    local us = us_part * k
+    local rest = (ns - us_part * 1000) * k
+    local us_ms = math.floor(us / 1000)
+    local rest_ms = math.floor(rest / NS_PER_MS)
+    return normalize(ms * k + us_ms + rest_ms,
+        (us - us_ms * 1000) * 1000 + (rest - rest_ms * NS_PER_MS))
+end
+
+-- floor(a / b) for b > 0 when the quotient is below 2^42. The quotient of
+-- the doubles is within one of the exact one; the loops make it exact.
+local function div_floor(a_ms, a_ns, b_ms, b_ns)
+    local q = math.floor((a_ms * NS_PER_MS + a_ns) / (b_ms * NS_PER_MS + b_ns))
+    while q > 0 do
+        local p_ms, p_ns = mul(b_ms, b_ns, q)
+        if not less(a_ms, a_ns, p_ms, p_ns) then
+            break
+        end
+        q = q - 1
+    end
+    while true do
+        local p_ms, p_ns = mul(b_ms, b_ns, q + 1)
+        if less(a_ms, a_ns, p_ms, p_ns) then
+            break
+        end
+        q = q + 1
+    end
+    return q
+end
+
+-- Rounds up to whole milliseconds.
+local function ceil_ms(ms, ns)
+    if ns > 0 then
+        return ms + 1
+    end
+    return ms
+end
+
+-- The module's u64 saturation.
+local function min_u64(ms, ns)
+    if less(U64_MS, U64_NS, ms, ns) then
+        return U64_MS, U64_NS
+    end
+    return ms, ns
+end
+
+-- Whether a * b >= c * d, exactly, for whole numbers below 2^48: each is
+-- split in base 2^24 and the products compared limb by limb.
+local LIMB = 16777216
+local function product_limbs(a, b)
+    local a1, b1 = math.floor(a / LIMB), math.floor(b / LIMB)
+    local a0, b0 = a - a1 * LIMB, b - b1 * LIMB
+    local limbs = { a0 * b0, a1 * b0 + a0 * b1, a1 * b1, 0 }
+    for i = 1, 3 do
+        local carry = math.floor(limbs[i] / LIMB)
+        limbs[i] = limbs[i] - carry * LIMB
+        limbs[i + 1] = limbs[i + 1] + carry
+    end
+    return limbs
+end
+
+local function product_at_least(a, b, c, d)
+    local left, right = product_limbs(a, b), product_limbs(c, d)
+    for i = 4, 1, -1 do
+        if left[i] ~= right[i] then
+            return left[i] > right[i]
+        end
+    end
+    return true
+end
+
+-- `redis.call('TIME')` as a (ms, ns) pair.
+local function now_pair()
+    local time = redis.call('TIME')
+    local seconds, micros = tonumber(time[1]), tonumber(time[2])
+    local ms = math.floor(micros / 1000)
+    return seconds * 1000 + ms, (micros - ms * 1000) * 1000
+end
+
+local function format_int(value)
+    return string.format('%d', value)
+end
+
+-- A string key's value (false when absent); WRONGTYPE for another type.
+local function get_string(key)
+    local value = redis.pcall('GET', key)
+    if type(value) == 'table' then
+        fail(WRONGTYPE)
+    end
+    return value
+end
+
+-- ---------------------------------------------------------------------------
+-- Rate limiting (module/src/ratelimit/)
+-- ---------------------------------------------------------------------------
+
+local MAX_COUNT = 1099511627776 -- 2^40
+local MAX_SPAN_MS = 315360000000 -- 10 years
+local MAX_ALL_KEYS = 16
+local LIMIT_OPTIONS = { 'BURST', 'COST', 'ALGO' }
+local ALGORITHMS = { 'GCRA', 'SLIDING', 'FIXED' }
+local ALGORITHM_STATE = { GCRA = 'a GCRA', SLIDING = 'a SLIDING', FIXED = 'a FIXED' }
+
+-- One `<limit> <period> [BURST n] [COST n] [ALGO a]` (spec.rs parse_limit).
+local function parse_limit(args)
+    local limit = next_integer(args, 'limit', 1, MAX_COUNT)
+    local period_ms = next_duration_ms(args, 'period', 1, MAX_SPAN_MS)
+    local burst, cost, algorithm = nil, 1, 'GCRA'
+    local seen = {}
+    while true do
+        local option = next_keyword(args, LIMIT_OPTIONS)
+        if not option then
+            break
+        end
+        if seen[option] then
+            fail('ERR syntax error: option ' .. option .. ' given more than once')
+        end
+        seen[option] = true
+        if option == 'BURST' then
+            burst = next_integer(args, 'BURST', 1, MAX_COUNT)
+        elseif option == 'COST' then
+            cost = next_integer(args, 'COST', 0, MAX_COUNT)
+        else
+            local raw = next_bytes(args):upper()
+            algorithm = nil
+            for _, name in ipairs(ALGORITHMS) do
+                if raw == name then
+                    algorithm = name
+                end
+            end
+            if not algorithm then
+                fail('ERR ALGO must be one of GCRA, SLIDING or FIXED')
+            end
+        end
+    end
+    if burst and algorithm ~= 'GCRA' then
+        fail('ERR syntax error: BURST only applies to ALGO GCRA')
+    end
+    burst = burst or limit
+    local capacity = limit
+    if algorithm == 'GCRA' then
+        capacity = burst
+    end
+    if cost > capacity then
+        fail('ERR COST ' .. format_int(cost) .. ' exceeds the capacity ' .. format_int(capacity)
+            .. ' of this limit and could never be admitted')
+    end
+    -- floor(period * burst / limit) > MAX_SPAN_MS, i.e.
+    -- period * burst >= (MAX_SPAN_MS + 1) * limit, compared exactly.
+    if algorithm == 'GCRA' and product_at_least(period_ms, burst, MAX_SPAN_MS + 1, limit) then
+        fail('ERR period * BURST / limit must not exceed 315360000000 ms (10 years)')
+    end
+    return { limit = limit, period_ms = period_ms, burst = burst, cost = cost, algorithm = algorithm }
+end
+
+-- A decision: { allowed, limit, remaining, retry_after_ms, reset_after_ms }
+-- (the reply), and the write that makes it happen: nil, or
+-- { value = <string>, expire_at_ms = <ms> }.
+
+-- GCRA (gcra.rs). The emission interval T = ceil(period_ns / limit), at
+-- least 1 ns, computed by long division so that no step passes 2^53.
+local function emission_interval(period_ms, limit)
+    local q1 = math.floor(period_ms / limit)
+    local r1 = period_ms - q1 * limit
+    local x = r1 * 1000
+    local q2 = math.floor(x / limit)
+    local r2 = x - q2 * limit
+    local y = r2 * 1000
+    local q3 = math.floor(y / limit)
+    local r3 = y - q3 * limit
+    local ns = q2 * 1000 + q3
+    if r3 > 0 then
+        ns = ns + 1
+    end
+    local ms
+    ms, ns = normalize(q1, ns)
+    if ms == 0 and ns == 0 then
+        ns = 1
+    end
+    return ms, ns
+end
+
+-- The stored TAT of a GCRA key, or nil when the value is not a GCRA state.
+-- (gcra.rs from_stored)
+local function gcra_stored_tat(key, value)
+    if not value:find('^%d+$') then
+        return nil
+    end
+    local length = #value
+    if length == 6 then
+        local rest = tonumber(value)
+        -- The split form always has an expiry; without one (PERSIST by hand)
+        -- the TAT is unknown.
+        local expire_at_ms = redis.call('PEXPIRETIME', key)
+        if expire_at_ms < 0 then
+            return nil
+        end
+        local last_ms = expire_at_ms
+        if rest ~= 0 then
+            if expire_at_ms == 0 then
+                return nil
+            end
+            last_ms = expire_at_ms - 1
+        end
+        if less(U64_MS, U64_NS, last_ms, rest) then
+            return nil
+        end
+        return last_ms, rest
+    end
+    if length >= 7 and length <= 20 then
+        if length == 20 and value > U64_MAX_TEXT then
+            return nil
+        end
+        return tonumber(value:sub(1, length - 6)), tonumber(value:sub(length - 5))
+    end
+    return nil
+end
+
+local function gcra_decide(key, value, now_ms, now_ns, spec)
+    local stored_ms, stored_ns
+    if value then
+        stored_ms, stored_ns = gcra_stored_tat(key, value)
+        if not stored_ms then
+            return nil
+        end
+    end
+    local t_ms, t_ns = emission_interval(spec.period_ms, spec.limit)
+    local tau_ms, tau_ns = mul(t_ms, t_ns, spec.burst)
+    -- A TAT in the past means the limit is full; one ahead of a clock that
+    -- stepped back is kept, so going back in time frees nothing.
+    local tat_ms, tat_ns = now_ms, now_ns
+    if stored_ms and less(now_ms, now_ns, stored_ms, stored_ns) then
+        tat_ms, tat_ns = stored_ms, stored_ns
+    end
+    local cost_ms, cost_ns = mul(t_ms, t_ns, spec.cost)
+    local new_ms, new_ns = add(tat_ms, tat_ns, cost_ms, cost_ns)
+    local allow_ms, allow_ns = sub_floor0(new_ms, new_ns, tau_ms, tau_ns)
+    local limit_ms, limit_ns = add(now_ms, now_ns, tau_ms, tau_ns)
+    -- Units admissible now when the TAT is x: floor((now + tau - x) / T),
+    -- at most BURST.
+    local function units_left(x_ms, x_ns)
+        local d_ms, d_ns = sub_floor0(limit_ms, limit_ns, x_ms, x_ns)
+        return math.min(div_floor(d_ms, d_ns, t_ms, t_ns), spec.burst)
+    end
+    local function wait_ms(until_ms, until_ns)
+        return ceil_ms(min_u64(sub_floor0(until_ms, until_ns, now_ms, now_ns)))
+    end
+    if spec.cost == 0 or less(now_ms, now_ns, allow_ms, allow_ns) then
+        local allowed = spec.cost == 0
+        local retry = 0
+        if not allowed then
+            retry = wait_ms(allow_ms, allow_ns)
+        end
+        return { allowed and 1 or 0, spec.limit, units_left(tat_ms, tat_ns), retry,
+            wait_ms(tat_ms, tat_ns) }, nil
+    end
+    local decision = { 1, spec.limit, units_left(new_ms, new_ns), 0, wait_ms(new_ms, new_ns) }
+    local stored_tat_ms, stored_tat_ns = min_u64(new_ms, new_ns)
+    return decision, {
+        value = string.format('%06d', stored_tat_ns),
+        expire_at_ms = ceil_ms(stored_tat_ms, stored_tat_ns),
+    }
+end
+
+-- FIXED (fixed.rs): "<window_start_ms>:<count>", windows aligned to
+-- multiples of the period since the epoch.
+local MAX_FIXED_START = 4503599627370496 -- 2^52: start + period stays exact
+
+local function decimal_u64(text)
+    if #text > 20 or (#text == 20 and text > U64_MAX_TEXT) then
+        return nil
+    end
+    return tonumber(text)
+end
+
+local function fixed_decide(_, value, now_ms, now_ns, spec)
+    local start, count
+    if value then
+        local start_text, count_text = value:match('^(%d+):(%d+)$')
+        if not start_text then
+            return nil
+        end
+        start, count = decimal_u64(start_text), decimal_u64(count_text)
+        -- A count beyond 2^53 is approximate: it is only compared with
+        -- limits far below.
+        if not start or not count or start >= MAX_FIXED_START then
+            return nil
+        end
+    end
+    local period_ms = spec.period_ms
+    local current = now_ms - now_ms % period_ms
+    local window = current
+    if start and start >= current then
+        window = start
+    else
+        count = 0
+    end
+    local end_ms = window + period_ms
+    local until_end_ms = ceil_ms(min_u64(sub_floor0(end_ms, 0, now_ms, now_ns)))
+    local total = count + spec.cost
+    local allowed = total <= spec.limit
+    local after = count
+    if allowed and spec.cost > 0 then
+        after = total
+    end
+    local decision = {
+        allowed and 1 or 0,
+        spec.limit,
+        math.max(spec.limit - after, 0),
+        allowed and 0 or until_end_ms,
+        after == 0 and 0 or until_end_ms,
+    }
+    if allowed and spec.cost > 0 then
+        return decision, {
+            value = format_int(window) .. ':' .. format_int(total),
+            expire_at_ms = math.max(end_ms, now_ms + 1),
+        }
+    end
+    return decision, nil
+end
+
+-- SLIDING (sliding.rs): an exact log of admitted requests,
+--   0xA1, the first entry's µs timestamp (u64 little-endian), then per
+--   entry LEB128(delta_us << 1 | has_cost) [LEB128(cost) if has_cost].
+local SLIDING_TAG = 0xA1
+local MAX_VARINT_HIGH = 70368744177664 -- 2^46: values stay below 2^53
+
+-- Reads one strict LEB128 varint at `pos`: returns the next position, the
+-- low 7 bits and the value above them (value = low + 128 * high), or nil
+-- when malformed or beyond the library's range.
+local function read_varint(bytes, pos)
+    local first = bytes:byte(pos)
+    if not first then
+        return nil
+    end
+    pos = pos + 1
+    if first < 128 then
+        return pos, first, 0
+    end
+    local high, scale = 0, 1
+    for _ = 2, 10 do
+        local byte = bytes:byte(pos)
+        -- A last byte of 0 is an overlong form.
+        if not byte or byte == 0 then
+            return nil
+        end
+        pos = pos + 1
+        high = high + (byte % 128) * scale
+        if high >= MAX_VARINT_HIGH then
+            return nil
+        end
+        if byte < 128 then
+            return pos, first % 128, high
+        end
+        scale = scale * 128
+    end
+    return nil
+end
+
+-- The entries of a state: timestamps and costs, oldest first; nil when the
+-- value is not a SLIDING state the library can read exactly.
+local function sliding_entries(value)
+    if #value < 9 or value:byte(1) ~= SLIDING_TAG then
+        return nil
+    end
+    local b1, b2, b3, b4, b5, b6, b7, b8 = value:byte(2, 9)
+    if b8 ~= 0 or b7 >= 32 then -- base >= 2^53
+        return nil
+    end
+    local previous = ((((((b7 * 256 + b6) * 256 + b5) * 256 + b4) * 256 + b3) * 256 + b2) * 256) + b1
+    local stamps, costs = {}, {}
+    local pos, length, total = 10, #value, 0
+    while pos <= length do
+        local low, high
+        pos, low, high = read_varint(value, pos)
+        if not pos then
+            return nil
+        end
+        local delta = math.floor(low / 2) + high * 64
+        local cost = 1
+        if low % 2 == 1 then
+            local cost_low, cost_high
+            pos, cost_low, cost_high = read_varint(value, pos)
+            if not pos then
+                return nil
+            end
+            cost = cost_low + cost_high * 128
+            if cost < 2 then
+                return nil
+            end
+        end
+        local stamp = previous + delta
+        total = total + cost
+        if stamp >= TWO_53 or total >= TWO_53 then
+            return nil
+        end
+        stamps[#stamps + 1] = stamp
+        costs[#costs + 1] = cost
+        previous = stamp
+    end
+    return stamps, costs
+end
+
+local function write_varint(out, value)
+    while value >= 128 do
+        local low = value % 128
+        out[#out + 1] = string.char(low + 128)
+        value = (value - low) / 128
+    end
+    out[#out + 1] = string.char(value)
+end
+
+-- Encodes entries (nondecreasing stamps, costs >= 1).
+local function sliding_encode(stamps, costs)
+    local out = { string.char(SLIDING_TAG) }
+    local base = stamps[1]
+    for _ = 1, 8 do
+        local byte = base % 256
+        out[#out + 1] = string.char(byte)
+        base = (base - byte) / 256
+    end
+    local previous = stamps[1]
+    for i = 1, #stamps do
+        local delta = stamps[i] - previous
+        previous = stamps[i]
+        local has_cost = 0
+        if costs[i] > 1 then
+            has_cost = 1
+        end
+        -- LEB128(delta << 1 | has_cost) without forming the shifted value,
+        -- which could pass 2^53.
+        local first = (delta % 64) * 2 + has_cost
+        local high = (delta - delta % 64) / 64
+        if high == 0 then
+            out[#out + 1] = string.char(first)
+        else
+            out[#out + 1] = string.char(first + 128)
+            write_varint(out, high)
+        end
+        if has_cost == 1 then
+            write_varint(out, costs[i])
+        end
+    end
+    return table.concat(out)
+end
+
+local function sliding_decide(_, value, now_ms, now_ns, spec)
+    local stamps, costs = {}, {}
+    if value then
+        stamps, costs = sliding_entries(value)
+        if not stamps then
+            return nil
+        end
+    end
+    local period_us = spec.period_ms * 1000
+    local now_sub_us = math.floor(now_ns / 1000)
+    local now_us = now_ms * 1000 + now_sub_us
+    local now_rest_ns = now_ns - now_sub_us * 1000
+    -- ms until the entry stamped `stamp` stops counting, rounded up:
+    -- ceil(((stamp + period) µs - now) / 1 ms), 0 if past.
+    local function wait_ms(stamp)
+        local d_us = (stamp - now_us) + period_us
+        if d_us <= 0 then
+            return 0
+        end
+        local whole_ms = math.floor(d_us / 1000)
+        if (d_us - whole_ms * 1000) * 1000 - now_rest_ns > 0 then
+            return whole_ms + 1
+        end
+        return whole_ms
+    end
+    -- Entries still counted: stamp + period > now (µs). Stamps are
+    -- nondecreasing, so they are a suffix, from `first_live`.
+    local first_live, count = nil, 0
+    local oldest_counted = now_us - period_us
+    for i = 1, #stamps do
+        if stamps[i] > oldest_counted then
+            first_live = first_live or i
+            count = count + costs[i]
+        end
+    end
+    local newest = stamps[#stamps]
+    local reset_after_ms = 0
+    if first_live then
+        reset_after_ms = wait_ms(newest)
+    end
+    local limit, cost = spec.limit, spec.cost
+    local total = count + cost
+    if cost == 0 or total > limit then
+        local allowed = cost == 0
+        local retry = 0
+        if not allowed then
+            -- The oldest entry whose expiry frees enough units.
+            local must_free = total - limit
+            local freed, wait_for = 0, nil
+            if first_live then
+                wait_for = newest
+                for i = first_live, #stamps do
+                    freed = freed + costs[i]
+                    if freed >= must_free then
+                        wait_for = stamps[i]
+                        break
+                    end
+                end
+            end
+            if wait_for then
+                retry = wait_ms(wait_for)
+            end
+        end
+        return { allowed and 1 or 0, limit, math.max(limit - count, 0), retry, reset_after_ms }, nil
+    end
+    -- Admitted: the live entries, then this one (merged into the newest when
+    -- stamped the same µs), never stamped before the newest entry.
+    local stamp = now_us
+    if now_rest_ns > 0 then
+        stamp = stamp + 1
+    end
+    if newest and newest > stamp then
+        stamp = newest
+    end
+    local kept_stamps, kept_costs = {}, {}
+    if first_live then
+        for i = first_live, #stamps do
+            kept_stamps[#kept_stamps + 1] = stamps[i]
+            kept_costs[#kept_costs + 1] = costs[i]
+        end
+    end
+    local last = #kept_stamps
+    if last > 0 and kept_stamps[last] == stamp then
+        kept_costs[last] = kept_costs[last] + cost
+    else
+        kept_stamps[last + 1] = stamp
+        kept_costs[last + 1] = cost
+    end
+    -- ceil((stamp + period) µs / 1 ms), at least now + 1 ms.
+    local stamp_ms = math.floor(stamp / 1000)
+    local expire_at_ms = stamp_ms + spec.period_ms
+    if stamp - stamp_ms * 1000 > 0 then
+        expire_at_ms = expire_at_ms + 1
+    end
+    return { 1, limit, math.max(limit - total, 0), 0, wait_ms(stamp) }, {
+        value = sliding_encode(kept_stamps, kept_costs),
+        expire_at_ms = math.max(expire_at_ms, now_ms + 1),
+    }
+end
+
+local DECIDERS = { GCRA = gcra_decide, SLIDING = sliding_decide, FIXED = fixed_decide }
+
+-- Reads the key and decides, without writing.
+local function evaluate(key, spec, now_ms, now_ns)
+    local value = get_string(key)
+    local decision, write = DECIDERS[spec.algorithm](key, value, now_ms, now_ns, spec)
+    if not decision then
+        fail('WRONGTYPE key holds a string that is not ' .. ALGORITHM_STATE[spec.algorithm]
+            .. ' state (another algorithm\'s, or set by hand); TK.RATELIMIT.RESET it first')
+    end
+    return decision, write
+end
+
+local function apply(key, write)
+    if write then
+        redis.call('SET', key, write.value, 'PXAT', format_int(write.expire_at_ms))
+    end
+end
+
+-- TK.RATELIMIT / TK.RATELIMIT.PEEK (spec.rs parse_single).
+local function parse_single(keys, argv, redis_name, command, fname)
+    local list = command_args(keys, argv, redis_name, -4)
+    if #keys ~= 1 then
+        fail('ERR ' .. fname .. ' takes 1 key: FCALL ' .. fname .. ' 1 <key> <limit> <period> [options]')
+    end
+    local args = new_args(list, command)
+    next_bytes(args)
+    local spec = parse_limit(args)
+    expect_end(args)
+    return spec
+end
+
+local function ratelimit(keys, argv)
+    local spec = parse_single(keys, argv, 'TK.RATELIMIT', 'tk.ratelimit', 'tk_ratelimit')
+    local now_ms, now_ns = now_pair()
+    local decision, write = evaluate(keys[1], spec, now_ms, now_ns)
+    apply(keys[1], write)
+    return decision
+end
+
+local function ratelimit_peek(keys, argv)
+    local spec = parse_single(keys, argv, 'TK.RATELIMIT.PEEK', 'tk.ratelimit.peek', 'tk_ratelimit_peek')
+    local now_ms, now_ns = now_pair()
+    return (evaluate(keys[1], spec, now_ms, now_ns))
+end
+
+-- Which limit ALL reports (spec.rs reported_limit): when refused, the
+-- refusing one with the longest retry_after_ms; when admitted, the one with
+-- the fewest remaining; ties to the first.
+local function reported_limit(decisions, allowed)
+    local best = 1
+    for i = 2, #decisions do
+        local current, candidate = decisions[best], decisions[i]
+        local better
+        if allowed then
+            better = candidate[3] < current[3]
+        else
+            better = candidate[1] == 0 and (current[1] == 1 or candidate[4] > current[4])
+        end
+        if better then
+            best = i
+        end
+    end
+    return best
+end
+
+-- TK.RATELIMIT.ALL: FCALL's numkeys is the command's numkeys.
+local function ratelimit_all(keys, argv)
+    -- The module's argv has numkeys first: one more argument than KEYS and
+    -- ARGV hold.
+    local list = command_args(keys, argv, 'TK.RATELIMIT.ALL', -4)
+    local args = new_args({ format_int(#keys) }, 'tk.ratelimit.all')
+    for i = 1, #list do
+        args.list[i + 1] = list[i]
+    end
+    local count = next_integer(args, 'numkeys', 1, MAX_ALL_KEYS)
+    for i = 1, count do
+        for j = 1, i - 1 do
+            if keys[j] == keys[i] then
+                fail('ERR syntax error: the same key is given twice')
+            end
+        end
+    end
+    args.pos = args.pos + count
+    local specs = {}
+    for i = 1, count do
+        -- Between limits, anything that is not a number is a stray option.
+        local raw = args.list[args.pos]
+        if raw ~= nil and not parse_integer(raw) then
+            unknown_option(raw)
+        end
+        specs[i] = parse_limit(args)
+    end
+    expect_end(args)
+    local now_ms, now_ns = now_pair()
+    local decisions, writes, allowed = {}, {}, true
+    for i = 1, count do
+        decisions[i], writes[i] = evaluate(keys[i], specs[i], now_ms, now_ns)
+        allowed = allowed and decisions[i][1] == 1
+    end
+    if allowed then
+        for i = 1, count do
+            apply(keys[i], writes[i])
+        end
+    end
+    local reported = reported_limit(decisions, allowed)
+    local reply = decisions[reported]
+    reply[6] = reported - 1
+    return reply
+end
+
+-- TK.RATELIMIT.RESET: every argument is a key.
+local function ratelimit_reset(keys, argv)
+    command_args(keys, argv, 'TK.RATELIMIT.RESET', -2)
+    if #argv > 0 or #keys == 0 then
+        fail('ERR tk_ratelimit_reset takes its keys in KEYS: FCALL tk_ratelimit_reset <numkeys> <key> [<key> ...]')
+    end
+    -- Nothing is deleted when one key holds another type.
+    for i = 1, #keys do
+        get_string(keys[i])
+    end
+    return redis.call('UNLINK', unpack(keys))
+end
+
+-- ---------------------------------------------------------------------------
+-- Locks (module/src/lock/): the lock key holds the owner's token and
+-- expires at an absolute time; the fence key holds a decimal counter
+-- without expiry, incremented by every granted acquire.
+-- ---------------------------------------------------------------------------
+
+local MAX_TOKEN_LEN = 128
+local MAX_TTL_MS = 86400000
+local MAX_FENCE_TEXT = '9223372036854775807'
+-- The library's largest fencing token: Lua replies integers exactly only up
+-- to 2^53 (the module's maximum is 2^63 - 1). See the header.
+local LIBRARY_MAX_FENCE = TWO_53
+
+local function next_token(args)
+    local token = next_bytes(args)
+    if #token == 0 or #token > MAX_TOKEN_LEN then
+        fail('ERR token length must be between 1 and 128')
+    end
+    return token
+end
+
+local function next_ttl(args)
+    return next_duration_ms(args, 'ttl', 1, MAX_TTL_MS)
+end
+
+-- A stored fence counter: "0", or 1 to 19 digits without a leading zero, at
+-- most 2^63 - 1 (what INCR writes). Above 2^53 the number is approximate,
+-- which only the comparison with LIBRARY_MAX_FENCE sees.
+local function decode_fence(text)
+    if text == '0' then
+        return 0
+    end
+    if not text:find('^[1-9]%d*$') or #text > 19 or (#text == 19 and text > MAX_FENCE_TEXT) then
+        fail('WRONGTYPE fence key holds a string that is not a fence counter '
+            .. '(a decimal integer from 0 to 9223372036854775807)')
+    end
+    return tonumber(text)
+end
+
+-- A lock taken at `now` for `ttl_ms` expires at now rounded up to a ms,
+-- plus the TTL: never before now + ttl.
+local function lock_expiry_ms(now_ms, now_ns, ttl_ms)
+    return ceil_ms(now_ms, now_ns) + ttl_ms
+end
+
+-- TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl>
+local function lock_acquire(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.ACQUIRE', 5)
+    if #keys ~= 2 then
+        fail('ERR tk_lock_acquire takes 2 keys: FCALL tk_lock_acquire 2 <lock_key> <fence_key> <token> <ttl>')
+    end
+    local args = new_args(list, 'tk.lock.acquire')
+    local lock_key, fence_key = next_bytes(args), next_bytes(args)
+    if lock_key == fence_key then
+        fail('ERR syntax error: the lock key and the fence key must be different keys')
+    end
+    local token = next_token(args)
+    local ttl_ms = next_ttl(args)
+    local now_ms, now_ns = now_pair()
+    local holder = get_string(lock_key)
+    local fence_text = get_string(fence_key)
+    -- The fence is checked whatever the outcome.
+    local current = 0
+    if fence_text then
+        current = decode_fence(fence_text)
+    end
+    if holder and holder ~= token then
+        -- Still held: at least 1 ms left (like PTTL), -1 without expiry.
+        local expire_at_ms = redis.call('PEXPIRETIME', lock_key)
+        local remaining_ms = -1
+        if expire_at_ms >= 0 then
+            remaining_ms = math.max(expire_at_ms - now_ms, 1)
+        end
+        return { 0, 0, remaining_ms }
+    end
+    if current >= LIBRARY_MAX_FENCE then
+        fail('ERR the fence counter is at its maximum (' .. format_int(LIBRARY_MAX_FENCE)
+            .. ' in the Functions library); no larger fencing token can be issued')
+    end
+    local fence = current + 1
+    -- Fence first, as the module: a failure after it skips a token, never
+    -- leaves a lock without one.
+    redis.call('SET', fence_key, format_int(fence))
+    redis.call('SET', lock_key, token, 'PXAT', format_int(lock_expiry_ms(now_ms, now_ns, ttl_ms)))
+    return { 1, fence, ttl_ms }
+end
+
+-- TK.LOCK.RELEASE <lock_key> <token>
+local function lock_release(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.RELEASE', 3)
+    if #keys ~= 1 then
+        fail('ERR tk_lock_release takes 1 key: FCALL tk_lock_release 1 <lock_key> <token>')
+    end
+    local args = new_args(list, 'tk.lock.release')
+    local lock_key = next_bytes(args)
+    local token = next_token(args)
+    if get_string(lock_key) ~= token then
+        return 0
+    end
+    redis.call('UNLINK', lock_key)
+    return 1
+end
+
+-- TK.LOCK.EXTEND <lock_key> <token> <ttl>
+local function lock_extend(keys, argv)
+    local list = command_args(keys, argv, 'TK.LOCK.EXTEND', 4)
+    if #keys ~= 1 then
+        fail('ERR tk_lock_extend takes 1 key: FCALL tk_lock_extend 1 <lock_key> <token> <ttl>')
+    end
+    local args = new_args(list, 'tk.lock.extend')
+    local lock_key = next_bytes(args)
+    local token = next_token(args)
+    local ttl_ms = next_ttl(args)
+    local now_ms, now_ns = now_pair()
+    if get_string(lock_key) ~= token then
+        return 0
+    end
+    redis.call('PEXPIREAT', lock_key, format_int(lock_expiry_ms(now_ms, now_ns, ttl_ms)))
+    return 1
+end
+
+-- ---------------------------------------------------------------------------
+-- Registration
+-- ---------------------------------------------------------------------------
+
+redis.register_function {
+    function_name = 'tk_version',
+    callback = function()
+        return VERSION
+    end,
+    flags = { 'no-writes' },
+}
+
+redis.register_function('tk_ratelimit', command(ratelimit))
+redis.register_function {
+    function_name = 'tk_ratelimit_peek',
+    callback = command(ratelimit_peek),
+    flags = { 'no-writes' },
+}
+redis.register_function('tk_ratelimit_all', command(ratelimit_all))
+redis.register_function('tk_ratelimit_reset', command(ratelimit_reset))
+redis.register_function('tk_lock_acquire', command(lock_acquire))
+redis.register_function('tk_lock_release', command(lock_release))
+redis.register_function('tk_lock_extend', command(lock_extend))

@@ -1,0 +1,151 @@
+//! The tk Functions library (`client/lua/tk.lua`) in tests: servers that
+//! have it loaded, and one way to send a module command either as itself or
+//! as the library's `FCALL`, so a test can run the same calls on both and
+//! compare the replies.
+
+use redis::aio::ConnectionLike;
+use redis::Value;
+use tk_redis::functions::{function_name, LIBRARY_SOURCE};
+
+use crate::harness::Server;
+
+/// `FUNCTION LOAD REPLACE` of the library; returns the library's name.
+///
+/// # Panics
+/// When the server refuses it (the message has the server's error).
+pub async fn load_library<C: ConnectionLike>(conn: &mut C) -> String {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(LIBRARY_SOURCE)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("FUNCTION LOAD REPLACE of tk.lua failed: {e}"))
+}
+
+/// A plain server (no module) with the library loaded.
+pub async fn functions_server() -> Server {
+    let server = Server::builder().without_module().start().await;
+    load_library(&mut server.conn().await).await;
+    server
+}
+
+/// A server with the module loaded and the library too, so the same key can
+/// be used through both.
+pub async fn module_and_library_server() -> Server {
+    let server = Server::start().await;
+    load_library(&mut server.conn().await).await;
+    server
+}
+
+/// Which implementation a call goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The module's command.
+    Module,
+    /// The library's function, through `FCALL`.
+    Library,
+}
+
+/// A call of a module command: its name, its keys and its other arguments.
+/// TK.RATELIMIT.ALL's `numkeys` is not part of `args`: it is the number of
+/// keys (the module form gets it before the keys, FCALL's numkeys is it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub command: &'static str,
+    pub keys: Vec<Vec<u8>>,
+    pub args: Vec<Vec<u8>>,
+}
+
+/// A reply, or the error as "<CODE> <detail>".
+pub type Reply = Result<Value, String>;
+
+impl Call {
+    pub fn new(command: &'static str, keys: &[&str], args: &[&str]) -> Call {
+        Call {
+            command,
+            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// With raw byte arguments.
+    pub fn bytes(command: &'static str, keys: &[&[u8]], args: &[&[u8]]) -> Call {
+        Call {
+            command,
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+            args: args.iter().map(|a| a.to_vec()).collect(),
+        }
+    }
+
+    /// The command as the module takes it.
+    pub fn module_cmd(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd(self.command);
+        if self.command == "TK.RATELIMIT.ALL" {
+            cmd.arg(self.keys.len());
+        }
+        cmd.arg(&self.keys).arg(&self.args);
+        cmd
+    }
+
+    /// The same call as the library's `FCALL` (`FCALL_RO` when `read_only`).
+    pub fn fcall_cmd(&self, read_only: bool) -> redis::Cmd {
+        let mut cmd = redis::cmd(if read_only { "FCALL_RO" } else { "FCALL" });
+        cmd.arg(function_name(self.command))
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    pub fn cmd(&self, via: Via) -> redis::Cmd {
+        match via {
+            Via::Module => self.module_cmd(),
+            Via::Library => self.fcall_cmd(false),
+        }
+    }
+
+    /// Sends the call and returns its reply or error text.
+    pub async fn run<C: ConnectionLike>(&self, conn: &mut C, via: Via) -> Reply {
+        send(conn, &self.cmd(via)).await
+    }
+}
+
+/// Sends `cmd`; an error reply comes back as "<CODE> <detail>".
+///
+/// # Panics
+/// On a connection failure (not an error reply).
+pub async fn send<C: ConnectionLike>(conn: &mut C, cmd: &redis::Cmd) -> Reply {
+    match cmd.query_async::<Value>(conn).await {
+        Ok(value) => Ok(value),
+        Err(e) if e.code().is_some() => Err(format!(
+            "{} {}",
+            e.code().unwrap_or_default(),
+            e.detail().unwrap_or_default()
+        )),
+        Err(e) => panic!("{cmd:?}: connection failure {e}"),
+    }
+}
+
+/// A reply's integers (an array of integers), or `None` for anything else.
+pub fn integers(reply: &Reply) -> Option<Vec<i64>> {
+    match reply {
+        Ok(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::Int(n) => Some(*n),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// The server's clock (`TIME`) in microseconds.
+pub async fn server_time_us<C: ConnectionLike>(conn: &mut C) -> i64 {
+    let (seconds, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("TIME failed: {e}"));
+    seconds * 1_000_000 + micros
+}
