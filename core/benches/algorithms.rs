@@ -124,7 +124,9 @@ fn bench_parsing(c: &mut Criterion) {
     let single = argv(&["TK.RATELIMIT", "rl:user:42", "100", "60s"]);
     group.bench_function("ratelimit", |b| {
         b.iter(|| {
-            black_box(ratelimit::spec::parse_single(black_box(&single[..]), "tk.ratelimit").is_ok())
+            black_box(
+                ratelimit::parse::parse_single(black_box(&single[..]), "tk.ratelimit").is_ok(),
+            )
         })
     });
     let options = argv(&[
@@ -140,7 +142,7 @@ fn bench_parsing(c: &mut Criterion) {
     group.bench_function("ratelimit_options", |b| {
         b.iter(|| {
             black_box(
-                ratelimit::spec::parse_single(black_box(&options[..]), "tk.ratelimit").is_ok(),
+                ratelimit::parse::parse_single(black_box(&options[..]), "tk.ratelimit").is_ok(),
             )
         })
     });
@@ -155,7 +157,7 @@ fn bench_parsing(c: &mut Criterion) {
         "1h",
     ]);
     group.bench_function("ratelimit_all_2", |b| {
-        b.iter(|| black_box(ratelimit::spec::parse_all(black_box(&all[..])).is_ok()))
+        b.iter(|| black_box(ratelimit::parse::parse_all(black_box(&all[..])).is_ok()))
     });
     group.bench_function("duration", |b| {
         b.iter(|| black_box(args::parse_duration_ms(black_box(b"1500ms"))))

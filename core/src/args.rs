@@ -166,6 +166,27 @@ pub fn parse_duration_ms(raw: &[u8]) -> Option<i128> {
     parse_integer(number).map(|value| value * scale)
 }
 
+/// How many arguments (the command name included) a command takes:
+/// checked first, so a missing argument is an arity error rather than a
+/// complaint about the one after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    Exactly(usize),
+    AtLeast(usize),
+    /// One of these counts (a command whose options come in whole groups).
+    OneOf(&'static [usize]),
+}
+
+impl Arity {
+    pub fn admits(self, count: usize) -> bool {
+        match self {
+            Arity::Exactly(expected) => count == expected,
+            Arity::AtLeast(least) => count >= least,
+            Arity::OneOf(counts) => counts.contains(&count),
+        }
+    }
+}
+
 /// A forward-only cursor over a command's arguments.
 pub struct Args<'a, S: ArgSource + ?Sized> {
     source: &'a S,
@@ -181,6 +202,16 @@ impl<'a, S: ArgSource + ?Sized> Args<'a, S> {
             source,
             position: 1,
             command,
+        }
+    }
+
+    /// [`Args::new`], after checking the argument count against `arity`.
+    pub fn checked(source: &'a S, command: &'static str, arity: Arity) -> Result<Self, ArgError> {
+        let args = Args::new(source, command);
+        if arity.admits(source.count()) {
+            Ok(args)
+        } else {
+            Err(args.arity_error())
         }
     }
 

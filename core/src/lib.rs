@@ -11,7 +11,7 @@
 //! - [`error`]: the command errors and their stable prefixes;
 //! - one module per command family: [`ratelimit`] (GCRA, sliding window,
 //!   fixed window), [`session`], [`cache`], [`lock`]: limits, argument
-//!   parsing (`spec`), rules and plans.
+//!   parsing (`parse`), rules and plans.
 
 pub mod args;
 pub mod cache;

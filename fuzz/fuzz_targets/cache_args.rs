@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tk_redis_fuzz::cache::generation::Generations;
-use tk_redis_fuzz::cache::spec::{
+use tk_redis_fuzz::cache::parse::{
     parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set, validate_namespace,
 };
 use tk_redis_fuzz::split_args;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tk_redis_fuzz::ratelimit::spec::{parse_all, parse_single, MAX_ALL_KEYS};
+use tk_redis_fuzz::ratelimit::parse::{parse_all, parse_single, MAX_ALL_KEYS};
 use tk_redis_fuzz::split_args;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tk_redis_fuzz::session::spec::{
+use tk_redis_fuzz::session::parse::{
     parse_create, parse_destroy, parse_revoke_all, parse_rotate, parse_set, parse_single_key,
     parse_touch,
 };

@@ -14,6 +14,7 @@ pub use tk_redis_core::{args, effect, error, keys};
 
 pub mod cache;
 pub mod call;
+pub mod commands;
 pub mod effects;
 pub mod glue;
 pub mod keyapi;
@@ -26,7 +27,9 @@ pub mod stats;
 // The module proper exists only in the cdylib: unit tests link this crate
 // without a Redis (or its allocator).
 #[cfg(not(test))]
-mod module;
+mod info;
+#[cfg(not(test))]
+mod load;
 
 /// The module's version as Redis reports it in `MODULE LIST`
 /// (major * 10000 + minor * 100 + patch).

@@ -258,14 +258,11 @@ impl ArgDoc {
 }
 
 /// Everything Redis is told about one command.
+#[derive(Clone, Copy)]
 pub struct CommandSpec {
     pub name: &'static CStr,
     pub entry: Entry,
     pub flags: &'static CStr,
-    /// Legacy first/last/step key positions (0,0,0 for movable keys).
-    pub first_key: i32,
-    pub last_key: i32,
-    pub key_step: i32,
     pub arity: i32,
     pub summary: &'static CStr,
     pub complexity: &'static CStr,
@@ -273,6 +270,53 @@ pub struct CommandSpec {
     /// None for a command without keys.
     pub key_spec: Option<KeySpec>,
     pub args: &'static [ArgDoc],
+}
+
+impl CommandSpec {
+    /// A command without keys or docs yet: add them with [`Self::keys`]
+    /// and [`Self::docs`]. `arity` is Redis's (negative: at least).
+    pub const fn new(name: &'static CStr, entry: Entry, flags: &'static CStr, arity: i32) -> Self {
+        CommandSpec {
+            name,
+            entry,
+            flags,
+            arity,
+            summary: c"",
+            complexity: c"",
+            since: c"0.1.0",
+            key_spec: None,
+            args: &[],
+        }
+    }
+
+    /// Its keys (one key spec: the legacy key positions are derived from it).
+    pub const fn keys(mut self, keys: Keys, flags: u64) -> Self {
+        self.key_spec = Some(KeySpec { keys, flags });
+        self
+    }
+
+    /// What `COMMAND DOCS` shows.
+    pub const fn docs(
+        mut self,
+        summary: &'static CStr,
+        complexity: &'static CStr,
+        args: &'static [ArgDoc],
+    ) -> Self {
+        self.summary = summary;
+        self.complexity = complexity;
+        self.args = args;
+        self
+    }
+
+    /// The legacy first/last/step key positions, from the key spec: (0, 0,
+    /// 0) for movable keys (NumKeys, found through getkeys-api) or none.
+    pub fn legacy_key_range(&self) -> (i32, i32, i32) {
+        match self.key_spec.map(|spec| spec.keys) {
+            Some(Keys::Range { last }) if last < 0 => (1, last, 1),
+            Some(Keys::Range { last }) => (1, 1 + last, 1),
+            Some(Keys::NumKeys) | None => (0, 0, 0),
+        }
+    }
 }
 
 static COMMAND_INFO_VERSION: raw::RedisModuleCommandInfoVersion =
@@ -410,14 +454,15 @@ pub fn register(
         else {
             return Err("command API unavailable".into());
         };
+        let (first_key, last_key, key_step) = spec.legacy_key_range();
         if create(
             ctx,
             spec.name.as_ptr(),
             Some(spec.entry),
             spec.flags.as_ptr(),
-            spec.first_key,
-            spec.last_key,
-            spec.key_step,
+            first_key,
+            last_key,
+            key_step,
         ) != raw::Status::Ok as c_int
         {
             return Err(format!("could not create command {name}"));

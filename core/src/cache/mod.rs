@@ -1,7 +1,7 @@
 //! TK.CACHE: a per-user response cache whose invalidation never scans.
 //!
 //! `generation.rs` holds the rules, `plan.rs` what each write command
-//! writes and `spec.rs` the argument parsing; the commands and the
+//! writes and `parse.rs` the argument parsing; the commands and the
 //! background timer that frees invisible entries in bounded batches are in
 //! the module (`module/src/cache/command.rs`, `reclaim.rs`).
 //!
@@ -14,8 +14,8 @@
 //! | `tk:ci:{tag}` | sorted set | member = entry key, score = its expiry (ms) | with the last entry |
 
 pub mod generation;
+pub mod parse;
 pub mod plan;
-pub mod spec;
 
 /// Prefix of a namespace's field in the generations hash.
 pub const NAMESPACE_FIELD_PREFIX: &[u8] = b"n:";

@@ -12,12 +12,12 @@
 //!   holder whose token is older than one it has already seen.
 //!
 //! `rules` is the pure decision logic (current holder, fence, token, `now`,
-//! TTL in; decision and effects out), `spec` the argument parsing, both free
+//! TTL in; decision and effects out), `parse` the argument parsing, both free
 //! of Redis types so unit tests, proptests and the fuzzers drive them
 //! directly. The module's `lock/command.rs` is the thin glue.
 
+pub mod parse;
 pub mod rules;
-pub mod spec;
 
 use std::fmt;
 

@@ -10,8 +10,8 @@
 
 pub mod fixed;
 pub mod gcra;
+pub mod parse;
 pub mod sliding;
-pub mod spec;
 
 use crate::effect::{Effect, Target, Value};
 use std::fmt;

@@ -3,7 +3,7 @@
 //!
 //! `rules.rs` holds the expiry, touch, cap and version rules, `plan.rs`
 //! what each write command writes (both with `now` as a parameter) and
-//! `spec.rs` the argument parsing; the commands are in the module
+//! `parse.rs` the argument parsing; the commands are in the module
 //! (`module/src/session/command.rs`).
 //!
 //! Keys (derived by the client; one hash tag per user):
@@ -18,9 +18,9 @@
 //! passed, or it is gone); so it stays as small as the user's possibly-live
 //! sessions, whatever the login history.
 
+pub mod parse;
 pub mod plan;
 pub mod rules;
-pub mod spec;
 
 /// Default absolute lifetime of a session (30 days) when CREATE has no
 /// MAXLIFETIME.

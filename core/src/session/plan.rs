@@ -9,8 +9,8 @@
 
 use crate::effect::{extend_expiry, Effect, EffectList, HashFields, Target, Value};
 
+use super::parse::CapPolicy;
 use super::rules::{self, Cleanup, LimitReached, Listed, Times};
-use super::spec::CapPolicy;
 use super::{
     CREATED_FIELD, DATA_FIELD, EXPIRES_AT_FIELD, IDLE_FIELD, LAST_ACTIVE_FIELD,
     MAX_EXPIRES_AT_FIELD, USER_FIELD, VERSION_FIELD,

@@ -10,7 +10,7 @@
 //!   refuses the new one).
 //! - Writes with IFVERSION succeed only on the expected version.
 
-use super::spec::CapPolicy;
+use super::parse::CapPolicy;
 
 /// The numeric fields of a stored session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! TK.CACHE.GET, TK.CACHE.SET, TK.CACHE.INVALIDATEUSER, TK.CACHE.INVALIDATENS.
 //!
-//! Each handler: parse (`spec.rs`) → check the key names (one user's
+//! Each handler: parse (`parse.rs`) → check the key names (one user's
 //! `tk:c:{tag}:…`, `tk:cg:{tag}`, `tk:ci:{tag}`, see `keys.rs`) and every
 //! key's type before writing anything → read the generations → decide
 //! (`plan.rs`, on the rules of `generation.rs`: the decision and its
@@ -17,8 +17,8 @@ use crate::registry::CommandResult;
 use crate::stats;
 
 use super::generation::{is_visible, parse_generation, Generations, USER_FIELD};
+use super::parse::{parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set};
 use super::plan::{self, GenerationLimit, SetPlan};
-use super::spec::{parse_get, parse_invalidate_namespace, parse_invalidate_user, parse_set};
 use super::{reclaim, ENTRY_FIELDS, GENERATION_FIELDS, MAX_NAMESPACE_LEN, NAMESPACE_FIELD_PREFIX};
 
 const CORRUPT_GENERATIONS: &str =

@@ -1,6 +1,6 @@
 //! TK.LOCK.ACQUIRE, TK.LOCK.RELEASE, TK.LOCK.EXTEND.
 //!
-//! Each handler: parse (`spec.rs`, on the shared parser) → read `now` once →
+//! Each handler: parse (`parse.rs`, on the shared parser) → read `now` once →
 //! open keys → decide (`rules.rs`: the decision and its effects) → apply
 //! the effects through the same open keys (`effects.rs`) → reply.
 //! Refusals write nothing.
@@ -12,8 +12,8 @@ use crate::keyapi::StringKey;
 use crate::registry::CommandResult;
 use crate::stats;
 
+use super::parse::{parse_acquire, parse_extend, parse_release};
 use super::rules::{self, Acquire, Extend, Holder, Release};
-use super::spec::{parse_acquire, parse_extend, parse_release};
 
 /// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl>`
 ///

@@ -1,6 +1,6 @@
 //! TK.RATELIMIT, TK.RATELIMIT.PEEK, TK.RATELIMIT.ALL, TK.RATELIMIT.RESET.
 //!
-//! Each handler: parse (`spec.rs`, on the shared parser) → read `now` once →
+//! Each handler: parse (`parse.rs`, on the shared parser) → read `now` once →
 //! open keys → decide (pure algorithms) → write and replicate effects →
 //! reply. Replies are built directly on the connection, without
 //! intermediate values; new states are built in reused buffers.
@@ -15,9 +15,8 @@ use crate::keyapi::StringKey;
 use crate::registry::CommandResult;
 use crate::stats;
 
-use super::spec::{parse_all, parse_single, reported_limit, LimitSpec, MAX_ALL_KEYS};
+use super::parse::{parse_all, parse_reset, parse_single, reported_limit, LimitSpec, MAX_ALL_KEYS};
 use super::{decide, Algorithm, Decision, Outcome, Write};
-use crate::args::Args;
 
 thread_local! {
     /// New states are built here and reused across calls (one per limit of
@@ -185,21 +184,17 @@ pub fn all(ctx: Ctx, argv: &Argv) -> CommandResult {
 /// `TK.RATELIMIT.RESET <key> [<key> ...]`: deletes the keys (any string key;
 /// other types are refused with WRONGTYPE and nothing is deleted).
 pub fn reset(ctx: Ctx, argv: &Argv) -> CommandResult {
-    let args = Args::new(argv, "tk.ratelimit.reset");
-    let count = args.remaining();
-    if count == 0 {
-        return Err(args.arity_error().into());
-    }
+    let keys = parse_reset(argv)?;
     // Every key is checked before anything is deleted; a key named twice
     // is removed (and counted) once, as UNLINK counts it.
     let mut seen = std::collections::HashSet::new();
     let mut removed = 0u64;
-    for key in 1..=count {
+    for key in keys.clone() {
         let name = argv.string(key)?;
         let exists = StringKey::open(ctx, name)?.is_some();
         removed += u64::from(exists && seen.insert(name.bytes()));
     }
-    let unlinks: Vec<Effect> = (1..=count)
+    let unlinks: Vec<Effect> = keys
         .map(|key| Effect::Unlink {
             key: Target::Arg(key),
         })

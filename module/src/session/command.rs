@@ -1,6 +1,6 @@
 //! The TK.SESSION.* commands.
 //!
-//! Each handler: parse (`spec.rs`) → check the key names (`keys.rs`) and
+//! Each handler: parse (`parse.rs`) → check the key names (`keys.rs`) and
 //! types → read `now` once → read the keys → decide (`plan.rs` on the
 //! rules of `rules.rs`: the decision and its effects) → apply the effects
 //! (`effects.rs`) → reply.
@@ -25,12 +25,12 @@ use crate::keys::SessionIndex;
 use crate::registry::CommandResult;
 use crate::stats;
 
-use super::plan::{self, CreateArgs, SessionKeys};
-use super::rules::{self, LimitReached, Listed, Times, Touch};
-use super::spec::{
+use super::parse::{
     parse_create, parse_destroy, parse_revoke_all, parse_rotate, parse_set, parse_single_key,
     parse_touch,
 };
+use super::plan::{self, CreateArgs, SessionKeys};
+use super::rules::{self, LimitReached, Listed, Times, Touch};
 use super::FIELDS;
 
 // Positions in [`FIELDS`] (the order of the session reply).

@@ -1,6 +1,6 @@
 //! Argument parsing for the TK.CACHE commands (pure; fuzzed).
 
-use crate::args::{distinct_keys, ArgError, ArgSource, Args};
+use crate::args::{distinct_keys, ArgError, ArgSource, Args, Arity};
 use crate::error::CommandError;
 
 use super::generation::Generations;
@@ -59,21 +59,8 @@ fn next_namespace<'a, S: ArgSource + ?Sized>(args: &mut Args<'a, S>) -> Result<&
     Ok(namespace)
 }
 
-fn exact_arity<S: ArgSource + ?Sized>(
-    source: &S,
-    args: &Args<'_, S>,
-    counts: &[usize],
-) -> Result<(), ArgError> {
-    if counts.contains(&source.count()) {
-        Ok(())
-    } else {
-        Err(args.arity_error())
-    }
-}
-
 pub fn parse_get<S: ArgSource + ?Sized>(source: &S) -> Result<GetArgs<'_>, CommandError> {
-    let mut args = Args::new(source, "tk.cache.get");
-    exact_arity(source, &args, &[4])?;
+    let mut args = Args::checked(source, "tk.cache.get", Arity::Exactly(4))?;
     let entry = args.next_index()?;
     let generations = args.next_index()?;
     distinct_keys(source, [entry, generations])?;
@@ -86,8 +73,7 @@ pub fn parse_get<S: ArgSource + ?Sized>(source: &S) -> Result<GetArgs<'_>, Comma
 }
 
 pub fn parse_set<S: ArgSource + ?Sized>(source: &S) -> Result<SetArgs<'_>, CommandError> {
-    let mut args = Args::new(source, "tk.cache.set");
-    exact_arity(source, &args, &[7, 9])?;
+    let mut args = Args::checked(source, "tk.cache.set", Arity::OneOf(&[7, 9]))?;
     let entry = args.next_index()?;
     let generations = args.next_index()?;
     let index = args.next_index()?;
@@ -119,8 +105,8 @@ fn parse_invalidate<'a, S: ArgSource + ?Sized>(
     command: &'static str,
     with_namespace: bool,
 ) -> Result<InvalidateArgs<'a>, CommandError> {
-    let mut args = Args::new(source, command);
-    exact_arity(source, &args, &[if with_namespace { 4 } else { 3 }])?;
+    let arity = Arity::Exactly(if with_namespace { 4 } else { 3 });
+    let mut args = Args::checked(source, command, arity)?;
     let generations = args.next_index()?;
     let index = args.next_index()?;
     distinct_keys(source, [generations, index])?;

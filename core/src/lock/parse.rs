@@ -1,7 +1,7 @@
 //! Parsing of the lock commands' arguments: pure code on the shared parser,
 //! used by the command layer, the unit tests and the fuzz targets.
 
-use crate::args::{ArgError, ArgSource, Args};
+use crate::args::{ArgError, ArgSource, Args, Arity};
 use crate::error::CommandError;
 
 use super::{MAX_TOKEN_LEN, MAX_TTL_MS};
@@ -43,22 +43,8 @@ fn ttl<S: ArgSource + ?Sized>(args: &mut Args<'_, S>) -> Result<u64, ArgError> {
     args.next_duration_ms("ttl", 1, MAX_TTL_MS)
 }
 
-/// Checks the exact argument count first, so that a missing argument is an
-/// arity error rather than a complaint about the one after it.
-fn exact<'a, S: ArgSource + ?Sized>(
-    source: &'a S,
-    command: &'static str,
-    count: usize,
-) -> Result<Args<'a, S>, ArgError> {
-    let args = Args::new(source, command);
-    if source.count() != count {
-        return Err(args.arity_error());
-    }
-    Ok(args)
-}
-
 pub fn parse_acquire<S: ArgSource + ?Sized>(source: &S) -> Result<AcquireArgs<'_>, CommandError> {
-    let mut args = exact(source, "tk.lock.acquire", 5)?;
+    let mut args = Args::checked(source, "tk.lock.acquire", Arity::Exactly(5))?;
     let lock_key = args.next_index()?;
     let fence_key = args.next_index()?;
     if source.bytes(lock_key) == source.bytes(fence_key) {
@@ -78,7 +64,7 @@ pub fn parse_acquire<S: ArgSource + ?Sized>(source: &S) -> Result<AcquireArgs<'_
 }
 
 pub fn parse_release<S: ArgSource + ?Sized>(source: &S) -> Result<OwnerArgs<'_>, CommandError> {
-    let mut args = exact(source, "tk.lock.release", 3)?;
+    let mut args = Args::checked(source, "tk.lock.release", Arity::Exactly(3))?;
     let lock_key = args.next_index()?;
     let token = token(&mut args)?;
     args.expect_end()?;
@@ -90,7 +76,7 @@ pub fn parse_release<S: ArgSource + ?Sized>(source: &S) -> Result<OwnerArgs<'_>,
 }
 
 pub fn parse_extend<S: ArgSource + ?Sized>(source: &S) -> Result<OwnerArgs<'_>, CommandError> {
-    let mut args = exact(source, "tk.lock.extend", 4)?;
+    let mut args = Args::checked(source, "tk.lock.extend", Arity::Exactly(4))?;
     let lock_key = args.next_index()?;
     let token = token(&mut args)?;
     let ttl_ms = ttl(&mut args)?;

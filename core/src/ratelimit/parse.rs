@@ -2,7 +2,9 @@
 //! limit to report: pure code (no Redis types), shared by the command layer,
 //! the unit tests and the fuzz targets.
 
-use crate::args::{distinct_keys, parse_integer, ArgError, ArgSource, Args, SeenOptions, Token};
+use crate::args::{
+    distinct_keys, parse_integer, ArgError, ArgSource, Args, Arity, SeenOptions, Token,
+};
 use crate::error::CommandError;
 
 use super::{Algorithm, Outcome, Quota, MAX_COUNT, MAX_SPAN_MS};
@@ -65,14 +67,19 @@ pub fn parse_single<S: ArgSource + ?Sized>(
     source: &S,
     command: &'static str,
 ) -> Result<(usize, LimitSpec), CommandError> {
-    let mut args = Args::new(source, command);
-    if source.count() < 4 {
-        return Err(args.arity_error().into());
-    }
+    let mut args = Args::checked(source, command, Arity::AtLeast(4))?;
     let key = args.next_index()?;
     let spec = parse_limit(&mut args)?;
     args.expect_end()?;
     Ok((key, spec))
+}
+
+/// `TK.RATELIMIT.RESET <key> [<key> ...]` → the argv positions of the keys.
+pub fn parse_reset<S: ArgSource + ?Sized>(
+    source: &S,
+) -> Result<std::ops::RangeInclusive<usize>, CommandError> {
+    Args::checked(source, "tk.ratelimit.reset", Arity::AtLeast(2))?;
+    Ok(1..=source.count() - 1)
 }
 
 /// Parsed TK.RATELIMIT.ALL arguments: the index of the first key in argv,
@@ -84,10 +91,7 @@ pub struct AllArgs {
 }
 
 pub fn parse_all<S: ArgSource + ?Sized>(source: &S) -> Result<AllArgs, CommandError> {
-    let mut args = Args::new(source, "tk.ratelimit.all");
-    if source.count() < 5 {
-        return Err(args.arity_error().into());
-    }
+    let mut args = Args::checked(source, "tk.ratelimit.all", Arity::AtLeast(5))?;
     let count = args.next_u64("numkeys", 1, MAX_ALL_KEYS as u64)? as usize;
     let first_key = args.position();
     for _ in 0..count {

@@ -1,6 +1,6 @@
 //! Argument parsing for the TK.SESSION commands (pure; fuzzed).
 
-use crate::args::{distinct_keys, ArgError, ArgSource, Args, SeenOptions};
+use crate::args::{distinct_keys, ArgError, ArgSource, Args, Arity, SeenOptions};
 use crate::error::CommandError;
 
 use super::{DEFAULT_MAX_LIFETIME_MS, MAX_DURATION_MS, MAX_SESSIONS_CAP};
@@ -56,20 +56,8 @@ fn duration<S: ArgSource + ?Sized>(
     args.next_duration_ms(what, 1, MAX_DURATION_MS)
 }
 
-fn at_least<S: ArgSource + ?Sized>(
-    source: &S,
-    args: &Args<'_, S>,
-    count: usize,
-) -> Result<(), ArgError> {
-    if source.count() < count {
-        return Err(args.arity_error());
-    }
-    Ok(())
-}
-
 pub fn parse_create<S: ArgSource + ?Sized>(source: &S) -> Result<CreateArgs, CommandError> {
-    let mut args = Args::new(source, "tk.session.create");
-    at_least(source, &args, 6)?;
+    let mut args = Args::checked(source, "tk.session.create", Arity::AtLeast(6))?;
     let session = args.next_index()?;
     let index = args.next_index()?;
     distinct_keys(source, [session, index])?;
@@ -113,8 +101,7 @@ pub fn parse_create<S: ArgSource + ?Sized>(source: &S) -> Result<CreateArgs, Com
 }
 
 pub fn parse_touch<S: ArgSource + ?Sized>(source: &S) -> Result<TouchArgs, CommandError> {
-    let mut args = Args::new(source, "tk.session.touch");
-    at_least(source, &args, 2)?;
+    let mut args = Args::checked(source, "tk.session.touch", Arity::AtLeast(2))?;
     let session = args.next_index()?;
     let (mut idle_ms, mut min_gap_ms) = (None, None);
     let mut seen = SeenOptions::default();
@@ -140,16 +127,12 @@ pub fn parse_single_key<S: ArgSource + ?Sized>(
     source: &S,
     command: &'static str,
 ) -> Result<usize, CommandError> {
-    let mut args = Args::new(source, command);
-    if source.count() != 2 {
-        return Err(args.arity_error().into());
-    }
+    let mut args = Args::checked(source, command, Arity::Exactly(2))?;
     Ok(args.next_index()?)
 }
 
 pub fn parse_set<S: ArgSource + ?Sized>(source: &S) -> Result<SetArgs, CommandError> {
-    let mut args = Args::new(source, "tk.session.set");
-    at_least(source, &args, 3)?;
+    let mut args = Args::checked(source, "tk.session.set", Arity::AtLeast(3))?;
     let session = args.next_index()?;
     let data = args.next_index()?;
     let if_version = match args.next_keyword(&["IFVERSION"]) {
@@ -166,10 +149,7 @@ pub fn parse_set<S: ArgSource + ?Sized>(source: &S) -> Result<SetArgs, CommandEr
 
 /// `TK.SESSION.DESTROY <skey> <ikey>` → (session, index).
 pub fn parse_destroy<S: ArgSource + ?Sized>(source: &S) -> Result<(usize, usize), CommandError> {
-    let mut args = Args::new(source, "tk.session.destroy");
-    if source.count() != 3 {
-        return Err(args.arity_error().into());
-    }
+    let mut args = Args::checked(source, "tk.session.destroy", Arity::Exactly(3))?;
     let session = args.next_index()?;
     let index = args.next_index()?;
     distinct_keys(source, [session, index])?;
@@ -180,10 +160,7 @@ pub fn parse_destroy<S: ArgSource + ?Sized>(source: &S) -> Result<(usize, usize)
 pub fn parse_rotate<S: ArgSource + ?Sized>(
     source: &S,
 ) -> Result<(usize, usize, usize), CommandError> {
-    let mut args = Args::new(source, "tk.session.rotate");
-    if source.count() != 4 {
-        return Err(args.arity_error().into());
-    }
+    let mut args = Args::checked(source, "tk.session.rotate", Arity::Exactly(4))?;
     let old = args.next_index()?;
     let new = args.next_index()?;
     let index = args.next_index()?;
@@ -192,8 +169,7 @@ pub fn parse_rotate<S: ArgSource + ?Sized>(
 }
 
 pub fn parse_revoke_all<S: ArgSource + ?Sized>(source: &S) -> Result<RevokeAllArgs, CommandError> {
-    let mut args = Args::new(source, "tk.session.revokeall");
-    at_least(source, &args, 2)?;
+    let mut args = Args::checked(source, "tk.session.revokeall", Arity::AtLeast(2))?;
     let index = args.next_index()?;
     let except = match args.next_keyword(&["EXCEPT"]) {
         Some(_) => Some(args.next_index()?),
