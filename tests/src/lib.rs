@@ -18,6 +18,7 @@ pub mod flavor;
 pub mod functions;
 pub mod harness;
 pub mod http;
+pub mod raw;
 pub mod topology;
 
 pub use flavor::{Family, Flavor};

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::raw::{assert_refused_changing_nothing, dbsize, pexpiretime, snapshot};
 use tk_redis_tests::topology::Topology;
 
 /// The three bookkeeping keys of a test user `u` (one hash tag).
@@ -84,18 +85,6 @@ async fn invalidate_namespace(conn: &mut impl ConnectionLike, user: &str, namesp
         .unwrap()
 }
 
-async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
-    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
-}
-
-async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap()
-}
-
 /// A plain connection to the server holding `user`'s keys: the standalone
 /// server, or the cluster master serving the user's hash tag. Its `INFO tk`
 /// counts that user's commands and its reclaimer frees that user's entries.
@@ -114,23 +103,6 @@ async fn wait_for_reclaim(conn: &mut impl ConnectionLike) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the reclaimer did not finish within 30 s");
-}
-
-/// Every key with its type, value digest and absolute expiry.
-async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (String, i64)> {
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
-    let mut state = BTreeMap::new();
-    for key in keys {
-        let digest: Vec<String> = redis::cmd("DEBUG")
-            .arg("DIGEST-VALUE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let expiry = pexpiretime(conn, &key).await;
-        state.insert(key, (digest.concat(), expiry));
-    }
-    state
 }
 
 async fn hit_miss_and_generation_tokens(topology: &Topology) {
@@ -459,7 +431,6 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         unreachable!()
     };
     set(&mut conn, "a", "http", "1", "1h", "v", None).await;
-    let before = snapshot(&mut conn).await;
     let e = entry("a", "http", "2");
     let g = generations("a");
     let i = index("a");
@@ -619,27 +590,11 @@ async fn every_error_path_replies_err_and_changes_nothing() {
             "ERR syntax error: namespace must be",
         ),
     ];
-    for (args, expected) in &cases {
-        let mut cmd = redis::cmd(args[0]);
-        for arg in &args[1..] {
-            cmd.arg(*arg);
-        }
-        let text = match cmd.query_async::<Value>(&mut conn).await {
-            Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
-            Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
-        };
-        assert!(
-            text.starts_with(expected),
-            "{args:?}: got {text:?}, want {expected:?}"
-        );
-    }
-    assert_eq!(
-        snapshot(&mut conn).await,
-        before,
-        "an error changed the data"
-    );
-    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
-    assert_eq!(pong, "PONG");
+    let cases: Vec<(&[&str], &str)> = cases
+        .iter()
+        .map(|(args, expected)| (args.as_slice(), *expected))
+        .collect();
+    assert_refused_changing_nothing(&mut conn, &cases).await;
 }
 
 // Standalone only: command metadata, and INFO counters of one server.

@@ -24,6 +24,7 @@ use tk_redis_tests::functions::{
     Call, Reply, Via,
 };
 use tk_redis_tests::harness::{debug_digest, wait_for_sync, Server};
+use tk_redis_tests::raw::query;
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -61,14 +62,6 @@ async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
         .query_async(conn)
         .await
         .unwrap();
-}
-
-async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    cmd.arg(&args[1..]);
-    cmd.query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
 }
 
 async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {

@@ -5,7 +5,7 @@
 //! out during a test are long, and the tests that wait for an expiry poll
 //! with a bounded deadline instead of sleeping a fixed time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,48 +14,16 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tk_redis::lock::{fence_key, lock_key, Lock};
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::raw::{
+    assert_refused_changing_nothing, int, ints, pexpiretime, query, snapshot,
+};
 use tk_redis_tests::Flavor;
 
 /// Bound on every wait for an expiry.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
 
-async fn query<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
-}
-
-async fn ints(conn: &mut MultiplexedConnection, args: &[&str]) -> Vec<i64> {
-    query(conn, args).await
-}
-
-async fn int(conn: &mut MultiplexedConnection, args: &[&str]) -> i64 {
-    query(conn, args).await
-}
-
-/// Sends a command that must fail and returns the error as the client saw
-/// it: "<CODE> <message>".
-async fn error(conn: &mut MultiplexedConnection, args: &[&[u8]]) -> String {
-    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    match cmd.query_async::<Value>(conn).await {
-        Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
-        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
-    }
-}
-
 async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
     query(conn, &["GET", key]).await
-}
-
-async fn pexpiretime(conn: &mut MultiplexedConnection, key: &str) -> i64 {
-    int(conn, &["PEXPIRETIME", key]).await
 }
 
 /// The server's clock (`TIME`) in microseconds.
@@ -107,23 +75,6 @@ fn expiry_range(
         }
     };
     to_ms(before_us) + ttl_ms..=to_ms(after_us) + ttl_ms
-}
-
-/// Every key's value (or type) and absolute expiry.
-async fn snapshot(conn: &mut MultiplexedConnection) -> BTreeMap<String, (Option<Vec<u8>>, i64)> {
-    let keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
-    let mut state = BTreeMap::new();
-    for key in keys {
-        let kind: String = query(conn, &["TYPE", &key]).await;
-        let value = if kind == "string" {
-            query(conn, &["GET", &key]).await
-        } else {
-            Some(kind.into_bytes())
-        };
-        let expiry = pexpiretime(conn, &key).await;
-        state.insert(key, (value, expiry));
-    }
-    state
 }
 
 // ---- the commands --------------------------------------------------------
@@ -492,8 +443,9 @@ async fn replica_has_the_same_locks_fences_and_expiries() {
         debug_digest(&mut replica_conn).await
     );
     // Sanity: what was compared is what we expect.
-    assert_eq!(primary_state["{a}f"], (Some(b"2".to_vec()), -1));
-    assert_eq!(primary_state["{c}f"].0.as_deref(), Some(&b"1"[..]));
+    assert_eq!(get(&mut conn, "{a}f").await.as_deref(), Some("2"));
+    assert_eq!(primary_state["{a}f"].1, -1);
+    assert_eq!(get(&mut conn, "{c}f").await.as_deref(), Some("1"));
     assert!(!primary_state.contains_key("{c}l"));
     for key in ["{a}l", "{b}l", "{d}l", "{e}l"] {
         assert!(primary_state[key].1 > 0, "{key} has an absolute expiry");
@@ -589,7 +541,6 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         .await
         .unwrap();
     ints(&mut conn, &["TK.LOCK.ACQUIRE", "held", "held:f", "t", "1h"]).await;
-    let before = snapshot(&mut conn).await;
 
     let long = vec![b't'; 129];
     let cases: &[(&[&[u8]], &str)] = &[
@@ -681,22 +632,10 @@ async fn every_error_path_replies_err_and_changes_nothing() {
             "ERR the fence counter is at its maximum",
         ),
     ];
-    for (args, expected) in cases {
-        let text = error(&mut conn, args).await;
-        assert!(
-            text.starts_with(expected),
-            "{args:?}: got {text:?}, want {expected:?}"
-        );
-    }
-    assert_eq!(
-        snapshot(&mut conn).await,
-        before,
-        "an error changed the data"
-    );
+    let count = assert_refused_changing_nothing(&mut conn, cases).await;
     let info = info_section(&mut conn, "tk").await;
-    assert_eq!(info["tk_panics"], "0");
     // Arity errors come from Redis itself; the rest are the module's.
-    assert!(info["tk_errors"].parse::<u64>().unwrap() >= cases.len() as u64 - 4);
+    assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 4);
 }
 
 #[tokio::test]

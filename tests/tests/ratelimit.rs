@@ -13,6 +13,9 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis::{Algorithm, Quota, RateLimiter};
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, wait_until, Server};
+use tk_redis_tests::raw::{
+    assert_refused_changing_nothing, dbsize, error, ints, pexpiretime, snapshot,
+};
 use tk_redis_tests::topology::Topology;
 
 const ALGORITHMS: [&str; 3] = ["GCRA", "SLIDING", "FIXED"];
@@ -26,64 +29,8 @@ async fn memory_usage(conn: &mut impl ConnectionLike, key: &str) -> i64 {
         .unwrap()
 }
 
-async fn ints(conn: &mut impl ConnectionLike, args: &[&str]) -> Vec<i64> {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
-}
-
-/// Sends a command that must fail and returns the error as the client saw
-/// it: "<CODE> <message>".
-async fn error(conn: &mut impl ConnectionLike, args: &[&[u8]]) -> String {
-    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    match cmd.query_async::<Value>(conn).await {
-        Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
-        Err(e) => format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or("")),
-    }
-}
-
-async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
-    redis::cmd("DBSIZE").query_async(conn).await.unwrap()
-}
-
 async fn get_bytes(conn: &mut impl ConnectionLike, key: &str) -> Option<Vec<u8>> {
     redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
-}
-
-async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
-    redis::cmd("PEXPIRETIME")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .unwrap()
-}
-
-/// Every key's value and absolute expiry.
-async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (Option<Vec<u8>>, i64)> {
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(conn).await.unwrap();
-    let mut state = BTreeMap::new();
-    for key in keys {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .unwrap();
-        let value = if kind == "string" {
-            get_bytes(conn, &key).await
-        } else {
-            Some(kind.into_bytes())
-        };
-        let expiry = pexpiretime(conn, &key).await;
-        state.insert(key, (value, expiry));
-    }
-    state
 }
 
 #[tokio::test]
@@ -696,7 +643,6 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         .await
         .unwrap();
     ints(&mut conn, &["TK.RATELIMIT", "gcra", "5", "1h"]).await;
-    let before = snapshot(&mut conn).await;
 
     let cases: &[(&[&[u8]], &str)] = &[
         (
@@ -829,22 +775,9 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         ),
         (&[b"TK.RATELIMIT.RESET", b"gcra", b"hash"], "WRONGTYPE"),
     ];
-    for (args, expected) in cases {
-        let text = error(&mut conn, args).await;
-        assert!(
-            text.starts_with(expected),
-            "{args:?}: got {text:?}, want {expected:?}"
-        );
-    }
-    assert_eq!(
-        snapshot(&mut conn).await,
-        before,
-        "an error changed the data"
-    );
-    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
-    assert_eq!(pong, "PONG");
+    let count = assert_refused_changing_nothing(&mut conn, cases).await;
     let info = info_section(&mut conn, "tk").await;
-    assert!(info["tk_errors"].parse::<u64>().unwrap() >= cases.len() as u64 - 3);
+    assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 3);
 }
 
 #[tokio::test]

@@ -18,20 +18,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{FromRedisValue, Value};
 use tk_redis_tests::fixtures::write_session_by_hand;
 use tk_redis_tests::harness::{info_section, wait_for_sync, wait_until, Server};
+use tk_redis_tests::raw::query;
 use tk_redis_tests::Flavor;
 
 const PASSWORD: &str = "pw";
 const HOUR_MS: i64 = 3_600_000;
-
-async fn query<T: FromRedisValue>(conn: &mut impl ConnectionLike, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd.query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
 
 async fn outcome(conn: &mut impl ConnectionLike, args: &[&str]) -> Result<Value, String> {
     let mut cmd = redis::cmd(args[0]);

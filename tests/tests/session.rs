@@ -19,9 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{FromRedisValue, RedisError, Value};
+use redis::{FromRedisValue, Value};
 use tk_redis_tests::fixtures::write_session_by_hand;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
+use tk_redis_tests::raw::{
+    command, dbsize, error, error_text, int, outcome, pexpiretime, query, snapshot,
+};
 use tk_redis_tests::topology::Topology;
 
 /// Bound on every wait for an expiry.
@@ -82,46 +85,6 @@ impl Session {
         assert!(self.last_active <= self.expires_at, "{self:?}");
         assert!(self.version >= 1, "{self:?}");
         self
-    }
-}
-
-fn command(args: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        cmd.arg(*arg);
-    }
-    cmd
-}
-
-async fn query<T: FromRedisValue>(conn: &mut impl ConnectionLike, args: &[&str]) -> T {
-    command(args)
-        .query_async(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
-}
-
-async fn int(conn: &mut impl ConnectionLike, args: &[&str]) -> i64 {
-    query(conn, args).await
-}
-
-/// An error as the client saw it: "<CODE> <detail>".
-fn error_text(e: &RedisError) -> String {
-    format!("{} {}", e.code().unwrap_or("?"), e.detail().unwrap_or(""))
-}
-
-/// Sends a command; its reply, or its error text.
-async fn outcome(conn: &mut impl ConnectionLike, args: &[&str]) -> Result<Value, String> {
-    command(args)
-        .query_async::<Value>(conn)
-        .await
-        .map_err(|e| error_text(&e))
-}
-
-/// Sends a command that must fail and returns its error text.
-async fn error(conn: &mut impl ConnectionLike, args: &[&str]) -> String {
-    match outcome(conn, args).await {
-        Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
-        Err(text) => text,
     }
 }
 
@@ -194,14 +157,6 @@ async fn exists(conn: &mut impl ConnectionLike, key: &str) -> bool {
     int(conn, &["EXISTS", key]).await == 1
 }
 
-async fn pexpiretime(conn: &mut impl ConnectionLike, key: &str) -> i64 {
-    int(conn, &["PEXPIRETIME", key]).await
-}
-
-async fn dbsize(conn: &mut impl ConnectionLike) -> i64 {
-    int(conn, &["DBSIZE"]).await
-}
-
 async fn zcard(conn: &mut impl ConnectionLike, key: &str) -> i64 {
     int(conn, &["ZCARD", key]).await
 }
@@ -251,20 +206,6 @@ async fn assert_index_covers(conn: &mut impl ConnectionLike, index: &str) {
             "index {index} expires at {expiry}, before {member}'s max lifetime {score}"
         );
     }
-}
-
-/// Every key with its value digest and absolute expiry, on one server: on
-/// a cluster, pass [`node_conn`] (the redis crate sends `KEYS` and `DEBUG`
-/// to every master).
-async fn snapshot(conn: &mut impl ConnectionLike) -> BTreeMap<String, (String, i64)> {
-    let keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
-    let mut state = BTreeMap::new();
-    for key in keys {
-        let digest: Vec<String> = query(conn, &["DEBUG", "DIGEST-VALUE", &key]).await;
-        let expiry = pexpiretime(conn, &key).await;
-        state.insert(key, (digest.concat(), expiry));
-    }
-    state
 }
 
 /// The `tk_session_*` counters of one server: on a cluster, pass
