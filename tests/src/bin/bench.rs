@@ -93,6 +93,9 @@ enum Case {
     LuaBucket,
     ZsetWindow,
     Gcra,
+    /// GCRA through the Functions library (tk.lua), for servers without
+    /// the module.
+    LibraryGcra,
     Sliding,
     Fixed,
     All2,
@@ -105,12 +108,13 @@ enum Case {
 }
 
 impl Case {
-    const LOAD: [Case; 14] = [
+    const LOAD: [Case; 15] = [
         Case::Incr,
         Case::Set,
         Case::LuaBucket,
         Case::ZsetWindow,
         Case::Gcra,
+        Case::LibraryGcra,
         Case::Sliding,
         Case::Fixed,
         Case::All2,
@@ -122,11 +126,12 @@ impl Case {
         Case::Raw,
     ];
     /// Rate-limit cases whose memory per key is measured.
-    const MEMORY: [Case; 6] = [
+    const MEMORY: [Case; 7] = [
         Case::Incr,
         Case::LuaBucket,
         Case::ZsetWindow,
         Case::Gcra,
+        Case::LibraryGcra,
         Case::Sliding,
         Case::Fixed,
     ];
@@ -138,6 +143,7 @@ impl Case {
             Case::LuaBucket => "lua_bucket",
             Case::ZsetWindow => "zset_window",
             Case::Gcra => "tk_gcra",
+            Case::LibraryGcra => "tk_lua_gcra",
             Case::Sliding => "tk_sliding",
             Case::Fixed => "tk_fixed",
             Case::All2 => "tk_all_2",
@@ -165,6 +171,7 @@ impl Case {
             Case::LuaBucket => "Lua token bucket (EVALSHA)",
             Case::ZsetWindow => "ZSET window, 4 commands",
             Case::Gcra => "TK.RATELIMIT GCRA",
+            Case::LibraryGcra => "tk.lua GCRA (FCALL tk_ratelimit)",
             Case::Sliding => "TK.RATELIMIT SLIDING",
             Case::Fixed => "TK.RATELIMIT FIXED",
             Case::All2 => "TK.RATELIMIT.ALL, 2 limits",
@@ -185,6 +192,7 @@ impl Case {
             Case::Incr => &["incr"],
             Case::Set => &["set"],
             Case::LuaBucket => &["evalsha"],
+            Case::LibraryGcra => &["fcall"],
             Case::ZsetWindow => &["zremrangebyscore", "zcard", "zadd", "expire"],
             Case::Gcra | Case::Sliding | Case::Fixed | Case::TwoCalls => &["tk.ratelimit"],
             Case::Typed | Case::Raw => &["tk.ratelimit"],
@@ -261,6 +269,15 @@ async fn run_batch(
                 .clone()
         }),
         Case::Gcra | Case::Raw => single(&|k| tk_ratelimit(k, None)),
+        Case::LibraryGcra => single(&|k| {
+            redis::cmd("FCALL")
+                .arg("tk_ratelimit")
+                .arg(1)
+                .arg(k)
+                .arg(100)
+                .arg(60_000)
+                .clone()
+        }),
         Case::Sliding => single(&|k| tk_ratelimit(k, Some("SLIDING"))),
         Case::Fixed => single(&|k| tk_ratelimit(k, Some("FIXED"))),
         Case::All2 => single(&|k| {
@@ -960,6 +977,13 @@ async fn main() -> ExitCode {
         .query_async(&mut ctl)
         .await
         .expect("SCRIPT LOAD");
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(tk_redis::functions::LIBRARY_SOURCE)
+        .query_async(&mut ctl)
+        .await
+        .expect("FUNCTION LOAD of tk.lua");
     let ctx = Arc::new(Ctx {
         bucket_sha,
         seq: AtomicU64::new(0),
@@ -1209,6 +1233,17 @@ fn targets(d: &Data) -> Vec<(String, String, bool)> {
             zset >= 5.0 * gcra,
         ),
     ];
+    let library = d.us(Case::LibraryGcra);
+    out.push((
+        "tk.lua GCRA ≤ 1.2× the Lua bucket (no module)".into(),
+        format!("{:.2}× ({library:.2} vs {lua:.2} µs)", library / lua),
+        library <= 1.2 * lua,
+    ));
+    out.push((
+        "module GCRA ≥ 5× cheaper than tk.lua GCRA".into(),
+        format!("{:.2}× ({library:.2} vs {gcra:.2} µs)", library / gcra),
+        library >= 5.0 * gcra,
+    ));
     if let (Some(g), Some(i)) = (d.mem(Case::Gcra), d.mem(Case::Incr)) {
         let (g, i) = (median(&g.delta_per_key), median(&i.delta_per_key));
         out.push((
