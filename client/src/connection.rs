@@ -104,6 +104,7 @@ use redis::{
 
 use tokio::task::AbortHandle;
 
+use crate::backoff;
 use crate::error::Error;
 use crate::pubsub::{Item, RawSubscription, SubscribeOptions};
 use crate::telemetry;
@@ -247,14 +248,6 @@ pub const CLUSTER_RETRIES: u32 = 10;
 const CLUSTER_MIN_BACKOFF: Duration = Duration::from_millis(25);
 const CLUSTER_MAX_BACKOFF: Duration = Duration::from_millis(800);
 
-/// The wait before the `retry`-th send again (1-based).
-fn cluster_backoff(retry: u32) -> Duration {
-    let doublings = retry.saturating_sub(1).min(16);
-    CLUSTER_MIN_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(CLUSTER_MAX_BACKOFF)
-}
-
 /// The index in argv (0 = the command name) of the key a `TK.*` command
 /// is routed by on a cluster, or `None` for other commands (routed by the
 /// redis crate).
@@ -360,7 +353,11 @@ fn refusal(result: &RedisResult<Value>) -> Option<Refusal> {
 /// and sending again only commands that were refused unexecuted.
 async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult<Value> {
     let routing = cluster_routing(cmd);
-    let mut retries = 0;
+    let mut waits = backoff::doubling(
+        CLUSTER_MIN_BACKOFF,
+        CLUSTER_MAX_BACKOFF,
+        Some(CLUSTER_RETRIES as usize),
+    );
     let mut redirect = None;
     loop {
         let result = match redirect.take() {
@@ -373,13 +370,13 @@ async fn cluster_command(conn: &mut ClusterConnection, cmd: &Cmd) -> RedisResult
         let Some(refused) = refusal(&result) else {
             return result;
         };
-        if retries == CLUSTER_RETRIES {
+        // Every send again counts, redirections included; only refusals wait.
+        let Some(wait) = waits.next() else {
             return result;
-        }
-        retries += 1;
+        };
         match refused {
             Refusal::Redirect { host, port, asking } => redirect = Some((host, port, asking)),
-            Refusal::Wait => tokio::time::sleep(cluster_backoff(retries)).await,
+            Refusal::Wait => tokio::time::sleep(wait).await,
         }
     }
 }
@@ -1036,15 +1033,6 @@ mod tests {
             assert_eq!(refusal_of_error(&err), None, "{err:?}");
         }
         assert_eq!(refusal(&Ok(Value::Int(1))), None);
-    }
-
-    #[test]
-    fn cluster_backoff_doubles_up_to_the_cap() {
-        let waits: Vec<u64> = (1..=CLUSTER_RETRIES)
-            .map(|retry| cluster_backoff(retry).as_millis() as u64)
-            .collect();
-        assert_eq!(waits, [25, 50, 100, 200, 400, 800, 800, 800, 800, 800]);
-        assert_eq!(cluster_backoff(u32::MAX), CLUSTER_MAX_BACKOFF);
     }
 
     // ---- sentinel --------------------------------------------------------

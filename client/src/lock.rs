@@ -65,6 +65,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 
+use crate::backoff;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::reply::Flag;
@@ -152,14 +153,6 @@ fn new_token() -> Result<String> {
         token.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
     }
     Ok(token)
-}
-
-/// A pause drawn uniformly from `[backoff / 2, backoff]`.
-fn jitter(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    let span = u64::try_from((backoff - half).as_micros()).unwrap_or(u64::MAX);
-    let random = getrandom::u64().unwrap_or(0);
-    half + Duration::from_micros(random % span.saturating_add(1))
 }
 
 /// Acquires locks by name. Cloning is cheap and shares the connection.
@@ -262,10 +255,11 @@ where
     ) -> Result<Option<LockGuard<C>>> {
         let request = Request::new(name, ttl)?;
         let deadline = Instant::now() + wait;
-        let mut backoff = MIN_BACKOFF;
+        let mut pauses = backoff::doubling_with_jitter(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             let attempt = self.attempt(&request).await;
             let now = Instant::now();
+            let backoff = pauses.next().unwrap_or(MAX_BACKOFF);
             let pause = match attempt {
                 Ok(Attempt::Acquired(guard)) => return Ok(Some(guard)),
                 Ok(Attempt::Busy { .. }) if now >= deadline => return Ok(None),
@@ -274,13 +268,12 @@ where
                     let until_free = remaining.map_or(Duration::MAX, |left| {
                         left.saturating_add(Duration::from_millis(1))
                     });
-                    jitter(backoff).min(until_free)
+                    backoff.min(until_free)
                 }
-                Err(err) if err.is_transient() && now < deadline => jitter(backoff),
+                Err(err) if err.is_transient() && now < deadline => backoff,
                 Err(err) => return Err(err),
             };
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -528,24 +521,6 @@ mod tests {
         assert!(invalid_argument(ttl_ms(Duration::ZERO)).contains("between 1 ms"));
         assert!(invalid_argument(ttl_ms(Duration::from_micros(999))).contains("ttl"));
         assert!(invalid_argument(ttl_ms(MAX_TTL + Duration::from_nanos(1))).contains("ttl"));
-    }
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for backoff in [
-            Duration::ZERO,
-            Duration::from_micros(1),
-            MIN_BACKOFF,
-            MAX_BACKOFF,
-        ] {
-            for _ in 0..100 {
-                let pause = jitter(backoff);
-                assert!(
-                    pause >= backoff / 2 && pause <= backoff,
-                    "{backoff:?}: {pause:?}"
-                );
-            }
-        }
     }
 
     // ---- replies -----------------------------------------------------------

@@ -67,7 +67,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -82,6 +81,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::backoff;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::reply::Count;
@@ -630,16 +630,16 @@ async fn run(
     }
 }
 
-/// Connects and subscribes to `names`, retrying at once, then after
-/// [`backoff`] delays with [`jitter`], until it succeeds; `None` if the
-/// receiver of `sender` is dropped first.
+/// Connects and subscribes to `names`, retrying at once, then after waits
+/// doubling from [`MIN_BACKOFF`] to [`MAX_BACKOFF`] with jitter, until it
+/// succeeds; `None` if the receiver of `sender` is dropped first.
 async fn reconnect(
     source: &mut Source,
     names: &[String],
     options: &SubscribeOptions,
     sender: &mpsc::Sender<Item>,
 ) -> Option<Connection> {
-    let mut failures = 0u32;
+    let mut waits = backoff::doubling_with_jitter(MIN_BACKOFF, MAX_BACKOFF);
     loop {
         tokio::select! {
             connected = connect(source, names, options.timeout) => {
@@ -649,8 +649,7 @@ async fn reconnect(
             }
             () = sender.closed() => return None,
         }
-        let delay = jitter(backoff(failures), RandomState::new().hash_one(failures));
-        failures = failures.saturating_add(1);
+        let delay = waits.next().unwrap_or(MAX_BACKOFF);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = sender.closed() => return None,
@@ -693,21 +692,6 @@ async fn forward(
             () = sender.closed() => return Outcome::Closed,
         }
     }
-}
-
-/// The delay after `failures` + 1 failed reconnection attempts: 50 ms,
-/// doubling up to 2 s.
-fn backoff(failures: u32) -> Duration {
-    MIN_BACKOFF
-        .saturating_mul(1u32 << failures.min(16))
-        .min(MAX_BACKOFF)
-}
-
-/// `delay` scaled into `[delay / 2, delay]` by `random`, so that many
-/// subscribers cut off at once do not reconnect in lockstep.
-fn jitter(delay: Duration, random: u64) -> Duration {
-    let fraction = (random % 1_001) as f64 / 1_000.0;
-    delay.mul_f64(0.5 + 0.5 * fraction)
 }
 
 #[cfg(test)]
@@ -774,24 +758,6 @@ mod tests {
             tried.push(host(&mut source));
         }
         assert_eq!(tried, ["b:6379", "c:6379", "a:6379", "b:6379"]);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_two_seconds() {
-        let delays: Vec<u64> = (0..8).map(|n| backoff(n).as_millis() as u64).collect();
-        assert_eq!(delays, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
-
-    #[test]
-    fn jitter_stays_within_half_to_full() {
-        let delay = Duration::from_millis(800);
-        assert_eq!(jitter(delay, 0), Duration::from_millis(400));
-        assert_eq!(jitter(delay, 1_000), delay);
-        for random in [1, 7, 999, 123_456_789, u64::MAX] {
-            let jittered = jitter(delay, random);
-            assert!(jittered >= delay / 2 && jittered <= delay, "{jittered:?}");
-        }
     }
 
     #[test]
