@@ -141,10 +141,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::args;
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::keys::{self, hex, tag_of, tagged, user_digest};
-use crate::reply::{type_name, Count, Flag};
+use crate::keys::{self, tag_of, tagged, user_digest};
+use crate::reply::{
+    bulk, elements, truncate, type_name, undecodable, unwrap_attribute, Count, Flag,
+};
 use crate::telemetry;
 
 /// `TK.CACHE.GET <entry_key> <gen_key> <namespace>` (read-only).
@@ -263,13 +266,7 @@ fn check_user(user: &str) -> Result<()> {
 
 /// The TTL in whole milliseconds, rounded up, within 1 ms ..= [`MAX_TTL`].
 pub(crate) fn ttl_ms(ttl: Duration) -> Result<u64> {
-    if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
-        return Err(Error::InvalidArgument(format!(
-            "cache ttl must be between 1 ms and {MAX_TTL:?}, got {ttl:?}"
-        )));
-    }
-    // At most MAX_TTL, so it fits.
-    Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    args::bounded_ms("cache ttl", ttl, MAX_TTL)
 }
 
 /// The three keys of one call, after validating its arguments.
@@ -498,7 +495,7 @@ impl RequestIdentity {
 
     /// The digest as 64 lowercase hex digits, as it appears in the entry key.
     pub fn hex(&self) -> String {
-        hex(&self.digest)
+        hex::encode(self.digest)
     }
 
     fn http<I, K, V>(user: Option<[u8; 32]>, method: &str, path: &str, query: I) -> RequestIdentity
@@ -582,7 +579,7 @@ impl FromStr for Generation {
         parse_generation(text).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "invalid cache generation {:?}: expected <u64>.<u64>",
-                truncate(text)
+                truncate(text, 64)
             ))
         })
     }
@@ -603,14 +600,6 @@ fn canonical_u64(text: &str) -> Option<u64> {
         return None;
     }
     text.parse().ok()
-}
-
-/// At most 64 characters of `text`, for error messages.
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(64) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
 }
 
 /// The answer of [`Cache::get`].
@@ -1011,7 +1000,7 @@ where
             match self.classify(reply) {
                 Found::Hit(value) => Ok(Lookup::Hit(value)),
                 Found::Miss(generation) => Ok(Lookup::Miss(generation)),
-                Found::Undecodable(err) => Err(undecodable(&err)),
+                Found::Undecodable(err) => Err(undecodable(CMD_GET, VALUE, &err)),
             }
         }
         .await;
@@ -1333,18 +1322,11 @@ where
     }
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|err| {
-        Error::InvalidArgument(format!(
-            "cannot serialize the value to cache as JSON: {err}"
-        ))
-    })
-}
+/// What a cached value is called in errors.
+const VALUE: &str = "the cached value";
 
-fn undecodable(err: &serde_json::Error) -> Error {
-    Error::UnexpectedReply(format!(
-        "{CMD_GET}: the cached value does not decode as the requested type: {err}"
-    ))
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    args::to_json(value, "the value to cache")
 }
 
 // ---- replies ---------------------------------------------------------------
@@ -1356,36 +1338,9 @@ enum GetReply {
     Miss(Generation),
 }
 
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
-fn into_unwrapped(value: Value) -> Value {
-    match value {
-        Value::Attribute { data, .. } => *data,
-        other => other,
-    }
-}
-
 impl FromRedisValue for GetReply {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
-        let items = match into_unwrapped(value) {
-            Value::Array(items) => items,
-            other => {
-                return Err(
-                    format!("expected an array of 2 elements, got {}", type_name(&other)).into(),
-                )
-            }
-        };
-        let [flag, payload]: [Value; 2] = items.try_into().map_err(|items: Vec<Value>| {
-            format!(
-                "expected an array of 2 elements, got {} elements",
-                items.len()
-            )
-        })?;
+        let [flag, payload] = elements::<2>(value)?;
         let flag = match unwrap_attribute(&flag) {
             Value::Int(flag) => *flag,
             other => {
@@ -1394,23 +1349,14 @@ impl FromRedisValue for GetReply {
                 )
             }
         };
-        let payload = match into_unwrapped(payload) {
-            Value::BulkString(bytes) => bytes,
-            other => {
-                return Err(format!(
-                    "element 1 should be a bulk string, got {}",
-                    type_name(&other)
-                )
-                .into())
-            }
-        };
+        let payload = bulk(payload, 1, "value or generation")?;
         match flag {
             1 => Ok(GetReply::Hit(payload)),
             0 => {
                 let text = String::from_utf8_lossy(&payload);
-                parse_generation(&text)
-                    .map(GetReply::Miss)
-                    .ok_or_else(|| format!("invalid generation token {:?}", truncate(&text)).into())
+                parse_generation(&text).map(GetReply::Miss).ok_or_else(|| {
+                    format!("invalid generation token {:?}", truncate(&text, 64)).into()
+                })
             }
             other => Err(format!("element 0 must be 0 or 1, got {other}").into()),
         }
@@ -1667,7 +1613,7 @@ mod tests {
         let expected: [u8; 32] = manual.finalize().into();
         let id = RequestIdentity::for_user("u", "get", "/s", [("q", "x")]);
         assert_eq!(id.digest(), &expected);
-        assert_eq!(id.hex(), hex(&expected));
+        assert_eq!(id.hex(), hex::encode(expected));
         let debug = format!("{id:?}");
         assert!(
             debug.contains(&id.hex()) && debug.contains("has_user: true"),

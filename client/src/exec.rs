@@ -7,6 +7,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, IntoConnectionInfo};
 
 use crate::error::{Error, Result};
+use crate::reply;
 
 /// Sends `cmd` (whose name is `command`) on a clone of `conn`, waits at most
 /// `timeout` for the reply, and parses it as `T`.
@@ -38,9 +39,7 @@ where
 }
 
 fn unexpected_reply(command: &str, err: &redis::ParsingError) -> Error {
-    let text = err.to_string();
-    let detail = text.strip_prefix("Incompatible type - ").unwrap_or(&text);
-    Error::UnexpectedReply(format!("{command}: {detail}"))
+    Error::UnexpectedReply(format!("{command}: {}", reply::detail(err)))
 }
 
 /// Connects the self-reconnecting [`ConnectionManager`] behind every

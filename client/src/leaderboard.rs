@@ -35,7 +35,7 @@ use redis::Value;
 
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::reply::{type_name, Count};
+use crate::reply::{truncate, type_name, unwrap_attribute, Count};
 use crate::DEFAULT_TIMEOUT;
 
 const CMD_ZADD: &str = "ZADD";
@@ -256,14 +256,6 @@ fn unexpected(command: &str, message: &str) -> Error {
     Error::UnexpectedReply(format!("{command}: {message}"))
 }
 
-/// Looks through RESP3 attributes, which carry no reply data.
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
 /// A score: a bulk string such as `"12.5"` or `"inf"` (RESP2), or a double
 /// (RESP3).
 fn parse_score(value: &Value) -> Result<f64, String> {
@@ -273,7 +265,7 @@ fn parse_score(value: &Value) -> Result<f64, String> {
             let text = std::str::from_utf8(bytes).map_err(|_| "score is not UTF-8".to_owned())?;
             match text.parse::<f64>() {
                 Ok(score) if !score.is_nan() => Ok(score),
-                _ => Err(format!("score is not a number: {:?}", truncate(text))),
+                _ => Err(format!("score is not a number: {:?}", truncate(text, 32))),
             }
         }
         other => Err(format!("expected a score, got {}", type_name(other))),
@@ -385,14 +377,6 @@ fn parse_around(value: &Value) -> Result<Vec<Entry>, String> {
             "expected an empty array or [start, entries], got {} elements",
             other.len()
         )),
-    }
-}
-
-/// At most 32 characters of `text`, for error messages.
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(32) {
-        Some((end, _)) => &text[..end],
-        None => text,
     }
 }
 

@@ -107,6 +107,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod args;
 mod backoff;
 pub mod cache;
 pub mod config;

@@ -65,10 +65,11 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 
+use crate::args;
 use crate::backoff;
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::reply::Flag;
+use crate::reply::{int_array, Flag};
 
 /// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl_ms>`.
 pub(crate) const CMD_ACQUIRE: &str = "TK.LOCK.ACQUIRE";
@@ -128,31 +129,12 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The TTL in whole milliseconds, rounded up, within 1 ms ..= [`MAX_TTL`].
 fn ttl_ms(ttl: Duration) -> Result<u64> {
-    if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
-        return Err(Error::InvalidArgument(format!(
-            "lock ttl must be between 1 ms and {MAX_TTL:?}, got {ttl:?}"
-        )));
-    }
-    // At most MAX_TTL, so it fits.
-    Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    args::bounded_ms("lock ttl", ttl, MAX_TTL)
 }
 
 /// A new owner token: 128 random bits from the OS, as 32 lowercase hex digits.
 fn new_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|err| {
-        // The OS random source failing is an environment problem, reported
-        // as a (transient) I/O error: nothing was sent.
-        Error::Connection(redis::RedisError::from(std::io::Error::other(format!(
-            "no OS randomness for a lock token: {err}"
-        ))))
-    })?;
-    let mut token = String::with_capacity(32);
-    for byte in bytes {
-        token.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        token.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    Ok(token)
+    args::random_hex::<16>("a lock token")
 }
 
 /// Acquires locks by name. Cloning is cheap and shares the connection.
@@ -424,32 +406,9 @@ enum AcquireReply {
     Busy { remaining_ms: Option<u64> },
 }
 
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
 impl FromRedisValue for AcquireReply {
     fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
-        let Value::Array(items) = unwrap_attribute(value) else {
-            return Err("expected an array of 3 integers".into());
-        };
-        let mut ints = [0i64; 3];
-        if items.len() != ints.len() {
-            return Err(format!(
-                "expected an array of 3 integers, got {} elements",
-                items.len()
-            )
-            .into());
-        }
-        for (index, (slot, item)) in ints.iter_mut().zip(items).enumerate() {
-            *slot = match unwrap_attribute(item) {
-                Value::Int(n) => *n,
-                _ => return Err(format!("element {index} should be an integer").into()),
-            };
-        }
+        let ints = int_array::<3>(value)?;
         match ints {
             [1, fence, ttl_ms] if fence >= 1 && ttl_ms >= 1 => Ok(AcquireReply::Acquired {
                 fence: fence as u64,

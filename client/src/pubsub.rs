@@ -81,10 +81,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::args;
 use crate::backoff;
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::reply::Count;
+use crate::reply::{from_json, Count};
 use crate::telemetry;
 use crate::DEFAULT_TIMEOUT;
 
@@ -253,11 +254,7 @@ where
     /// A payload that cannot be serialized (e.g. a map with non-string
     /// keys) fails with [`Error::InvalidArgument`] before anything is sent.
     async fn publish_to<T: Serialize + ?Sized>(&self, channel: String, payload: &T) -> Result<u64> {
-        let json = serde_json::to_vec(payload).map_err(|err| {
-            Error::InvalidArgument(format!(
-                "cannot serialize the payload for {channel} as JSON: {err}"
-            ))
-        })?;
+        let json = args::to_json(payload, &format!("the payload for {channel}"))?;
         let mut cmd = redis::cmd(CMD_PUBLISH);
         cmd.arg(channel).arg(json);
         let Count(receivers) = exec::query(&self.conn, self.timeout, CMD_PUBLISH, &cmd).await?;
@@ -557,12 +554,14 @@ impl Item {
 
 fn decode<T: DeserializeOwned>(item: Item) -> Result<Event<T>> {
     match item {
-        Item::Message { channel, payload } => match serde_json::from_slice(&payload) {
-            Ok(payload) => Ok(Event::Message { channel, payload }),
-            Err(err) => Err(Error::UnexpectedReply(format!(
-                "pub/sub message on {channel}: cannot decode the JSON payload: {err}"
-            ))),
-        },
+        Item::Message { channel, payload } => {
+            let payload = from_json(
+                &payload,
+                "pub/sub message",
+                &format!("the payload on {channel}"),
+            )?;
+            Ok(Event::Message { channel, payload })
+        }
         Item::Reconnected { down_for } => {
             telemetry::pubsub_reconnect();
             Ok(Event::Reconnected { down_for })

@@ -10,6 +10,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::{Cmd, IntoConnectionInfo};
 
+use crate::args;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::reply::Count;
@@ -281,8 +282,7 @@ impl Quota {
             }
             None => {}
         }
-        let ms = self.period.as_nanos().div_ceil(1_000_000);
-        u64::try_from(ms)
+        u64::try_from(args::ceil_ms(self.period))
             .map_err(|_| Error::InvalidQuota(format!("period is too long: {:?}", self.period)))
     }
 

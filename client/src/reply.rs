@@ -1,16 +1,18 @@
-//! Strict, typed parsing of the module's replies via [`FromRedisValue`].
+//! Strict, typed parsing of replies via [`FromRedisValue`], and the
+//! helpers every feature's reply types share.
 //!
-//! The module's replies are small fixed-shape integer arrays; anything else
-//! (wrong length, a string where an integer belongs, a negative count,
-//! `allowed` other than 0 or 1) is a parse error rather than a guess, so a
+//! The module's replies are small fixed-shape arrays; anything else (wrong
+//! length, a string where an integer belongs, a negative count, `allowed`
+//! other than 0 or 1) is a parse error rather than a guess, so a
 //! client/module version mismatch surfaces as
-//! [`Error::UnexpectedReply`](crate::Error::UnexpectedReply) instead of as a
-//! wrong decision.
+//! [`Error::UnexpectedReply`] instead of as a wrong decision.
 
 use std::time::Duration;
 
 use redis::{FromRedisValue, ParsingError, Value};
+use serde::de::DeserializeOwned;
 
+use crate::error::Error;
 use crate::ratelimit::{AllDecision, Decision};
 
 /// Length of a `TK.RATELIMIT` / `TK.RATELIMIT.PEEK` reply.
@@ -19,11 +21,118 @@ const DECISION_LEN: usize = 5;
 const ALL_DECISION_LEN: usize = DECISION_LEN + 1;
 
 /// Looks through RESP3 attributes, which carry no reply data.
-fn unwrap_attribute(value: &Value) -> &Value {
+pub(crate) fn unwrap_attribute(value: &Value) -> &Value {
     match value {
         Value::Attribute { data, .. } => data,
         other => other,
     }
+}
+
+/// [`unwrap_attribute`], taking the value.
+pub(crate) fn into_unwrapped(value: Value) -> Value {
+    match value {
+        Value::Attribute { data, .. } => *data,
+        other => other,
+    }
+}
+
+/// Exactly `N` elements in an array.
+pub(crate) fn elements<const N: usize>(value: Value) -> Result<[Value; N], ParsingError> {
+    let items = match into_unwrapped(value) {
+        Value::Array(items) => items,
+        other => {
+            return Err(format!(
+                "expected an array of {N} elements, got {}",
+                type_name(&other)
+            )
+            .into())
+        }
+    };
+    items.try_into().map_err(|items: Vec<Value>| {
+        format!(
+            "expected an array of {N} elements, got {} elements",
+            items.len()
+        )
+        .into()
+    })
+}
+
+/// A bulk string element (its content is never put in an error).
+pub(crate) fn bulk(value: Value, index: usize, what: &str) -> Result<Vec<u8>, ParsingError> {
+    match into_unwrapped(value) {
+        Value::BulkString(bytes) => Ok(bytes),
+        other => Err(format!(
+            "element {index} ({what}) should be a bulk string, got {}",
+            type_name(&other)
+        )
+        .into()),
+    }
+}
+
+/// A UTF-8 bulk string element.
+pub(crate) fn text(value: Value, index: usize, what: &str) -> Result<String, ParsingError> {
+    String::from_utf8(bulk(value, index, what)?)
+        .map_err(|_| format!("element {index} ({what}) is not UTF-8").into())
+}
+
+/// A non-negative integer element.
+pub(crate) fn integer(value: &Value, index: usize, what: &str) -> Result<u64, ParsingError> {
+    match unwrap_attribute(value) {
+        Value::Int(n) => u64::try_from(*n)
+            .map_err(|_| format!("element {index} ({what}) is negative ({n})").into()),
+        other => Err(format!(
+            "element {index} ({what}) should be an integer, got {}",
+            type_name(other)
+        )
+        .into()),
+    }
+}
+
+/// A parsing error's text without the redis crate's prefix.
+pub(crate) fn detail(err: &ParsingError) -> String {
+    let text = err.to_string();
+    match text.strip_prefix("Incompatible type - ") {
+        Some(detail) => detail.to_owned(),
+        None => text,
+    }
+}
+
+/// At most `max` characters of `text`, for error messages that must not
+/// echo a large payload.
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Decodes JSON read by `command`; `what` names the value in the error
+/// (e.g. "the session data").
+pub(crate) fn from_json<T: DeserializeOwned>(
+    json: &[u8],
+    command: &str,
+    what: &str,
+) -> Result<T, Error> {
+    serde_json::from_slice(json).map_err(|err| undecodable(command, what, &err))
+}
+
+/// The error for JSON that does not decode as the requested type: where and
+/// what kind of problem, but none of the data (serde's messages may quote
+/// it, and it may be personal).
+pub(crate) fn undecodable(command: &str, what: &str, err: &serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    let kind = match err.classify() {
+        Category::Syntax => "invalid JSON",
+        Category::Eof => "truncated JSON",
+        Category::Data => "JSON of another shape",
+        Category::Io => "an I/O error",
+    };
+    Error::UnexpectedReply(format!(
+        "{command}: {what} does not decode as the requested type \
+         ({kind} at line {}, column {})",
+        err.line(),
+        err.column()
+    ))
 }
 
 /// A short name for a value's type, for error messages that must not echo
@@ -50,7 +159,7 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 }
 
 /// Exactly `N` integers in an array.
-fn int_array<const N: usize>(value: &Value) -> Result<[i64; N], ParsingError> {
+pub(crate) fn int_array<const N: usize>(value: &Value) -> Result<[i64; N], ParsingError> {
     let items = match unwrap_attribute(value) {
         Value::Array(items) => items,
         other => {

@@ -144,10 +144,14 @@ use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::args;
 use crate::error::{Error, Result};
 use crate::exec;
-use crate::keys::{hex, sha256, tagged, user_tag, TAG_HEX_LEN};
-use crate::reply::{type_name, Count, Flag};
+use crate::keys::{sha256, tagged, user_tag, TAG_HEX_LEN};
+use crate::reply::{
+    bulk, detail, elements, from_json, integer, into_unwrapped, text, type_name, unwrap_attribute,
+    Count, Flag,
+};
 use crate::telemetry;
 
 /// `TK.SESSION.CREATE <skey> <ikey> <user> <idle_ms> <data> [MAXLIFETIME <ms>] [MAXSESSIONS <n> EVICT|REJECT]`.
@@ -256,18 +260,11 @@ impl SessionToken {
     /// A new token for the user whose tag is `tag`, with 128 bits from the
     /// OS random source.
     fn generate(tag: &str) -> Result<SessionToken> {
-        let mut secret = [0u8; SECRET_BYTES];
-        getrandom::fill(&mut secret).map_err(|err| {
-            // The OS random source failing is an environment problem, reported
-            // as a (transient) I/O error, like for lock tokens: nothing was sent.
-            Error::Connection(redis::RedisError::from(std::io::Error::other(format!(
-                "no OS randomness for a session token: {err}"
-            ))))
-        })?;
+        let secret = args::random_hex::<SECRET_BYTES>("a session token")?;
         let mut text = String::with_capacity(TOKEN_LEN);
         text.push_str(tag);
         text.push('.');
-        text.push_str(&hex(&secret));
+        text.push_str(&secret);
         debug_assert_eq!(text.len(), TOKEN_LEN);
         Ok(SessionToken { text })
     }
@@ -288,7 +285,7 @@ impl SessionToken {
     /// credential: it cannot be turned back into the token. Compare it with
     /// the ids from [`SessionStore::list`] to mark the current session.
     pub fn id(&self) -> String {
-        hex(&sha256(self.text.as_bytes()))
+        hex::encode(sha256(self.text.as_bytes()))
     }
 }
 
@@ -375,40 +372,13 @@ fn check_owner(token: &SessionToken, user: &str) -> Result<String> {
 }
 
 /// A duration in whole milliseconds, rounded up, within 1 ms ..=
-/// [`MAX_DURATION`].
+/// [`MAX_DURATION`]; `what` names the option.
 fn millis(what: &str, duration: Duration) -> Result<u64> {
-    if duration < Duration::from_millis(1) || duration > MAX_DURATION {
-        return Err(Error::InvalidArgument(format!(
-            "session {what} must be between 1 ms and {MAX_DURATION:?}, got {duration:?}"
-        )));
-    }
-    // At most MAX_DURATION, so it fits.
-    Ok(u64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    args::bounded_ms(&format!("session {what}"), duration, MAX_DURATION)
 }
 
-fn to_json<T: Serialize + ?Sized>(data: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(data).map_err(|err| {
-        Error::InvalidArgument(format!("cannot serialize the session data as JSON: {err}"))
-    })
-}
-
-/// The error for session data that does not decode: where and what kind of
-/// problem, but none of the data (serde's messages may quote it).
-fn undecodable(command: &str, err: &serde_json::Error) -> Error {
-    use serde_json::error::Category;
-    let kind = match err.classify() {
-        Category::Syntax => "invalid JSON",
-        Category::Eof => "truncated JSON",
-        Category::Data => "JSON of another shape",
-        Category::Io => "an I/O error",
-    };
-    Error::UnexpectedReply(format!(
-        "{command}: the session data does not decode as the requested type \
-         ({kind} at line {}, column {})",
-        err.line(),
-        err.column()
-    ))
-}
+/// What the data is called in errors.
+const DATA: &str = "the session data";
 
 // ---- options ----------------------------------------------------------------
 
@@ -701,7 +671,7 @@ where
                 )));
             }
         }
-        let json = to_json(data)?;
+        let json = args::to_json(data, DATA)?;
         let tag = user_tag(user);
         let token = SessionToken::generate(&tag)?;
         let mut cmd = redis::cmd(CMD_CREATE);
@@ -798,7 +768,7 @@ where
                 "session expected_version must be at most {MAX_VERSION}"
             )));
         }
-        let json = to_json(data)?;
+        let json = args::to_json(data, DATA)?;
         let mut cmd = redis::cmd(CMD_SET);
         cmd.arg(session_key(token)).arg(json);
         if let Some(version) = expected_version {
@@ -963,72 +933,6 @@ where
 
 // ---- replies ---------------------------------------------------------------
 
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
-fn into_unwrapped(value: Value) -> Value {
-    match value {
-        Value::Attribute { data, .. } => *data,
-        other => other,
-    }
-}
-
-/// Exactly `N` elements in an array.
-fn elements<const N: usize>(value: Value) -> Result<[Value; N], ParsingError> {
-    let items = match into_unwrapped(value) {
-        Value::Array(items) => items,
-        other => {
-            return Err(format!(
-                "expected an array of {N} elements, got {}",
-                type_name(&other)
-            )
-            .into())
-        }
-    };
-    items.try_into().map_err(|items: Vec<Value>| {
-        format!(
-            "expected an array of {N} elements, got {} elements",
-            items.len()
-        )
-        .into()
-    })
-}
-
-/// A bulk string element (its content is never put in an error).
-fn bulk(value: Value, index: usize, what: &str) -> Result<Vec<u8>, ParsingError> {
-    match into_unwrapped(value) {
-        Value::BulkString(bytes) => Ok(bytes),
-        other => Err(format!(
-            "element {index} ({what}) should be a bulk string, got {}",
-            type_name(&other)
-        )
-        .into()),
-    }
-}
-
-/// A UTF-8 bulk string element.
-fn text(value: Value, index: usize, what: &str) -> Result<String, ParsingError> {
-    String::from_utf8(bulk(value, index, what)?)
-        .map_err(|_| format!("element {index} ({what}) is not UTF-8").into())
-}
-
-/// A non-negative integer element.
-fn integer(value: &Value, index: usize, what: &str) -> Result<u64, ParsingError> {
-    match unwrap_attribute(value) {
-        Value::Int(n) => u64::try_from(*n)
-            .map_err(|_| format!("element {index} ({what}) is negative ({n})").into()),
-        other => Err(format!(
-            "element {index} ({what}) should be an integer, got {}",
-            type_name(other)
-        )
-        .into()),
-    }
-}
-
 /// An element holding Unix milliseconds.
 fn unix_ms(value: &Value, index: usize, what: &str) -> Result<SystemTime, ParsingError> {
     let ms = integer(value, index, what)?;
@@ -1052,7 +956,7 @@ struct RawSession {
 
 impl RawSession {
     fn decode<T: DeserializeOwned>(self, command: &str) -> Result<Session<T>> {
-        let data = serde_json::from_slice(&self.data).map_err(|err| undecodable(command, &err))?;
+        let data = from_json(&self.data, command, DATA)?;
         Ok(Session {
             user: self.user,
             data,
@@ -1136,14 +1040,6 @@ impl FromRedisValue for SessionList {
             }
         }
     }
-}
-
-/// A parsing error's text without redis-rs's prefix.
-fn detail(err: &ParsingError) -> String {
-    let text = err.to_string();
-    text.strip_prefix("Incompatible type - ")
-        .map(str::to_owned)
-        .unwrap_or(text)
 }
 
 /// SET's reply: the new version, or nil when the session is gone.
