@@ -131,19 +131,18 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::args;
+use crate::client::{ClientCore, Counter};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::keys::{self, tag_of, tagged, user_digest};
 use crate::reply::{
     bulk, elements, truncate, type_name, undecodable, unwrap_attribute, Count, Flag,
@@ -693,30 +692,25 @@ pub struct CacheMetrics {
 /// The live counters behind [`CacheMetrics`].
 #[derive(Debug, Default)]
 struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    undecodable: AtomicU64,
-    stores: AtomicU64,
-    stores_refused: AtomicU64,
-    errors_as_misses: AtomicU64,
-    errors: AtomicU64,
+    hits: Counter,
+    misses: Counter,
+    undecodable: Counter,
+    stores: Counter,
+    stores_refused: Counter,
+    errors_as_misses: Counter,
+    errors: Counter,
 }
 
 impl Counters {
-    fn bump(counter: &AtomicU64) {
-        // Plain statistics: no ordering with other memory is needed.
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     fn snapshot(&self) -> CacheMetrics {
         CacheMetrics {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            undecodable: self.undecodable.load(Ordering::Relaxed),
-            stores: self.stores.load(Ordering::Relaxed),
-            stores_refused: self.stores_refused.load(Ordering::Relaxed),
-            errors_as_misses: self.errors_as_misses.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            undecodable: self.undecodable.get(),
+            stores: self.stores.get(),
+            stores_refused: self.stores_refused.get(),
+            errors_as_misses: self.errors_as_misses.get(),
+            errors: self.errors.get(),
         }
     }
 }
@@ -811,36 +805,22 @@ impl<E: std::error::Error> std::error::Error for GetOrComputeError<E> {
 /// See the [module docs](self) for keys, invalidation and error handling.
 #[derive(Clone)]
 pub struct Cache<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
     error_policy: CacheErrorPolicy,
     counters: Arc<Counters>,
 }
 
 impl<C> fmt::Debug for Cache<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cache")
-            .field("timeout", &self.timeout)
+        self.core
+            .debug_struct(f, "Cache")
             .field("error_policy", &self.error_policy)
             .finish_non_exhaustive()
     }
 }
 
 impl Cache<ConnectionManager> {
-    /// Connects to a single Redis server, e.g. `"redis://127.0.0.1:6379/"`,
-    /// through a [`ConnectionManager`] that reconnects on its own, set up
-    /// like [`RateLimiter::connect`](crate::RateLimiter::connect)'s:
-    /// connection attempts time out after
-    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), and there is no response
-    /// timeout but the cache's per-call one. To tune it, build the manager
-    /// yourself (or use [`Config::connect_cache`](crate::Config::connect_cache))
-    /// and use [`Cache::new`].
-    ///
-    /// This does not check that the tk module is loaded; the first call
-    /// reports [`Error::ModuleNotLoaded`] if it is not.
-    pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        Ok(Self::new(exec::connect_manager(info).await?))
-    }
+    crate::client::connect_constructor!();
 }
 
 impl<C> Cache<C> {
@@ -848,14 +828,13 @@ impl<C> Cache<C> {
     /// error policy ([`CacheErrorPolicy::Miss`]) and new counters.
     pub fn new(conn: C) -> Self {
         Cache {
-            conn,
-            timeout: crate::DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
             error_policy: CacheErrorPolicy::default(),
             counters: Arc::default(),
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 
     /// Sets what [`get_or_compute`](Cache::get_or_compute) does with
     /// transient errors (see [`CacheErrorPolicy`]). The counters stay shared
@@ -879,7 +858,7 @@ impl<C> Cache<C> {
 
     /// Counts an error returned to the caller.
     fn fail(&self, err: Error) -> Error {
-        Counters::bump(&self.counters.errors);
+        self.counters.errors.bump();
         telemetry::cache_error(false);
         err
     }
@@ -894,7 +873,7 @@ impl<C> Cache<C> {
     /// way.
     fn absorb<E>(&self, err: Error) -> Result<(), GetOrComputeError<E>> {
         if err.is_transient() && self.error_policy == CacheErrorPolicy::Miss {
-            Counters::bump(&self.counters.errors_as_misses);
+            self.counters.errors_as_misses.bump();
             telemetry::cache_error(true);
             Ok(())
         } else {
@@ -908,17 +887,17 @@ impl<C> Cache<C> {
         match reply {
             GetReply::Hit(json) => match serde_json::from_slice(&json) {
                 Ok(value) => {
-                    Counters::bump(&counters.hits);
+                    counters.hits.bump();
                     telemetry::cache_hit();
                     Found::Hit(value)
                 }
                 Err(err) => {
-                    Counters::bump(&counters.undecodable);
+                    counters.undecodable.bump();
                     Found::Undecodable(err)
                 }
             },
             GetReply::Miss(generation) => {
-                Counters::bump(&counters.misses);
+                counters.misses.bump();
                 telemetry::cache_miss();
                 Found::Miss(generation)
             }
@@ -1258,8 +1237,7 @@ where
             let (generations, index) = Keys::of_user(user)?;
             let mut cmd = redis::cmd(CMD_INVALIDATE_USER);
             cmd.arg(generations).arg(index);
-            let Count(generation) =
-                exec::query(&self.conn, self.timeout, CMD_INVALIDATE_USER, &cmd).await?;
+            let Count(generation) = self.core.query(CMD_INVALIDATE_USER, &cmd).await?;
             Ok(generation)
         }
         .await;
@@ -1277,8 +1255,7 @@ where
             check_namespace(namespace)?;
             let mut cmd = redis::cmd(CMD_INVALIDATE_NAMESPACE);
             cmd.arg(generations).arg(index).arg(namespace);
-            let Count(generation) =
-                exec::query(&self.conn, self.timeout, CMD_INVALIDATE_NAMESPACE, &cmd).await?;
+            let Count(generation) = self.core.query(CMD_INVALIDATE_NAMESPACE, &cmd).await?;
             Ok(generation)
         }
         .await;
@@ -1289,7 +1266,7 @@ where
     async fn lookup(&self, keys: &Keys, namespace: &str) -> Result<GetReply> {
         let mut cmd = redis::cmd(CMD_GET);
         cmd.arg(&keys.entry).arg(&keys.generations).arg(namespace);
-        exec::query(&self.conn, self.timeout, CMD_GET, &cmd).await
+        self.core.query(CMD_GET, &cmd).await
     }
 
     /// `TK.CACHE.SET <entry_key> <gen_key> <index_key> <namespace> <ttl_ms>
@@ -1312,12 +1289,12 @@ where
         if let Some(generation) = if_generation {
             cmd.arg("IFGEN").arg(generation.to_string());
         }
-        let Flag(stored) = exec::query(&self.conn, self.timeout, CMD_SET, &cmd).await?;
-        Counters::bump(if stored {
-            &self.counters.stores
+        let Flag(stored) = self.core.query(CMD_SET, &cmd).await?;
+        if stored {
+            self.counters.stores.bump();
         } else {
-            &self.counters.stores_refused
-        });
+            self.counters.stores_refused.bump();
+        }
         Ok(stored)
     }
 }
@@ -1370,6 +1347,7 @@ mod tests {
     use crate::test_support::*;
     use redis::RedisResult;
     use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
 
     fn invalid_argument<T: fmt::Debug>(result: Result<T>) -> String {
         match result {

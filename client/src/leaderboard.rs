@@ -28,15 +28,13 @@
 //! rule, so a user's rank is the same whichever call reports it.
 
 use std::fmt;
-use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::Value;
 
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::reply::{truncate, type_name, unwrap_attribute, Count};
-use crate::DEFAULT_TIMEOUT;
 
 const CMD_ZADD: &str = "ZADD";
 const CMD_ZINCRBY: &str = "ZINCRBY";
@@ -113,16 +111,15 @@ pub struct Entry {
 /// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
 #[derive(Clone)]
 pub struct Leaderboard<C = ConnectionManager> {
-    conn: C,
+    core: ClientCore<C>,
     key: String,
-    timeout: Duration,
 }
 
 impl<C> fmt::Debug for Leaderboard<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Leaderboard")
+        self.core
+            .debug_struct(f, "Leaderboard")
             .field("key", &self.key)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -132,13 +129,12 @@ impl<C> Leaderboard<C> {
     /// Nothing is sent until the first call.
     pub fn new(conn: C, challenge_id: &str) -> Self {
         Leaderboard {
-            conn,
+            core: ClientCore::new(conn),
             key: leaderboard_key(challenge_id),
-            timeout: DEFAULT_TIMEOUT,
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 
     /// The Redis key of this leaderboard.
     pub fn key(&self) -> &str {
@@ -160,7 +156,7 @@ where
         check_finite("score", score)?;
         let mut cmd = redis::cmd(CMD_ZADD);
         cmd.arg(&self.key).arg(score).arg(user);
-        let Count(added) = exec::query(&self.conn, self.timeout, CMD_ZADD, &cmd).await?;
+        let Count(added) = self.core.query(CMD_ZADD, &cmd).await?;
         Ok(added > 0)
     }
 
@@ -173,7 +169,7 @@ where
         check_finite("delta", delta)?;
         let mut cmd = redis::cmd(CMD_ZINCRBY);
         cmd.arg(&self.key).arg(delta).arg(user);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZINCRBY, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZINCRBY, &cmd).await?;
         parse_score(&reply).map_err(|message| unexpected(CMD_ZINCRBY, &message))
     }
 
@@ -186,7 +182,7 @@ where
         let stop = (n as u64).min(MAX_WINDOW) - 1;
         let mut cmd = redis::cmd(CMD_ZREVRANGE);
         cmd.arg(&self.key).arg(0).arg(stop).arg("WITHSCORES");
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZREVRANGE, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZREVRANGE, &cmd).await?;
         parse_entries(&reply, 0).map_err(|message| unexpected(CMD_ZREVRANGE, &message))
     }
 
@@ -195,7 +191,7 @@ where
     pub async fn rank_of(&self, user: &str) -> Result<Option<u64>> {
         let mut cmd = redis::cmd(CMD_ZREVRANK);
         cmd.arg(&self.key).arg(user);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZREVRANK, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZREVRANK, &cmd).await?;
         parse_rank(&reply).map_err(|message| unexpected(CMD_ZREVRANK, &message))
     }
 
@@ -214,7 +210,7 @@ where
             .arg(&self.key)
             .arg(user)
             .arg(n);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_EVAL, &cmd).await?;
+        let reply: Value = self.core.query(CMD_EVAL, &cmd).await?;
         parse_around(&reply).map_err(|message| unexpected("EVAL (around)", &message))
     }
 
@@ -223,7 +219,7 @@ where
     pub async fn remove(&self, user: &str) -> Result<bool> {
         let mut cmd = redis::cmd(CMD_ZREM);
         cmd.arg(&self.key).arg(user);
-        let Count(removed) = exec::query(&self.conn, self.timeout, CMD_ZREM, &cmd).await?;
+        let Count(removed) = self.core.query(CMD_ZREM, &cmd).await?;
         Ok(removed > 0)
     }
 
@@ -232,7 +228,7 @@ where
     pub async fn len(&self) -> Result<u64> {
         let mut cmd = redis::cmd(CMD_ZCARD);
         cmd.arg(&self.key);
-        let Count(len) = exec::query(&self.conn, self.timeout, CMD_ZCARD, &cmd).await?;
+        let Count(len) = self.core.query(CMD_ZCARD, &cmd).await?;
         Ok(len)
     }
 
@@ -385,6 +381,7 @@ mod tests {
     use super::*;
     use crate::test_support::*;
     use redis::Value;
+    use std::time::Duration;
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())

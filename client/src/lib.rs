@@ -110,10 +110,10 @@
 mod args;
 mod backoff;
 pub mod cache;
+mod client;
 pub mod config;
 pub mod connection;
 mod error;
-mod exec;
 pub mod health;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -63,12 +63,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 
 use crate::args;
 use crate::backoff;
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::reply::{int_array, Flag};
 
 /// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl_ms>`.
@@ -149,43 +149,28 @@ fn new_token() -> Result<String> {
 /// See the [module docs](self) for the guarantees and their limits.
 #[derive(Clone)]
 pub struct Lock<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
 }
 
 impl<C> fmt::Debug for Lock<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        self.core.debug_struct(f, "Lock").finish_non_exhaustive()
     }
 }
 
 impl Lock<ConnectionManager> {
-    /// Connects to a single Redis server, e.g. `"redis://127.0.0.1:6379/"`,
-    /// through a [`ConnectionManager`] that reconnects on its own, set up
-    /// like [`RateLimiter::connect`](crate::RateLimiter::connect)'s: connection
-    /// attempts time out after [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), and
-    /// there is no response timeout but the lock's per-call one. To tune it,
-    /// build the manager yourself and use [`Lock::new`].
-    ///
-    /// This does not check that the tk module is loaded; the first call
-    /// reports [`Error::ModuleNotLoaded`] if it is not.
-    pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        Ok(Self::new(exec::connect_manager(info).await?))
-    }
+    crate::client::connect_constructor!();
 }
 
 impl<C> Lock<C> {
     /// Wraps an existing connection, with the default timeout.
     pub fn new(conn: C) -> Self {
         Lock {
-            conn,
-            timeout: crate::DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 }
 
 /// One ACQUIRE's answer.
@@ -266,11 +251,10 @@ where
             .arg(&request.token)
             .arg(request.ttl_ms);
         let sent = Instant::now();
-        let reply: AcquireReply = exec::query(&self.conn, self.timeout, CMD_ACQUIRE, &cmd).await?;
+        let reply: AcquireReply = self.core.query(CMD_ACQUIRE, &cmd).await?;
         Ok(match reply {
             AcquireReply::Acquired { fence, ttl_ms } => Attempt::Acquired(LockGuard {
-                conn: self.conn.clone(),
-                timeout: self.timeout,
+                core: self.core.clone(),
                 name: request.name.clone(),
                 lock_key: request.lock_key.clone(),
                 token: request.token.clone(),
@@ -312,8 +296,7 @@ impl Request {
 /// Not released on drop: call [`release`](LockGuard::release), or the lock
 /// expires after its TTL. Calls use the [`Lock`]'s connection and timeout.
 pub struct LockGuard<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
     name: String,
     lock_key: String,
     token: String,
@@ -377,7 +360,7 @@ where
         let mut cmd = redis::cmd(CMD_EXTEND);
         cmd.arg(&self.lock_key).arg(&self.token).arg(ttl_ms);
         let sent = Instant::now();
-        let Flag(extended) = exec::query(&self.conn, self.timeout, CMD_EXTEND, &cmd).await?;
+        let Flag(extended) = self.core.query(CMD_EXTEND, &cmd).await?;
         if extended {
             self.expires_at = sent + Duration::from_millis(ttl_ms);
         }
@@ -391,7 +374,7 @@ where
     pub async fn release(&self) -> Result<bool> {
         let mut cmd = redis::cmd(CMD_RELEASE);
         cmd.arg(&self.lock_key).arg(&self.token);
-        let Flag(released) = exec::query(&self.conn, self.timeout, CMD_RELEASE, &cmd).await?;
+        let Flag(released) = self.core.query(CMD_RELEASE, &cmd).await?;
         Ok(released)
     }
 }

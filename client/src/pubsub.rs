@@ -83,8 +83,8 @@ use tokio::time::Instant;
 
 use crate::args;
 use crate::backoff;
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::reply::{from_json, Count};
 use crate::telemetry;
 use crate::DEFAULT_TIMEOUT;
@@ -190,14 +190,13 @@ impl fmt::Display for Channel {
 /// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
 #[derive(Clone)]
 pub struct Publisher<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
 }
 
 impl<C> fmt::Debug for Publisher<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Publisher")
-            .field("timeout", &self.timeout)
+        self.core
+            .debug_struct(f, "Publisher")
             .finish_non_exhaustive()
     }
 }
@@ -206,12 +205,11 @@ impl<C> Publisher<C> {
     /// Wraps an existing connection, with the default timeout.
     pub fn new(conn: C) -> Self {
         Publisher {
-            conn,
-            timeout: DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 }
 
 impl<C> Publisher<C>
@@ -257,7 +255,7 @@ where
         let json = args::to_json(payload, &format!("the payload for {channel}"))?;
         let mut cmd = redis::cmd(CMD_PUBLISH);
         cmd.arg(channel).arg(json);
-        let Count(receivers) = exec::query(&self.conn, self.timeout, CMD_PUBLISH, &cmd).await?;
+        let Count(receivers) = self.core.query(CMD_PUBLISH, &cmd).await?;
         Ok(receivers)
     }
 }

@@ -3,16 +3,15 @@
 //! when Redis is unreachable and its [`RateLimitMetrics`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, IntoConnectionInfo};
+use redis::Cmd;
 
 use crate::args;
+use crate::client::{ClientCore, Counter};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::reply::Count;
 use crate::telemetry;
 
@@ -112,24 +111,19 @@ pub struct RateLimitMetrics {
 /// The live counters behind [`RateLimitMetrics`].
 #[derive(Debug, Default)]
 struct Counters {
-    checks: AtomicU64,
-    fallbacks_open: AtomicU64,
-    fallbacks_closed: AtomicU64,
-    errors: AtomicU64,
+    checks: Counter,
+    fallbacks_open: Counter,
+    fallbacks_closed: Counter,
+    errors: Counter,
 }
 
 impl Counters {
-    fn bump(counter: &AtomicU64) {
-        // Plain statistics: no ordering with other memory is needed.
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     fn snapshot(&self) -> RateLimitMetrics {
         RateLimitMetrics {
-            checks: self.checks.load(Ordering::Relaxed),
-            fallbacks_open: self.fallbacks_open.load(Ordering::Relaxed),
-            fallbacks_closed: self.fallbacks_closed.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            checks: self.checks.get(),
+            fallbacks_open: self.fallbacks_open.get(),
+            fallbacks_closed: self.fallbacks_closed.get(),
+            errors: self.errors.get(),
         }
     }
 }
@@ -409,36 +403,22 @@ pub struct AllDecision {
 /// [`RateLimiter::metrics`] to see how often fallbacks happen.
 #[derive(Clone)]
 pub struct RateLimiter<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
     failure_policy: FailurePolicy,
     counters: Arc<Counters>,
 }
 
 impl<C> fmt::Debug for RateLimiter<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("timeout", &self.timeout)
+        self.core
+            .debug_struct(f, "RateLimiter")
             .field("failure_policy", &self.failure_policy)
             .finish_non_exhaustive()
     }
 }
 
 impl RateLimiter<ConnectionManager> {
-    /// Connects to a single Redis server, e.g. `"redis://127.0.0.1:6379/"`,
-    /// through a [`ConnectionManager`] that reconnects on its own.
-    ///
-    /// The manager uses redis-rs's defaults (connection attempts time out
-    /// after the limiter's default timeout, and the initial connection is
-    /// retried a few times with backoff) except that it has no response
-    /// timeout of its own: the limiter's per-call timeout applies. To tune
-    /// it, build the manager yourself and use [`RateLimiter::new`].
-    ///
-    /// This does not check that the tk module is loaded; the first call
-    /// reports [`Error::ModuleNotLoaded`] if it is not.
-    pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        Ok(Self::new(exec::connect_manager(info).await?))
-    }
+    crate::client::connect_constructor!();
 }
 
 impl<C> RateLimiter<C> {
@@ -446,14 +426,13 @@ impl<C> RateLimiter<C> {
     /// failure policy ([`FailurePolicy::FailOpen`]) and new counters.
     pub fn new(conn: C) -> Self {
         RateLimiter {
-            conn,
-            timeout: DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
             failure_policy: FailurePolicy::default(),
             counters: Arc::default(),
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 
     /// Sets what `check`, `check_all` and `peek` answer when Redis is
     /// unreachable (see [`FailurePolicy`]). The counters stay shared with
@@ -479,28 +458,28 @@ impl<C> RateLimiter<C> {
     /// result; `fallback(allowed)` makes the stand-in answer.
     fn settle<T>(&self, result: Result<T>, fallback: impl FnOnce(bool) -> T) -> Result<T> {
         let counters = &*self.counters;
-        Counters::bump(&counters.checks);
+        counters.checks.bump();
         match result {
             Ok(value) => Ok(value),
             Err(err) if err.is_transient() => match self.failure_policy {
                 FailurePolicy::FailOpen => {
-                    Counters::bump(&counters.fallbacks_open);
+                    counters.fallbacks_open.bump();
                     telemetry::ratelimit_fallback(true);
                     Ok(fallback(true))
                 }
                 FailurePolicy::FailClosed => {
-                    Counters::bump(&counters.fallbacks_closed);
+                    counters.fallbacks_closed.bump();
                     telemetry::ratelimit_fallback(false);
                     Ok(fallback(false))
                 }
                 FailurePolicy::Error => {
-                    Counters::bump(&counters.errors);
+                    counters.errors.bump();
                     telemetry::ratelimit_error();
                     Err(err)
                 }
             },
             Err(err) => {
-                Counters::bump(&counters.errors);
+                counters.errors.bump();
                 telemetry::ratelimit_error();
                 Err(err)
             }
@@ -528,7 +507,7 @@ where
     /// ```
     pub async fn check(&self, key: &str, quota: &Quota, cost: u64) -> Result<Decision> {
         let result = match check_cmd(CMD_CHECK, key, quota, cost) {
-            Ok(cmd) => exec::query(&self.conn, self.timeout, CMD_CHECK, &cmd).await,
+            Ok(cmd) => self.core.query(CMD_CHECK, &cmd).await,
             Err(err) => Err(err),
         };
         self.settle(result, |allowed| Decision::stand_in(allowed, quota.limit))
@@ -545,7 +524,7 @@ where
     /// [`FailurePolicy`] decides the answer, as for `check`.
     pub async fn peek_with_cost(&self, key: &str, quota: &Quota, cost: u64) -> Result<Decision> {
         let result = match check_cmd(CMD_PEEK, key, quota, cost) {
-            Ok(cmd) => exec::query(&self.conn, self.timeout, CMD_PEEK, &cmd).await,
+            Ok(cmd) => self.core.query(CMD_PEEK, &cmd).await,
             Err(err) => Err(err),
         };
         self.settle(result, |allowed| Decision::stand_in(allowed, quota.limit))
@@ -562,7 +541,7 @@ where
             return Ok(0);
         }
         let cmd = reset_cmd(keys);
-        let Count(count) = exec::query(&self.conn, self.timeout, CMD_RESET, &cmd).await?;
+        let Count(count) = self.core.query(CMD_RESET, &cmd).await?;
         Ok(count)
     }
 
@@ -598,7 +577,9 @@ where
         cost: u64,
     ) -> Result<AllDecision> {
         let result = match all_cmd(limits, cost) {
-            Ok(cmd) => exec::query::<_, AllDecision>(&self.conn, self.timeout, CMD_ALL, &cmd)
+            Ok(cmd) => self
+                .core
+                .query::<AllDecision>(CMD_ALL, &cmd)
                 .await
                 .and_then(|all| {
                     if all.index < limits.len() {

@@ -140,13 +140,13 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::args;
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::keys::{sha256, tagged, user_tag, TAG_HEX_LEN};
 use crate::reply::{
     bulk, detail, elements, from_json, integer, into_unwrapped, text, type_name, unwrap_attribute,
@@ -566,8 +566,7 @@ fn is_server_error(err: &Error, prefix: &str) -> bool {
 ///
 /// See the [module docs](self) for tokens, keys and expiry.
 pub struct SessionStore<T, C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
     options: SessionOptions,
     data: PhantomData<fn() -> T>,
 }
@@ -575,8 +574,7 @@ pub struct SessionStore<T, C = ConnectionManager> {
 impl<T, C: Clone> Clone for SessionStore<T, C> {
     fn clone(&self) -> Self {
         SessionStore {
-            conn: self.conn.clone(),
-            timeout: self.timeout,
+            core: self.core.clone(),
             options: self.options.clone(),
             data: PhantomData,
         }
@@ -585,28 +583,15 @@ impl<T, C: Clone> Clone for SessionStore<T, C> {
 
 impl<T, C> fmt::Debug for SessionStore<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionStore")
-            .field("timeout", &self.timeout)
+        self.core
+            .debug_struct(f, "SessionStore")
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
 impl<T> SessionStore<T, ConnectionManager> {
-    /// Connects to a single Redis server, e.g. `"redis://127.0.0.1:6379/"`,
-    /// through a [`ConnectionManager`] that reconnects on its own, set up
-    /// like [`RateLimiter::connect`](crate::RateLimiter::connect)'s:
-    /// connection attempts time out after
-    /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), and there is no response
-    /// timeout but the store's per-call one. To tune it, build the manager
-    /// yourself (or use [`Config::connect`](crate::Config::connect)) and use
-    /// [`SessionStore::new`].
-    ///
-    /// This does not check that the tk module is loaded; the first call
-    /// reports [`Error::ModuleNotLoaded`] if it is not.
-    pub async fn connect<I: IntoConnectionInfo>(info: I) -> Result<Self> {
-        Ok(Self::new(exec::connect_manager(info).await?))
-    }
+    crate::client::connect_constructor!();
 }
 
 impl<T, C> SessionStore<T, C> {
@@ -614,14 +599,13 @@ impl<T, C> SessionStore<T, C> {
     /// default [`SessionOptions`].
     pub fn new(conn: C) -> Self {
         SessionStore {
-            conn,
-            timeout: crate::DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
             options: SessionOptions::default(),
             data: PhantomData,
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 
     /// Sets the options of the sessions [`create`](SessionStore::create)
     /// makes. They are checked by each `create`.
@@ -686,7 +670,7 @@ where
         if let Some((count, policy)) = options.max_sessions {
             cmd.arg("MAXSESSIONS").arg(count).arg(policy.as_arg());
         }
-        let raw: RawSession = exec::query(&self.conn, self.timeout, CMD_CREATE, &cmd).await?;
+        let raw: RawSession = self.core.query(CMD_CREATE, &cmd).await?;
         if raw.user != user {
             return Err(Error::UnexpectedReply(format!(
                 "{CMD_CREATE}: the new session belongs to another user than the one sent"
@@ -774,7 +758,7 @@ where
         if let Some(version) = expected_version {
             cmd.arg("IFVERSION").arg(version);
         }
-        match exec::query(&self.conn, self.timeout, CMD_SET, &cmd).await {
+        match self.core.query(CMD_SET, &cmd).await {
             Ok(NewVersion(Some(version))) => Ok(UpdateOutcome::Updated { version }),
             Ok(NewVersion(None)) => Ok(UpdateOutcome::Gone),
             Err(err) if is_version_mismatch(&err) => {
@@ -847,7 +831,7 @@ where
         cmd.arg(session_key(token))
             .arg(session_key(&new_token))
             .arg(index_key_for(&tag, user));
-        let Rotated(moved) = exec::query(&self.conn, self.timeout, CMD_ROTATE, &cmd).await?;
+        let Rotated(moved) = self.core.query(CMD_ROTATE, &cmd).await?;
         Ok(moved.then_some(new_token))
     }
 
@@ -859,7 +843,7 @@ where
         let tag = user_tag(user);
         let mut cmd = redis::cmd(CMD_LIST);
         cmd.arg(index_key_for(&tag, user));
-        let SessionList(raw) = exec::query(&self.conn, self.timeout, CMD_LIST, &cmd).await?;
+        let SessionList(raw) = self.core.query(CMD_LIST, &cmd).await?;
         let prefix = session_prefix(&tag);
         raw.into_iter()
             .enumerate()
@@ -900,7 +884,7 @@ where
             check_owner(token, user)?;
             cmd.arg("EXCEPT").arg(session_key(token));
         }
-        let Count(deleted) = exec::query(&self.conn, self.timeout, CMD_REVOKE_ALL, &cmd).await?;
+        let Count(deleted) = self.core.query(CMD_REVOKE_ALL, &cmd).await?;
         Ok(deleted)
     }
 
@@ -912,7 +896,7 @@ where
         token: &SessionToken,
         cmd: &redis::Cmd,
     ) -> Result<Option<Session<T>>> {
-        let MaybeSession(raw) = exec::query(&self.conn, self.timeout, command, cmd).await?;
+        let MaybeSession(raw) = self.core.query(command, cmd).await?;
         let Some(raw) = raw else { return Ok(None) };
         if user_tag(&raw.user) != token.tag() {
             return Err(Error::UnexpectedReply(format!(
@@ -926,7 +910,7 @@ where
     async fn destroy_key(&self, session_key: String, tag: &str, user: &str) -> Result<bool> {
         let mut cmd = redis::cmd(CMD_DESTROY);
         cmd.arg(session_key).arg(index_key_for(tag, user));
-        let Flag(deleted) = exec::query(&self.conn, self.timeout, CMD_DESTROY, &cmd).await?;
+        let Flag(deleted) = self.core.query(CMD_DESTROY, &cmd).await?;
         Ok(deleted)
     }
 }
