@@ -12,7 +12,7 @@ use std::time::Duration;
 /// A session's token: the browser's credential, to put in the cookie.
 ///
 /// `<16 hex digits of the user's tag>.<32 hex digits of 128 random bits>`,
-/// all lowercase (see the [module docs](self#tokens)). Only its SHA-256
+/// all lowercase (see the [module docs](super#tokens)). Only its SHA-256
 /// reaches Redis.
 ///
 /// [`Debug`](fmt::Debug) shows the tag only, and there is no
