@@ -14,45 +14,27 @@ pub(super) const POOL_SIZE_RULE: &str = "expected a whole number of at least 1";
 /// [`build`](ConfigBuilder::build) validates them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigBuilder {
+    /// The settings that need no parsing, as set (checked by `build`); its
+    /// addresses and topology are replaced by those parsed from the text
+    /// below.
+    settings: Config,
     addr: String,
-    tls: bool,
-    username: Option<String>,
-    password: Option<Password>,
-    db: u32,
-    pool_size: usize,
-    dial_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    sessions_enabled: bool,
-    cache_enabled: bool,
-    ratelimit_enabled: bool,
     cache_addr: Option<String>,
     cluster_nodes: Vec<String>,
     sentinel_addrs: Vec<String>,
     sentinel_master: Option<String>,
-    sentinel_password: Option<Password>,
 }
 
 impl ConfigBuilder {
     pub(super) fn from_config(config: &Config) -> ConfigBuilder {
+        let topology = &config.topology;
         ConfigBuilder {
+            settings: config.clone(),
             addr: config.addr.to_string(),
-            tls: config.tls,
-            username: config.username.clone(),
-            password: config.password.clone(),
-            db: config.db,
-            pool_size: config.pool_size,
-            dial_timeout: config.dial_timeout,
-            read_timeout: config.read_timeout,
-            write_timeout: config.write_timeout,
-            sessions_enabled: config.sessions_enabled,
-            cache_enabled: config.cache_enabled,
-            ratelimit_enabled: config.ratelimit_enabled,
             cache_addr: config.cache_addr.as_ref().map(Addr::to_string),
-            cluster_nodes: addr_strings(&config.topology.cluster_nodes),
-            sentinel_addrs: addr_strings(&config.topology.sentinel_addrs),
-            sentinel_master: config.topology.sentinel_master.clone(),
-            sentinel_password: config.topology.sentinel_password.clone(),
+            cluster_nodes: addr_strings(&topology.cluster_nodes),
+            sentinel_addrs: addr_strings(&topology.sentinel_addrs),
+            sentinel_master: topology.sentinel_master.clone(),
         }
     }
 
@@ -135,14 +117,14 @@ impl ConfigBuilder {
     /// The Sentinels' own `AUTH` password; an empty string means none.
     #[must_use]
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.sentinel_password = Password::new(password.into());
+        self.settings.topology.sentinel_password = Password::new(password.into());
         self
     }
 
     /// Requests TLS; see the [module docs](crate::config#tls).
     #[must_use]
     pub fn tls(mut self, tls: bool) -> Self {
-        self.tls = tls;
+        self.settings.tls = tls;
         self
     }
 
@@ -150,70 +132,70 @@ impl ConfigBuilder {
     #[must_use]
     pub fn username(mut self, username: impl Into<String>) -> Self {
         let username = username.into();
-        self.username = (!username.is_empty()).then_some(username);
+        self.settings.username = (!username.is_empty()).then_some(username);
         self
     }
 
     /// The password; an empty string means none.
     #[must_use]
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Password::new(password.into());
+        self.settings.password = Password::new(password.into());
         self
     }
 
     /// The database number.
     #[must_use]
     pub fn db(mut self, db: u32) -> Self {
-        self.db = db;
+        self.settings.db = db;
         self
     }
 
     /// The maximum number of concurrent requests per connection (>= 1).
     #[must_use]
     pub fn pool_size(mut self, pool_size: usize) -> Self {
-        self.pool_size = pool_size;
+        self.settings.pool_size = pool_size;
         self
     }
 
     /// The connection timeout (> 0).
     #[must_use]
     pub fn dial_timeout(mut self, timeout: Duration) -> Self {
-        self.dial_timeout = timeout;
+        self.settings.dial_timeout = timeout;
         self
     }
 
     /// The per-request response timeout (> 0).
     #[must_use]
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
+        self.settings.read_timeout = timeout;
         self
     }
 
     /// The write timeout (> 0; validated, not applied separately).
     #[must_use]
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
+        self.settings.write_timeout = timeout;
         self
     }
 
     /// Enables or disables sessions.
     #[must_use]
     pub fn sessions_enabled(mut self, enabled: bool) -> Self {
-        self.sessions_enabled = enabled;
+        self.settings.sessions_enabled = enabled;
         self
     }
 
     /// Enables or disables the cache.
     #[must_use]
     pub fn cache_enabled(mut self, enabled: bool) -> Self {
-        self.cache_enabled = enabled;
+        self.settings.cache_enabled = enabled;
         self
     }
 
     /// Enables or disables rate limiting.
     #[must_use]
     pub fn ratelimit_enabled(mut self, enabled: bool) -> Self {
-        self.ratelimit_enabled = enabled;
+        self.settings.ratelimit_enabled = enabled;
         self
     }
 
@@ -225,9 +207,10 @@ impl ConfigBuilder {
     /// This is the one place where settings are validated:
     /// [`Config::from_lookup`] and [`Config::from_url`] build through it.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let addr = Addr::parse(&self.addr)
+        let mut config = self.settings;
+        config.addr = Addr::parse(&self.addr)
             .map_err(|reason| ConfigError::invalid(vars::ADDR, &self.addr, reason))?;
-        let cache_addr = self
+        config.cache_addr = self
             .cache_addr
             .as_deref()
             .map(|text| {
@@ -243,23 +226,21 @@ impl ConfigBuilder {
                 parse_addr_list(variable, &text)
             }
         };
-        let topology = TopologySettings {
-            cluster_nodes: list(vars::CLUSTER_NODES, &self.cluster_nodes)?,
-            sentinel_addrs: list(vars::SENTINEL_ADDRS, &self.sentinel_addrs)?,
-            sentinel_master: self
-                .sentinel_master
-                .as_deref()
-                .map(parse_master_name)
-                .transpose()?,
-            sentinel_password: self.sentinel_password,
-        };
-        if self.pool_size == 0 {
+        let topology = &mut config.topology;
+        topology.cluster_nodes = list(vars::CLUSTER_NODES, &self.cluster_nodes)?;
+        topology.sentinel_addrs = list(vars::SENTINEL_ADDRS, &self.sentinel_addrs)?;
+        topology.sentinel_master = self
+            .sentinel_master
+            .as_deref()
+            .map(parse_master_name)
+            .transpose()?;
+        if config.pool_size == 0 {
             return Err(ConfigError::invalid(vars::POOL_SIZE, "0", POOL_SIZE_RULE));
         }
         for (variable, timeout) in [
-            (vars::DIAL_TIMEOUT, self.dial_timeout),
-            (vars::READ_TIMEOUT, self.read_timeout),
-            (vars::WRITE_TIMEOUT, self.write_timeout),
+            (vars::DIAL_TIMEOUT, config.dial_timeout),
+            (vars::READ_TIMEOUT, config.read_timeout),
+            (vars::WRITE_TIMEOUT, config.write_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(ConfigError::invalid(
@@ -270,23 +251,8 @@ impl ConfigBuilder {
             }
         }
         // Values first, then whether they fit together.
-        topology.check(self.db)?;
-        Ok(Config {
-            addr,
-            tls: self.tls,
-            username: self.username,
-            password: self.password,
-            db: self.db,
-            pool_size: self.pool_size,
-            dial_timeout: self.dial_timeout,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-            sessions_enabled: self.sessions_enabled,
-            cache_enabled: self.cache_enabled,
-            ratelimit_enabled: self.ratelimit_enabled,
-            cache_addr,
-            topology,
-        })
+        config.topology.check(config.db)?;
+        Ok(config)
     }
 }
 
