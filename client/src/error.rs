@@ -23,6 +23,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///   client before anything was sent.
 /// - [`Error::UnexpectedReply`]: the server's reply did not have the
 ///   documented shape (usually a client/module version mismatch).
+///
+/// ```no_run
+/// # async fn demo(locks: tk_redis::Lock) {
+/// use std::time::Duration;
+/// use tk_redis::Error;
+///
+/// match locks.try_acquire("reports", Duration::from_secs(30)).await {
+///     Ok(Some(guard)) => println!("fence {}", guard.fence()),
+///     Ok(None) => println!("busy"),
+///     Err(err) if err.is_transient() => println!("Redis unreachable, try later: {err}"),
+///     Err(err @ Error::ModuleNotLoaded { .. }) => panic!("deployment problem: {err}"),
+///     Err(err) => println!("refused: {err}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

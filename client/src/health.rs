@@ -51,6 +51,18 @@ use redis::aio::ConnectionLike;
 use redis::InfoDict;
 
 /// Overall state.
+///
+/// ```
+/// use std::time::Duration;
+/// use tk_redis::health::{assess, HealthOptions, Status};
+///
+/// let info = "redis_version:7.0.15\r\ntk_version:200\r\n";
+/// let health = assess(Duration::from_millis(2), info, &HealthOptions::default());
+/// assert_eq!(health.status, Status::Ok);
+/// assert_eq!(health.status.as_str(), "ok");
+/// assert_eq!(health.http_status(), 200);
+/// assert_eq!(health.module_version, Some(200));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Everything works.
@@ -72,7 +84,7 @@ impl Status {
     }
 }
 
-/// What [`check`] found.
+/// What [`check`] found; see [`Status`] for an example.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Health {
     /// The overall verdict.
@@ -120,7 +132,7 @@ impl Health {
     }
 }
 
-/// Settings of [`check`].
+/// Settings of [`check`]; see the [module docs](self) for an example.
 #[derive(Clone, Debug)]
 pub struct HealthOptions {
     /// The whole check (PING + INFO) must finish within this, else `Down`.
@@ -211,7 +223,8 @@ fn info_replies(reply: redis::Value) -> Vec<NodeInfo> {
 }
 
 /// Builds the report from a PING latency and the text of
-/// `INFO server stats tk` (pure, so it is unit-tested without a server).
+/// `INFO server stats tk` (pure, so it is unit-tested without a server);
+/// see [`Status`] for an example.
 pub fn assess(latency: Duration, info: &str, options: &HealthOptions) -> Health {
     report(latency, &[(None, Ok(InfoDict::new(info)))], options)
 }

@@ -18,10 +18,10 @@
 //! with more than one key) need all keys in one hash slot: put the same
 //! hash tag in each, e.g. `tk:rl:{user42}:second` and `tk:rl:{user42}:day`.
 
-/// The conventional prefix for rate-limit keys.
+/// The conventional prefix for rate-limit keys ([example](self)).
 pub const RATELIMIT_PREFIX: &str = "tk:rl:";
 
-/// `prefix` followed by `key`, in one allocation.
+/// `prefix` followed by `key`, in one allocation ([example](self)).
 pub fn prefixed(prefix: &str, key: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + key.len());
     out.push_str(prefix);
@@ -29,7 +29,7 @@ pub fn prefixed(prefix: &str, key: &str) -> String {
     out
 }
 
-/// `key` under [`RATELIMIT_PREFIX`].
+/// `key` under [`RATELIMIT_PREFIX`] ([example](self)).
 pub fn ratelimit(key: &str) -> String {
     prefixed(RATELIMIT_PREFIX, key)
 }

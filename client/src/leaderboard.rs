@@ -82,7 +82,9 @@ pub fn leaderboard_key(challenge_id: &str) -> String {
     key
 }
 
-/// One user's place on a leaderboard.
+/// One user's place on a leaderboard, as [`Leaderboard::top`] and
+/// [`Leaderboard::around`] return it (see the [module docs](self) for an
+/// example).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The user id, as given to [`Leaderboard::add_score`] or
@@ -108,7 +110,7 @@ pub struct Entry {
 /// Cloning a `Leaderboard` is cheap and shares the connection.
 ///
 /// Every call waits at most [`timeout`](Leaderboard::timeout) (default
-/// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
+/// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), 3 s) and then fails with [`Error::Timeout`].
 #[derive(Clone)]
 pub struct Leaderboard<C = ConnectionManager> {
     core: ClientCore<C>,

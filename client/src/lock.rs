@@ -78,10 +78,21 @@ pub(crate) const CMD_RELEASE: &str = "TK.LOCK.RELEASE";
 /// `TK.LOCK.EXTEND <lock_key> <token> <ttl_ms>`.
 pub(crate) const CMD_EXTEND: &str = "TK.LOCK.EXTEND";
 
-/// The prefix of the keys derived from a lock name.
+/// The prefix of the keys derived from a lock name (see [`lock_key`]).
 pub const KEY_PREFIX: &str = "tk:lock:";
 
 /// The longest TTL the module grants in one acquire or extend: one day.
+///
+/// ```no_run
+/// # async fn demo(locks: tk_redis::Lock) {
+/// use std::time::Duration;
+/// use tk_redis::lock::MAX_TTL;
+///
+/// // Longer than a day: refused before anything is sent.
+/// let err = locks.try_acquire("nightly", MAX_TTL + Duration::from_secs(1)).await.unwrap_err();
+/// assert!(matches!(err, tk_redis::Error::InvalidArgument(_)));
+/// # }
+/// ```
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// First pause between two attempts of [`Lock::acquire`]; it doubles up to
@@ -291,7 +302,8 @@ impl Request {
     }
 }
 
-/// A held lock: its name, owner token and fencing token.
+/// A held lock: its name, owner token and fencing token. See the
+/// [module docs](self) for an example.
 ///
 /// Not released on drop: call [`release`](LockGuard::release), or the lock
 /// expires after its TTL. Calls use the [`Lock`]'s connection and timeout.

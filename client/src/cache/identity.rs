@@ -57,7 +57,7 @@ impl Encoder {
 /// that depends on the logged-in user (their dashboard, their feed, a page
 /// showing their name) with [`for_user`](RequestIdentity::for_user) or
 /// [`for_user_from_parts`](RequestIdentity::for_user_from_parts). The
-/// [`Cache`] then also refuses to use that identity for another user.
+/// [`Cache`](super::Cache) then also refuses to use that identity for another user.
 /// Use [`public`](RequestIdentity::public) or
 /// [`from_parts`](RequestIdentity::from_parts) only for results that are
 /// the same whoever asks.

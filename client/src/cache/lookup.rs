@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The generations current at a miss ([`Lookup::Miss`]): an opaque token
-/// to pass to [`Cache::set`] so that the store is refused if the user or
+/// to pass to [`Cache::set`](super::Cache::set) so that the store is refused if the user or
 /// the namespace was invalidated since.
 ///
 /// Its text form is the module's, `<user generation>.<namespace generation>`
@@ -67,13 +67,32 @@ pub(super) fn canonical_u64(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// The answer of [`Cache::get`].
+/// The answer of [`Cache::get`](super::Cache::get).
+///
+/// ```no_run
+/// # async fn demo(cache: tk_redis::Cache) -> tk_redis::Result<()> {
+/// use std::time::Duration;
+/// use tk_redis::cache::{Lookup, RequestIdentity, NO_QUERY};
+///
+/// let identity = RequestIdentity::for_user("42", "GET", "/feed", NO_QUERY);
+/// let feed = match cache.get::<Vec<String>>("42", "feed", &identity).await? {
+///     Lookup::Hit(feed) => feed,
+///     Lookup::Miss(generation) => {
+///         let feed = vec!["computed now".to_owned()];
+///         // Refused if "42" or "feed" was invalidated since the miss.
+///         cache.set("42", "feed", &identity, &feed, Duration::from_secs(60), Some(&generation)).await?;
+///         feed
+///     }
+/// };
+/// # let _ = feed;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
     /// The cached value.
     Hit(T),
     /// Nothing cached (or only entries from before an invalidation). Pass the
-    /// generation to [`Cache::set`] with the value computed now, so the store
+    /// generation to [`Cache::set`](super::Cache::set) with the value computed now, so the store
     /// is refused if an invalidation happens meanwhile.
     Miss(Generation),
 }

@@ -174,9 +174,21 @@ pub const INDEX_PREFIX: &str = "tk:ci:";
 pub const ENTRY_PREFIX: &str = "tk:c:";
 
 /// The longest TTL the module accepts for an entry: 7 days.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(tk_redis::cache::MAX_TTL, Duration::from_secs(7 * 24 * 3600));
+/// ```
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The longest namespace, in bytes.
+///
+/// ```
+/// use tk_redis::cache::{entry_key, RequestIdentity, MAX_NAMESPACE_LEN, NO_QUERY};
+/// let identity = RequestIdentity::public("GET", "/", NO_QUERY);
+/// assert!(entry_key("u", &"n".repeat(MAX_NAMESPACE_LEN), &identity).is_ok());
+/// assert!(entry_key("u", &"n".repeat(MAX_NAMESPACE_LEN + 1), &identity).is_err());
+/// ```
 pub const MAX_NAMESPACE_LEN: usize = 64;
 
 /// An empty query string, for [`RequestIdentity::for_user`] and

@@ -5,15 +5,24 @@ use crate::client::Counter;
 use crate::error::Error;
 use std::fmt;
 
-/// What [`Cache::get_or_compute`] does with a transient error
+/// What [`Cache::get_or_compute`](super::Cache::get_or_compute) does with a transient error
 /// ([`Error::Connection`], [`Error::Timeout`]; see [`Error::is_transient`]).
 ///
-/// Only `get_or_compute` follows the policy: [`Cache::get`], [`Cache::set`]
+/// Only `get_or_compute` follows the policy: [`Cache::get`](super::Cache::get), [`Cache::set`](super::Cache::set)
 /// and the invalidations always return their errors. Non-transient errors
 /// ([`Error::ModuleNotLoaded`], [`Error::Server`],
 /// [`Error::InvalidArgument`], [`Error::UnexpectedReply`]) are always
 /// returned: they mean a deployment or programming mistake, which must not
 /// be hidden behind a cache miss.
+///
+/// ```
+/// use tk_redis::{Cache, CacheErrorPolicy};
+/// # fn demo(conn: tk_redis::redis::aio::ConnectionManager) {
+/// // Fail the request rather than compute the value when Redis is away.
+/// let cache = Cache::new(conn).with_error_policy(CacheErrorPolicy::Error);
+/// assert_eq!(cache.error_policy(), CacheErrorPolicy::Error);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum CacheErrorPolicy {
@@ -32,7 +41,7 @@ pub enum CacheErrorPolicy {
     Error,
 }
 
-/// A snapshot of a [`Cache`]'s counters, from [`Cache::metrics`].
+/// A snapshot of a [`Cache`](super::Cache)'s counters, from [`Cache::metrics`](super::Cache::metrics).
 ///
 /// The counters are shared by clones of the cache (including clones given
 /// another policy or timeout) and only ever grow. Every `TK.CACHE.GET`
@@ -40,7 +49,17 @@ pub enum CacheErrorPolicy {
 /// `TK.CACHE.SET` reply in `stores` or `stores_refused`; every error either
 /// in `errors_as_misses` (absorbed by [`CacheErrorPolicy::Miss`]) or in
 /// `errors` (returned to the caller). Errors of the compute function of
-/// [`Cache::get_or_compute`] are the application's, and not counted.
+/// [`Cache::get_or_compute`](super::Cache::get_or_compute) are the application's, and not counted.
+///
+/// ```no_run
+/// # fn demo(cache: &tk_redis::Cache) {
+/// let metrics = cache.metrics();
+/// let lookups = metrics.hits + metrics.misses + metrics.undecodable;
+/// if lookups > 0 {
+///     println!("hit rate {:.1} %", 100.0 * metrics.hits as f64 / lookups as f64);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub struct CacheMetrics {
@@ -91,7 +110,7 @@ impl Counters {
     }
 }
 
-/// The error of [`Cache::get_or_compute`]: the compute function's own
+/// The error of [`Cache::get_or_compute`](super::Cache::get_or_compute): the compute function's own
 /// error, or the cache's.
 ///
 /// Kept apart so that the caller always knows which failed, and so that the

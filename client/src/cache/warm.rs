@@ -25,7 +25,7 @@ pub struct WarmReport {
     pub compute_failed: u64,
     /// Entries the cache failed on (lookup or store error, or a visible
     /// entry that is not JSON); each error is also counted in
-    /// [`CacheMetrics::errors`].
+    /// [`CacheMetrics::errors`](super::CacheMetrics::errors).
     pub cache_failed: u64,
 }
 

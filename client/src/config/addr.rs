@@ -7,6 +7,15 @@ use std::net::Ipv6Addr;
 use super::{parse_digits, ConfigError};
 
 /// A server address: host and port.
+///
+/// ```
+/// use tk_redis::config::Config;
+///
+/// let config = Config::from_url("redis://[::1]:7000").unwrap();
+/// assert_eq!(config.addr().host(), "::1");
+/// assert_eq!(config.addr().port(), 7000);
+/// assert_eq!(config.addr().to_string(), "[::1]:7000");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Addr {
     /// Host name or IP address; an IPv6 address without brackets.

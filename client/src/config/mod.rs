@@ -58,14 +58,14 @@
 //! # Topologies
 //!
 //! [`Config::topology`] says which kind of deployment [`Config::connect`]
-//! connects to; it returns a [`Connection`] of the matching variant (see
+//! connects to; it returns a [`Connection`](crate::Connection) of the matching variant (see
 //! [`crate::connection`] for what each does during a failover):
 //!
 //! | topology | set | [`Config::connect`] returns |
 //! |---|---|---|
-//! | [`Topology::Standalone`] | neither of the below (`REDIS_ADDR` is used) | [`Connection::Standalone`], a [`ConnectionManager`] |
-//! | [`Topology::Cluster`] | `REDIS_CLUSTER_NODES` | [`Connection::Cluster`], a cluster connection that discovers the other nodes from these seeds |
-//! | [`Topology::Sentinel`] | `REDIS_SENTINEL_ADDRS` and `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`], a connection to the primary that Sentinel names |
+//! | [`Topology::Standalone`] | neither of the below (`REDIS_ADDR` is used) | [`Connection::Standalone`](crate::Connection::Standalone), a [`ConnectionManager`](redis::aio::ConnectionManager) |
+//! | [`Topology::Cluster`] | `REDIS_CLUSTER_NODES` | [`Connection::Cluster`](crate::Connection::Cluster), a cluster connection that discovers the other nodes from these seeds |
+//! | [`Topology::Sentinel`] | `REDIS_SENTINEL_ADDRS` and `REDIS_SENTINEL_MASTER` | [`Connection::Sentinel`](crate::Connection::Sentinel), a connection to the primary that Sentinel names |
 //!
 //! - With a cluster or Sentinel, `REDIS_ADDR` is ignored (it is still
 //!   validated when set). `REDIS_PASSWORD`, the timeouts and
@@ -94,7 +94,7 @@
 //! # How the settings map to the redis crate
 //!
 //! On a standalone server, [`Config::connect`] returns one
-//! [`ConnectionManager`]: a single multiplexed connection that pipelines
+//! [`ConnectionManager`](redis::aio::ConnectionManager): a single multiplexed connection that pipelines
 //! concurrent requests and reconnects on its own, rather than a pool of
 //! connections. A cluster connection keeps one such connection per node,
 //! and a Sentinel connection one to the current primary. Accordingly:
@@ -131,7 +131,7 @@
 //! cluster nodes, Sentinels and the primary they name. This build does not
 //! enable the redis crate's TLS support (a `tls` feature of this crate is
 //! planned): connecting with TLS requested then fails with
-//! [`Error::InvalidArgument`] instead of silently connecting in plain text.
+//! [`Error::InvalidArgument`](crate::Error::InvalidArgument) instead of silently connecting in plain text.
 //!
 //! # Example
 //!
@@ -172,41 +172,49 @@ pub use builder::ConfigBuilder;
 ///
 /// They also name the setting in [`ConfigError::Invalid`] when the value
 /// came from the builder.
+///
+/// ```
+/// use tk_redis::config::{vars, Config, ConfigError};
+///
+/// let err = Config::from_lookup(|name| (name == vars::DB).then(|| "x".to_owned())).unwrap_err();
+/// assert!(matches!(err, ConfigError::Invalid { variable: vars::DB, .. }));
+/// assert!(vars::ALL.contains(&"REDIS_SENTINEL_MASTER"));
+/// ```
 pub mod vars {
-    /// `host:port` of the main instance.
+    /// `host:port` of the main instance ([example](self)).
     pub const ADDR: &str = "REDIS_ADDR";
-    /// ACL user name (optional).
+    /// ACL user name (optional) ([example](self)).
     pub const USERNAME: &str = "REDIS_USERNAME";
-    /// `AUTH` password (optional).
+    /// `AUTH` password (optional) ([example](self)).
     pub const PASSWORD: &str = "REDIS_PASSWORD";
-    /// Database number.
+    /// Database number ([example](self)).
     pub const DB: &str = "REDIS_DB";
-    /// Maximum concurrent requests per connection.
+    /// Maximum concurrent requests per connection ([example](self)).
     pub const POOL_SIZE: &str = "REDIS_POOL_SIZE";
-    /// Connection timeout.
+    /// Connection timeout ([example](self)).
     pub const DIAL_TIMEOUT: &str = "REDIS_DIAL_TIMEOUT";
-    /// Response timeout.
+    /// Response timeout ([example](self)).
     pub const READ_TIMEOUT: &str = "REDIS_READ_TIMEOUT";
-    /// Write timeout (validated, not applied separately).
+    /// Write timeout (validated, not applied separately) ([example](self)).
     pub const WRITE_TIMEOUT: &str = "REDIS_WRITE_TIMEOUT";
-    /// Feature flag for sessions.
+    /// Feature flag for sessions ([example](self)).
     pub const SESSIONS_ENABLED: &str = "REDIS_SESSIONS_ENABLED";
-    /// Feature flag for the cache.
+    /// Feature flag for the cache ([example](self)).
     pub const CACHE_ENABLED: &str = "REDIS_CACHE_ENABLED";
-    /// Feature flag for rate limiting.
+    /// Feature flag for rate limiting ([example](self)).
     pub const RATELIMIT_ENABLED: &str = "REDIS_RATELIMIT_ENABLED";
-    /// `host:port` of the cache's own instance (optional).
+    /// `host:port` of the cache's own instance (optional) ([example](self)).
     pub const CACHE_ADDR: &str = "REDIS_CACHE_ADDR";
-    /// Comma-separated `host:port` seed nodes of a Redis Cluster (optional).
+    /// Comma-separated `host:port` seed nodes of a Redis Cluster (optional) ([example](self)).
     pub const CLUSTER_NODES: &str = "REDIS_CLUSTER_NODES";
-    /// Comma-separated `host:port` of Sentinels (optional).
+    /// Comma-separated `host:port` of Sentinels (optional) ([example](self)).
     pub const SENTINEL_ADDRS: &str = "REDIS_SENTINEL_ADDRS";
-    /// The primary's name in Sentinel (required with [`SENTINEL_ADDRS`]).
+    /// The primary's name in Sentinel (required with [`SENTINEL_ADDRS`]) ([example](self)).
     pub const SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
-    /// `AUTH` password of the Sentinels themselves (optional).
+    /// `AUTH` password of the Sentinels themselves (optional) ([example](self)).
     pub const SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
 
-    /// Every variable, in the order above.
+    /// Every variable, in the order above ([example](self)).
     pub const ALL: [&str; 16] = [
         ADDR,
         USERNAME,
@@ -232,25 +240,37 @@ pub mod vars {
     }
 }
 
-/// Default `REDIS_ADDR`. The compose file sets `redis:6379`.
+/// Default `REDIS_ADDR`. The compose file sets `redis:6379` (see [`Config::default`](Config#example)).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6379";
-/// The port used when a URL has none.
+/// The port used when a URL has none (see [`Config::default`](Config#example)).
 pub const DEFAULT_PORT: u16 = 6379;
-/// Default `REDIS_DB`.
+/// Default `REDIS_DB` (see [`Config::default`](Config#example)).
 pub const DEFAULT_DB: u32 = 0;
-/// Default `REDIS_POOL_SIZE`.
+/// Default `REDIS_POOL_SIZE` (see [`Config::default`](Config#example)).
 pub const DEFAULT_POOL_SIZE: usize = 20;
-/// Default `REDIS_DIAL_TIMEOUT`: 5 seconds.
+/// Default `REDIS_DIAL_TIMEOUT`: 5 seconds (see [`Config::default`](Config#example)).
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default `REDIS_READ_TIMEOUT`: 3 seconds.
+/// Default `REDIS_READ_TIMEOUT`: 3 seconds (see [`Config::default`](Config#example)).
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default `REDIS_WRITE_TIMEOUT`: 3 seconds.
+/// Default `REDIS_WRITE_TIMEOUT`: 3 seconds (see [`Config::default`](Config#example)).
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Shown instead of a password in error messages.
 const REDACTED: &str = "<redacted>";
 
 /// A setting that cannot be used.
+///
+/// ```
+/// use tk_redis::config::{Config, ConfigError};
+///
+/// let err = Config::from_lookup(|name| match name {
+///     "REDIS_CLUSTER_NODES" => Some("redis-1:7000".to_owned()),
+///     "REDIS_DB" => Some("3".to_owned()),
+///     _ => None,
+/// })
+/// .unwrap_err();
+/// assert!(matches!(err, ConfigError::Conflict { first: "REDIS_CLUSTER_NODES", second: "REDIS_DB", .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -369,6 +389,26 @@ impl TopologySettings {
 /// Every `Config` is valid: it comes from [`Config::from_env`],
 /// [`Config::from_url`] or [`ConfigBuilder::build`], which all validate.
 /// `Debug` output never shows the passwords.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tk_redis::config::{Config, DEFAULT_POOL_SIZE, DEFAULT_READ_TIMEOUT};
+/// use tk_redis::Topology;
+///
+/// let config = Config::default();
+/// assert_eq!(config.addr().host(), "127.0.0.1");
+/// assert_eq!(config.addr().port(), 6379);
+/// assert_eq!(config.pool_size(), DEFAULT_POOL_SIZE);
+/// assert_eq!(config.read_timeout(), DEFAULT_READ_TIMEOUT);
+/// assert_eq!(config.topology(), Topology::Standalone);
+/// assert!(config.sessions_enabled() && config.cache_enabled() && config.ratelimit_enabled());
+///
+/// let tuned = config.to_builder().read_timeout(Duration::from_millis(200)).build()?;
+/// assert_eq!(tuned.read_timeout(), Duration::from_millis(200));
+/// # Ok::<(), tk_redis::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     addr: Addr,

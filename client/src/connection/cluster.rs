@@ -9,7 +9,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Arg, Cmd, ErrorKind, RedisError, RedisResult, Value};
 use std::time::Duration;
 
-/// How many times [`Connection::Cluster`] sends a refused command again
+/// How many times [`Connection::Cluster`](crate::Connection::Cluster) sends a refused command again
 /// (see the [module docs](super#nothing-is-sent-twice)).
 pub const CLUSTER_RETRIES: u32 = 10;
 

@@ -23,7 +23,7 @@
 //! `TK.*` commands are not idempotent (a rate-limit check that is sent
 //! again consumes again), so no variant ever sends a command again once it
 //! *may* have reached the server. A call in flight when a connection breaks
-//! or times out fails with a transient error ([`Error::is_transient`]), and
+//! or times out fails with a transient error ([`Error::is_transient`](crate::Error::is_transient)), and
 //! the caller decides (the [`RateLimiter`](crate::RateLimiter) applies its
 //! [`FailurePolicy`](crate::FailurePolicy)).
 //!

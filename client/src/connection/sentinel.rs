@@ -42,6 +42,19 @@ use tokio::task::AbortHandle;
 /// dropped.
 ///
 /// Cloning is cheap and shares the connection.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use tk_redis::{Config, Connection};
+///
+/// let config = Config::builder()
+///     .sentinel(["sentinel-1:26379", "sentinel-2:26379"], "tk-state")
+///     .build()?;
+/// if let Connection::Sentinel(sentinel) = config.connect().await? {
+///     println!("{} is at {:?}", sentinel.master_name(), sentinel.master_addr());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SentinelConnection {
     pub(super) shared: Arc<SentinelShared>,
@@ -76,7 +89,7 @@ impl Drop for SentinelShared {
 /// in between get its error at once. During a failover every call would
 /// otherwise ask all the sentinels again (hundreds of times a second per
 /// client); this caps it at 10 a second, and delays noticing the new
-/// primary by at most this long.
+/// primary by at most this long. See [`SentinelConnection`] for an example.
 pub const SENTINEL_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Default)]

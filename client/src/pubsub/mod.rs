@@ -78,6 +78,7 @@ use serde::Serialize;
 use crate::args;
 use crate::client::ClientCore;
 use crate::error::{Error, Result};
+use crate::keys;
 use crate::reply::Count;
 use crate::DEFAULT_TIMEOUT;
 
@@ -90,12 +91,15 @@ pub use subscription::*;
 const CMD_PUBLISH: &str = "PUBLISH";
 const CMD_SUBSCRIBE: &str = "SUBSCRIBE";
 
-/// Prefix of conversation channels: `tk:messages:<conversation>`.
+/// Prefix of conversation channels: `tk:messages:<conversation>` (see
+/// [`message_channel`]).
 pub const MESSAGES_PREFIX: &str = "tk:messages:";
-/// Prefix of notification channels: `tk:notifications:<user>`.
+/// Prefix of notification channels: `tk:notifications:<user>` (see
+/// [`notification_channel`]).
 pub const NOTIFICATIONS_PREFIX: &str = "tk:notifications:";
 
-/// Default interval between keepalive pings of a [`Subscription`].
+/// Default interval between keepalive pings of a [`Subscription`] (see
+/// [`SubscribeOptions`]).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// First delay between reconnection attempts (after an immediate first try).
@@ -106,23 +110,33 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const BUFFER: usize = 256;
 
 /// The channel of a conversation: `tk:messages:<conversation>`.
+///
+/// ```
+/// assert_eq!(tk_redis::pubsub::message_channel("c42"), "tk:messages:c42");
+/// ```
 pub fn message_channel(conversation: &str) -> String {
-    concat(MESSAGES_PREFIX, conversation)
+    keys::prefixed(MESSAGES_PREFIX, conversation)
 }
 
 /// The channel of a user's notifications: `tk:notifications:<user>`.
+///
+/// ```
+/// assert_eq!(tk_redis::pubsub::notification_channel("u7"), "tk:notifications:u7");
+/// ```
 pub fn notification_channel(user: &str) -> String {
-    concat(NOTIFICATIONS_PREFIX, user)
-}
-
-fn concat(prefix: &str, id: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + id.len());
-    out.push_str(prefix);
-    out.push_str(id);
-    out
+    keys::prefixed(NOTIFICATIONS_PREFIX, user)
 }
 
 /// A channel to subscribe to.
+///
+/// ```
+/// use tk_redis::pubsub::Channel;
+///
+/// let channel = Channel::messages("c42");
+/// assert_eq!(channel.name(), "tk:messages:c42");
+/// assert_eq!(Channel::parse(&channel.name()), Some(channel));
+/// assert_eq!(Channel::notifications("u7").to_string(), "tk:notifications:u7");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// A conversation's messages: `tk:messages:<conversation>`.
@@ -185,7 +199,8 @@ impl fmt::Display for Channel {
 /// works. Cloning a `Publisher` is cheap and shares the connection.
 ///
 /// Every call waits at most [`timeout`](Publisher::timeout) (default
-/// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
+/// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`]. See
+/// the [module docs](self) for an example.
 #[derive(Clone)]
 pub struct Publisher<C = ConnectionManager> {
     core: ClientCore<C>,
@@ -258,7 +273,8 @@ where
     }
 }
 
-/// What a [`Subscription`] yields.
+/// What a [`Subscription`] yields; see the [module docs](self) for an
+/// example.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event<T> {
@@ -283,6 +299,22 @@ pub enum Event<T> {
 }
 
 /// Settings of a [`Subscription`] (see [`subscribe_with`]).
+///
+/// ```no_run
+/// # async fn demo(config: tk_redis::Config) -> tk_redis::Result<()> {
+/// use std::time::Duration;
+/// use tk_redis::pubsub::{Channel, SubscribeOptions};
+///
+/// // Notice a silently dead connection within about 5 s.
+/// let options = SubscribeOptions::default()
+///     .ping_interval(Some(Duration::from_secs(5)))
+///     .timeout(Duration::from_secs(1));
+/// let events = config
+///     .subscribe_with::<serde_json::Value>(vec![Channel::notifications("u7")], options)
+///     .await?;
+/// # let _ = events;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscribeOptions {
@@ -322,7 +354,7 @@ impl SubscribeOptions {
 }
 
 /// Subscribes to `channels` with the default [`SubscribeOptions`]; see
-/// [`subscribe_with`].
+/// [`subscribe_with`], and the [module docs](self) for an example.
 pub async fn subscribe<T: DeserializeOwned>(
     client: Client,
     channels: Vec<Channel>,
@@ -355,7 +387,8 @@ pub async fn subscribe<T: DeserializeOwned>(
 /// channels in one call rather than one call per channel. Dropping the
 /// [`Subscription`] stops the task and closes the connection.
 ///
-/// Must be called within a Tokio runtime.
+/// Must be called within a Tokio runtime. See [`SubscribeOptions`] for an
+/// example.
 pub async fn subscribe_with<T: DeserializeOwned>(
     client: Client,
     channels: Vec<Channel>,

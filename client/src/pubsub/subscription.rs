@@ -126,7 +126,8 @@ impl Drop for RawSubscription {
 ///
 /// The stream does not end on its own (it reconnects instead); it ends
 /// only if its background task stops, i.e. when the Tokio runtime shuts
-/// down. Dropping it unsubscribes and closes the connection.
+/// down. Dropping it unsubscribes and closes the connection. See the
+/// [module docs](super) for an example.
 pub struct Subscription<T> {
     pub(super) raw: RawSubscription,
     pub(super) channels: Vec<Channel>,

@@ -11,7 +11,15 @@ use std::time::Duration;
 ///
 /// A key's state belongs to one algorithm: using the same key with another
 /// algorithm is refused by the module with a `WRONGTYPE` error
-/// ([`Error::Server`]); [`RateLimiter::reset`] the key first.
+/// ([`Error::Server`]); [`RateLimiter::reset`](crate::RateLimiter::reset) the key first.
+///
+/// ```
+/// use tk_redis::{Algorithm, Quota};
+///
+/// let logins = Quota::per_hour(10).algorithm(Algorithm::Fixed);
+/// assert_eq!(logins.algorithm, Some(Algorithm::Fixed));
+/// assert_eq!(Algorithm::Sliding.as_str(), "SLIDING");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {

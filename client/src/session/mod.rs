@@ -54,7 +54,7 @@
 //! session key holds the SHA-256 of the token, so reading Redis (a dump, a
 //! replica, `MONITOR`) does not yield tokens that log anyone in.
 //!
-//! [`SessionToken::parse`] (and [`FromStr`]) accept exactly that format and
+//! [`SessionToken::parse`] (and [`FromStr`](std::str::FromStr)) accept exactly that format and
 //! nothing else: no whitespace, no uppercase. A malformed token fails with
 //! [`Error::InvalidArgument`], whose message never contains the token.
 //! [`Debug`](fmt::Debug) prints only the tag, and there is deliberately no
@@ -181,15 +181,15 @@ pub const SESSION_PREFIX: &str = "tk:s:";
 /// The prefix of a user's index key ([`index_key`]).
 pub const INDEX_PREFIX: &str = "tk:si:";
 
-/// The default idle TTL of new sessions: 24 hours.
+/// The default idle TTL of new sessions: 24 hours (see [`SessionOptions`]).
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest idle TTL, maximum lifetime or touch gap the module accepts:
-/// 365 days.
+/// 365 days (see [`SessionOptions`]).
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The largest per-user limit ([`SessionOptions::max_sessions`]) the module
-/// accepts.
+/// accepts (see [`SessionOptions`]).
 pub const MAX_SESSIONS: u32 = 10_000;
 
 /// The largest version the module accepts in `IFVERSION` (`i64::MAX`).
@@ -202,7 +202,8 @@ const SECRET_HEX_LEN: usize = 2 * SECRET_BYTES;
 /// Hex digits of a session id (a SHA-256).
 const ID_HEX_LEN: usize = 64;
 
-/// The length of a token's text: the 16-digit tag, `.`, 32 hex digits.
+/// The length of a token's text: the 16-digit tag, `.`, 32 hex digits
+/// (see [`SessionToken`]).
 pub const TOKEN_LEN: usize = TAG_HEX_LEN + 1 + SECRET_HEX_LEN;
 
 // ---- the store -----------------------------------------------------------------

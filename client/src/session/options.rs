@@ -6,7 +6,8 @@ use crate::error::Error;
 use std::time::{Duration, SystemTime};
 
 /// What [`create`](SessionStore::create) does when the user already has
-/// the maximum number of sessions ([`SessionOptions::max_sessions`]).
+/// the maximum number of sessions ([`SessionOptions::max_sessions`]); see
+/// [`SessionOptions`] for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CapPolicy {
     /// Delete the user's least recently active sessions to make room (those
@@ -73,7 +74,7 @@ impl Default for SessionOptions {
 ///
 /// Durations are sent in whole milliseconds, rounded up, and must be
 /// between 1 ms and [`MAX_DURATION`] ([`Error::InvalidArgument`] otherwise,
-/// nothing sent).
+/// nothing sent). See the [module docs](super) for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TouchOptions {
     /// The idle TTL to apply for this touch (`IDLE`) instead of the
@@ -88,7 +89,8 @@ pub struct TouchOptions {
 
 /// A session as the module returned it, with its data decoded.
 ///
-/// Times are the server's clock (Unix milliseconds).
+/// Times are the server's clock (Unix milliseconds). See the
+/// [module docs](super) for an example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Session<T> {
@@ -111,6 +113,16 @@ pub struct Session<T> {
 }
 
 /// One of a user's live sessions, from [`list`](SessionStore::list).
+///
+/// ```no_run
+/// # async fn demo(sessions: tk_redis::SessionStore<()>, token: tk_redis::SessionToken) -> tk_redis::Result<()> {
+/// // "Your devices", marking the one making this request.
+/// for info in sessions.list("user-42").await? {
+///     let current = if info.id == token.id() { " (this device)" } else { "" };
+///     println!("{} last active {:?}{current}", info.id, info.last_active);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct SessionInfo {
@@ -127,7 +139,8 @@ pub struct SessionInfo {
     pub expires_at: SystemTime,
 }
 
-/// The answer of [`update`](SessionStore::update).
+/// The answer of [`update`](SessionStore::update); see the
+/// [module docs](super) for an example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[must_use = "an update may have been refused"]
 pub enum UpdateOutcome {
