@@ -79,15 +79,13 @@ where
 /// [`DEFAULT_TIMEOUT`], and the manager has no response timeout of its own
 /// (each type's per-call timeout applies).
 pub(crate) async fn connect_manager<T: IntoConnectionInfo>(info: T) -> Result<ConnectionManager> {
-    // Not a TK command: no error here can mean "module not loaded".
-    const CONNECT: &str = "";
-    let client = redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))?;
+    let client = redis::Client::open(info).map_err(Error::connecting)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(DEFAULT_TIMEOUT))
         .set_response_timeout(None);
     ConnectionManager::new_with_config(client, config)
         .await
-        .map_err(|err| Error::from_redis(err, CONNECT))
+        .map_err(Error::connecting)
 }
 
 /// One count of a per-object metrics snapshot; only ever grows.

@@ -111,6 +111,12 @@ impl Error {
         matches!(self, Error::Connection(_) | Error::Timeout)
     }
 
+    /// Maps an error raised while connecting or looking for a server: no
+    /// command was sent, so none of it can mean "module not loaded".
+    pub(crate) fn connecting(err: RedisError) -> Error {
+        Error::from_redis(err, "")
+    }
+
     /// Maps an error returned by the redis client for `command` (a `TK.*`
     /// command name as sent).
     pub(crate) fn from_redis(err: RedisError, command: &'static str) -> Error {

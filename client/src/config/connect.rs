@@ -142,20 +142,17 @@ impl Config {
         let client = self.client_for(info)?;
         ConnectionManager::new_with_config(client, self.manager_config())
             .await
-            .map_err(|err| Error::from_redis(err, CONNECT))
+            .map_err(Error::connecting)
     }
     async fn connect_cluster(&self) -> Result<ClusterConnection, Error> {
         if let Some(addr) = self.topology.cluster_nodes.first() {
             require_supported(&self.connection_info_for(addr))?;
         }
-        let client = self
-            .cluster_builder()
-            .build()
-            .map_err(|err| Error::from_redis(err, CONNECT))?;
+        let client = self.cluster_builder().build().map_err(Error::connecting)?;
         client
             .get_async_connection()
             .await
-            .map_err(|err| Error::from_redis(err, CONNECT))
+            .map_err(Error::connecting)
     }
     /// The primary's name as Sentinel knows it.
     fn master_name(&self) -> String {
@@ -194,7 +191,7 @@ impl Config {
             Some(primary),
             SentinelServerType::Master,
         )
-        .map_err(|err| Error::from_redis(err, CONNECT))
+        .map_err(Error::connecting)
     }
     async fn connect_sentinel(&self) -> Result<SentinelConnection, Error> {
         let master_name = self.master_name();
@@ -221,13 +218,9 @@ impl Config {
     }
     pub(super) fn client_for(&self, info: ConnectionInfo) -> Result<redis::Client, Error> {
         require_supported(&info)?;
-        redis::Client::open(info).map_err(|err| Error::from_redis(err, CONNECT))
+        redis::Client::open(info).map_err(Error::connecting)
     }
 }
-
-/// The command name given to [`Error::from_redis`] while connecting: not a
-/// TK command, so no error here can mean "module not loaded".
-const CONNECT: &str = "";
 
 /// Refuses an address that needs TLS when this build has no TLS support.
 fn require_supported(info: &ConnectionInfo) -> Result<(), Error> {

@@ -202,13 +202,11 @@ impl SentinelConnection {
     /// with [`Error::Timeout`] when that takes longer than the resolution
     /// timeout.
     pub async fn resolve_master(&self) -> crate::Result<String> {
-        // Not a TK command: no error here can mean "module not loaded".
-        const RESOLVE: &str = "";
         self.shared
             .master()
             .await
             .map(|master| master.addr)
-            .map_err(|err| Error::from_redis(err, RESOLVE))
+            .map_err(Error::connecting)
     }
 
     /// The current primary's connection, and the watch of one request on
