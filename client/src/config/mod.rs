@@ -320,11 +320,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn invalid(
-        variable: &'static str,
-        value: &str,
-        reason: impl Into<String>,
-    ) -> ConfigError {
+    fn invalid(variable: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             variable,
             value: value.to_owned(),
