@@ -1,4 +1,4 @@
-//! [`Connection::Cluster`]'s sending: `TK.RATELIMIT.ALL` routed by its first
+//! [`Connection::Cluster`](crate::Connection::Cluster)'s sending: `TK.RATELIMIT.ALL` routed by its first
 //! key, and only commands refused unexecuted sent again (see the
 //! [module docs](super#nothing-is-sent-twice)).
 
