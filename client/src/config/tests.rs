@@ -815,6 +815,10 @@ fn bad_urls() {
         ("redis://:%zz@redis:6379", "password: invalid %-escape"),
         ("redis://:%ff@redis:6379", "password: not valid UTF-8"),
         ("redis://::1:6379", "brackets"),
+        (" redis://redis:6379", "unsupported scheme \" redis\""),
+        ("redis://redis:6379 ", "invalid character ' '"),
+        ("redis://re\tdis:6379", "invalid character '\\t'"),
+        ("redis://redis:63\n79", "invalid character '\\n'"),
     ] {
         let reason = url_error(url);
         assert!(reason.contains(expected), "{url}: {reason}");

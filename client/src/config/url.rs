@@ -75,6 +75,20 @@ impl Config {
 /// are the defaults); the error is the reason.
 fn parse_url(text: &str) -> Result<Config, String> {
     let (scheme, userinfo, rest) = split_userinfo(text).ok_or(FORM)?;
+    let tls = match &scheme[..scheme.len() - "://".len()] {
+        name if name.eq_ignore_ascii_case("redis") => false,
+        name if name.eq_ignore_ascii_case("rediss") => true,
+        other => {
+            return Err(format!(
+                "unsupported scheme {other:?} (expected redis or rediss)"
+            ))
+        }
+    };
+    // A URL parser drops spaces around a URL, and tabs and newlines in it;
+    // here they are mistakes, as in REDIS_ADDR.
+    if let Some(bad) = rest.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid character {bad:?} after the user info"));
+    }
     let url = Url::parse(&format!("{scheme}{rest}")).map_err(|err| match err {
         url::ParseError::RelativeUrlWithoutBase => FORM.to_owned(),
         url::ParseError::EmptyHost => MISSING_HOST.to_owned(),
@@ -85,15 +99,6 @@ fn parse_url(text: &str) -> Result<Config, String> {
         }
         other => other.to_string(),
     })?;
-    let tls = match url.scheme() {
-        "redis" => false,
-        "rediss" => true,
-        other => {
-            return Err(format!(
-                "unsupported scheme {other:?} (expected redis or rediss)"
-            ))
-        }
-    };
     if url.query().is_some() {
         return Err("query parameters (?...) are not supported".into());
     }
