@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::addr::{addr_strings, parse_addr_list, Addr};
-use super::{vars, Config, ConfigError, Password, TopologySettings};
+use super::{vars, Config, ConfigError, Password, Settings, TopologySettings};
 
 /// What `REDIS_POOL_SIZE` must be, in errors.
 pub(super) const POOL_SIZE_RULE: &str = "expected a whole number of at least 1";
@@ -14,10 +14,8 @@ pub(super) const POOL_SIZE_RULE: &str = "expected a whole number of at least 1";
 /// [`build`](ConfigBuilder::build) validates them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigBuilder {
-    /// The settings that need no parsing, as set (checked by `build`); its
-    /// addresses and topology are replaced by those parsed from the text
-    /// below.
-    settings: Config,
+    /// Checked by `build`.
+    settings: Settings,
     addr: String,
     cache_addr: Option<String>,
     cluster_nodes: Vec<String>,
@@ -29,7 +27,7 @@ impl ConfigBuilder {
     pub(super) fn from_config(config: &Config) -> ConfigBuilder {
         let topology = &config.topology;
         ConfigBuilder {
-            settings: config.clone(),
+            settings: config.settings.clone(),
             addr: config.addr.to_string(),
             cache_addr: config.cache_addr.as_ref().map(Addr::to_string),
             cluster_nodes: addr_strings(&topology.cluster_nodes),
@@ -117,7 +115,7 @@ impl ConfigBuilder {
     /// The Sentinels' own `AUTH` password; an empty string means none.
     #[must_use]
     pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
-        self.settings.topology.sentinel_password = Password::new(password.into());
+        self.settings.sentinel_password = Password::new(password.into());
         self
     }
 
@@ -207,10 +205,9 @@ impl ConfigBuilder {
     /// This is the one place where settings are validated:
     /// [`Config::from_lookup`] and [`Config::from_url`] build through it.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let mut config = self.settings;
-        config.addr = Addr::parse(&self.addr)
+        let addr = Addr::parse(&self.addr)
             .map_err(|reason| ConfigError::invalid(vars::ADDR, &self.addr, reason))?;
-        config.cache_addr = self
+        let cache_addr = self
             .cache_addr
             .as_deref()
             .map(|text| {
@@ -226,21 +223,23 @@ impl ConfigBuilder {
                 parse_addr_list(variable, &text)
             }
         };
-        let topology = &mut config.topology;
-        topology.cluster_nodes = list(vars::CLUSTER_NODES, &self.cluster_nodes)?;
-        topology.sentinel_addrs = list(vars::SENTINEL_ADDRS, &self.sentinel_addrs)?;
-        topology.sentinel_master = self
-            .sentinel_master
-            .as_deref()
-            .map(parse_master_name)
-            .transpose()?;
-        if config.pool_size == 0 {
+        let topology = TopologySettings {
+            cluster_nodes: list(vars::CLUSTER_NODES, &self.cluster_nodes)?,
+            sentinel_addrs: list(vars::SENTINEL_ADDRS, &self.sentinel_addrs)?,
+            sentinel_master: self
+                .sentinel_master
+                .as_deref()
+                .map(parse_master_name)
+                .transpose()?,
+        };
+        let settings = self.settings;
+        if settings.pool_size == 0 {
             return Err(ConfigError::invalid(vars::POOL_SIZE, "0", POOL_SIZE_RULE));
         }
         for (variable, timeout) in [
-            (vars::DIAL_TIMEOUT, config.dial_timeout),
-            (vars::READ_TIMEOUT, config.read_timeout),
-            (vars::WRITE_TIMEOUT, config.write_timeout),
+            (vars::DIAL_TIMEOUT, settings.dial_timeout),
+            (vars::READ_TIMEOUT, settings.read_timeout),
+            (vars::WRITE_TIMEOUT, settings.write_timeout),
         ] {
             if timeout.is_zero() {
                 return Err(ConfigError::invalid(
@@ -251,8 +250,13 @@ impl ConfigBuilder {
             }
         }
         // Values first, then whether they fit together.
-        config.topology.check(config.db)?;
-        Ok(config)
+        topology.check(&settings)?;
+        Ok(Config {
+            addr,
+            cache_addr,
+            topology,
+            settings,
+        })
     }
 }
 
@@ -274,7 +278,7 @@ pub(super) fn parse_master_name(text: &str) -> Result<String, ConfigError> {
 impl TopologySettings {
     /// Checks the combinations described in the
     /// [module docs](crate::config#topologies).
-    pub(super) fn check(&self, db: u32) -> Result<(), ConfigError> {
+    pub(super) fn check(&self, settings: &Settings) -> Result<(), ConfigError> {
         let cluster = !self.cluster_nodes.is_empty();
         let sentinel = !self.sentinel_addrs.is_empty();
         if cluster && sentinel {
@@ -287,13 +291,14 @@ impl TopologySettings {
                     .into(),
             });
         }
-        if cluster && db != 0 {
+        if cluster && settings.db != 0 {
             return Err(ConfigError::Conflict {
                 first: vars::CLUSTER_NODES,
                 second: vars::DB,
                 reason: format!(
-                    "a Redis Cluster has only database 0, got REDIS_DB={db} (unset REDIS_DB or \
-                     set it to 0)"
+                    "a Redis Cluster has only database 0, got REDIS_DB={} (unset REDIS_DB or \
+                     set it to 0)",
+                    settings.db
                 ),
             });
         }
@@ -306,7 +311,10 @@ impl TopologySettings {
         if !sentinel {
             for (variable, set) in [
                 (vars::SENTINEL_MASTER, self.sentinel_master.is_some()),
-                (vars::SENTINEL_PASSWORD, self.sentinel_password.is_some()),
+                (
+                    vars::SENTINEL_PASSWORD,
+                    settings.sentinel_password.is_some(),
+                ),
             ] {
                 if set {
                     return Err(ConfigError::Missing {

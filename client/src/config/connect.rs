@@ -31,11 +31,11 @@ impl Config {
     }
     /// Database, user and password of every Redis connection.
     fn redis_settings(&self) -> RedisConnectionInfo {
-        let mut settings = RedisConnectionInfo::default().set_db(i64::from(self.db));
-        if let Some(username) = &self.username {
+        let mut settings = RedisConnectionInfo::default().set_db(i64::from(self.settings.db));
+        if let Some(username) = &self.settings.username {
             settings = settings.set_username(username);
         }
-        if let Some(password) = &self.password {
+        if let Some(password) = &self.settings.password {
             settings = settings.set_password(password.expose());
         }
         settings
@@ -43,14 +43,14 @@ impl Config {
     /// The connection info of a Sentinel (its own password, database 0).
     pub(super) fn sentinel_connection_info(&self, addr: &Addr) -> ConnectionInfo {
         let mut settings = RedisConnectionInfo::default();
-        if let Some(password) = &self.topology.sentinel_password {
+        if let Some(password) = &self.settings.sentinel_password {
             settings = settings.set_password(password.expose());
         }
         self.info(addr, settings)
     }
     fn info(&self, addr: &Addr, settings: RedisConnectionInfo) -> ConnectionInfo {
         let host = addr.host.clone();
-        let conn_addr = if self.tls {
+        let conn_addr = if self.settings.tls {
             ConnectionAddr::TcpTls {
                 host,
                 port: addr.port,
@@ -72,18 +72,18 @@ impl Config {
     /// as in the redis crate.
     pub fn manager_config(&self) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.dial_timeout))
-            .set_response_timeout(Some(self.read_timeout))
-            .set_concurrency_limit(self.pool_size)
+            .set_connection_timeout(Some(self.settings.dial_timeout))
+            .set_response_timeout(Some(self.settings.read_timeout))
+            .set_concurrency_limit(self.settings.pool_size)
     }
     /// The settings of the connections to cluster nodes and to the
     /// Sentinel-managed primary: the same timeouts and concurrency limit as
     /// [`Config::manager_config`].
     fn async_connection_config(&self) -> AsyncConnectionConfig {
         AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.dial_timeout))
-            .set_response_timeout(Some(self.read_timeout))
-            .set_concurrency_limit(self.pool_size)
+            .set_connection_timeout(Some(self.settings.dial_timeout))
+            .set_response_timeout(Some(self.settings.read_timeout))
+            .set_concurrency_limit(self.settings.pool_size)
     }
     /// The cluster client's settings: seed nodes, password, per-node
     /// timeouts and concurrency limit, and **no retries** by the redis
@@ -97,9 +97,9 @@ impl Config {
             .iter()
             .map(|addr| self.connection_info_for(addr));
         ClusterClientBuilder::new(nodes)
-            .connection_timeout(self.dial_timeout)
-            .response_timeout(self.read_timeout)
-            .connection_concurrency_limit(self.pool_size)
+            .connection_timeout(self.settings.dial_timeout)
+            .response_timeout(self.settings.read_timeout)
+            .connection_concurrency_limit(self.settings.pool_size)
             .retries(0)
     }
     /// Connects to the main topology (sessions, rate limits; see
@@ -182,7 +182,7 @@ impl Config {
     ) -> Result<SentinelClient, Error> {
         let mut primary =
             SentinelNodeConnectionInfo::default().set_redis_connection_info(self.redis_settings());
-        if self.tls {
+        if self.settings.tls {
             primary = primary.set_tls_mode(TlsMode::Secure);
         }
         SentinelClient::build(
@@ -206,10 +206,13 @@ impl Config {
                 .collect(),
             SentinelSettings {
                 master_name,
-                db: i64::from(self.db),
+                db: i64::from(self.settings.db),
                 connection_config: self.async_connection_config(),
-                resolve_timeout: self.dial_timeout.saturating_add(self.read_timeout),
-                response_timeout: self.read_timeout,
+                resolve_timeout: self
+                    .settings
+                    .dial_timeout
+                    .saturating_add(self.settings.read_timeout),
+                response_timeout: self.settings.read_timeout,
                 watch: sentinels,
             },
         );

@@ -365,7 +365,44 @@ struct TopologySettings {
     cluster_nodes: Vec<Addr>,
     sentinel_addrs: Vec<Addr>,
     sentinel_master: Option<String>,
+}
+
+/// The settings given as values rather than as text to parse; a
+/// [`ConfigBuilder`] keeps them as they are set until it checks them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    tls: bool,
+    username: Option<String>,
+    password: Option<Password>,
+    db: u32,
+    pool_size: usize,
+    dial_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    sessions_enabled: bool,
+    cache_enabled: bool,
+    ratelimit_enabled: bool,
     sentinel_password: Option<Password>,
+}
+
+/// The documented defaults.
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            tls: false,
+            username: None,
+            password: None,
+            db: DEFAULT_DB,
+            pool_size: DEFAULT_POOL_SIZE,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            sessions_enabled: true,
+            cache_enabled: true,
+            ratelimit_enabled: true,
+            sentinel_password: None,
+        }
+    }
 }
 
 impl TopologySettings {
@@ -408,19 +445,9 @@ impl TopologySettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     addr: Addr,
-    tls: bool,
-    username: Option<String>,
-    password: Option<Password>,
-    db: u32,
-    pool_size: usize,
-    dial_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    sessions_enabled: bool,
-    cache_enabled: bool,
-    ratelimit_enabled: bool,
     cache_addr: Option<Addr>,
     topology: TopologySettings,
+    settings: Settings,
 }
 
 /// The documented defaults (what [`Config::from_env`] returns with no
@@ -432,19 +459,9 @@ impl Default for Config {
                 host: "127.0.0.1".to_owned(),
                 port: DEFAULT_PORT,
             },
-            tls: false,
-            username: None,
-            password: None,
-            db: DEFAULT_DB,
-            pool_size: DEFAULT_POOL_SIZE,
-            dial_timeout: DEFAULT_DIAL_TIMEOUT,
-            read_timeout: DEFAULT_READ_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            sessions_enabled: true,
-            cache_enabled: true,
-            ratelimit_enabled: true,
             cache_addr: None,
             topology: TopologySettings::default(),
+            settings: Settings::default(),
         }
     }
 }
@@ -524,7 +541,7 @@ impl Config {
     }
     /// The Sentinels' own password (`REDIS_SENTINEL_PASSWORD`), if any.
     pub fn sentinel_password(&self) -> Option<&str> {
-        self.topology
+        self.settings
             .sentinel_password
             .as_ref()
             .map(Password::expose)
@@ -543,49 +560,49 @@ impl Config {
     /// Whether TLS was requested (a `rediss://` URL or
     /// [`ConfigBuilder::tls`]). See the [module docs](self#tls).
     pub fn tls(&self) -> bool {
-        self.tls
+        self.settings.tls
     }
     /// The ACL user name (`REDIS_USERNAME`), if any; `None` logs in as the
     /// `default` user.
     pub fn username(&self) -> Option<&str> {
-        self.username.as_deref()
+        self.settings.username.as_deref()
     }
     /// The password (`REDIS_PASSWORD`), if any.
     pub fn password(&self) -> Option<&str> {
-        self.password.as_ref().map(Password::expose)
+        self.settings.password.as_ref().map(Password::expose)
     }
     /// The database number (`REDIS_DB`).
     pub fn db(&self) -> u32 {
-        self.db
+        self.settings.db
     }
     /// The maximum number of concurrent requests per connection
     /// (`REDIS_POOL_SIZE`, >= 1); see the [module docs](self#how-the-settings-map-to-the-redis-crate).
     pub fn pool_size(&self) -> usize {
-        self.pool_size
+        self.settings.pool_size
     }
     /// The connection timeout (`REDIS_DIAL_TIMEOUT`, > 0).
     pub fn dial_timeout(&self) -> Duration {
-        self.dial_timeout
+        self.settings.dial_timeout
     }
     /// The per-request response timeout (`REDIS_READ_TIMEOUT`, > 0).
     pub fn read_timeout(&self) -> Duration {
-        self.read_timeout
+        self.settings.read_timeout
     }
     /// The write timeout (`REDIS_WRITE_TIMEOUT`, > 0). Not applied
     /// separately: see the [module docs](self#how-the-settings-map-to-the-redis-crate).
     pub fn write_timeout(&self) -> Duration {
-        self.write_timeout
+        self.settings.write_timeout
     }
     /// Whether sessions are enabled (`REDIS_SESSIONS_ENABLED`).
     pub fn sessions_enabled(&self) -> bool {
-        self.sessions_enabled
+        self.settings.sessions_enabled
     }
     /// Whether the cache is enabled (`REDIS_CACHE_ENABLED`).
     pub fn cache_enabled(&self) -> bool {
-        self.cache_enabled
+        self.settings.cache_enabled
     }
     /// Whether rate limiting is enabled (`REDIS_RATELIMIT_ENABLED`).
     pub fn ratelimit_enabled(&self) -> bool {
-        self.ratelimit_enabled
+        self.settings.ratelimit_enabled
     }
 }

@@ -7,7 +7,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use url::{Host, Url};
 
 use super::{
-    parse_digits, Addr, Config, ConfigError, Password, DEFAULT_DB, DEFAULT_PORT, REDACTED,
+    parse_digits, Addr, Config, ConfigError, Password, Settings, DEFAULT_DB, DEFAULT_PORT, REDACTED,
 };
 
 /// The accepted form, for error messages.
@@ -56,18 +56,19 @@ impl Config {
     ///
     /// **Contains the password** (percent-encoded); do not log it.
     pub fn redis_url(&self) -> String {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.settings.tls { "rediss" } else { "redis" };
         let user = self
+            .settings
             .username
             .as_deref()
             .map(percent_encode)
             .unwrap_or_default();
-        let auth = match (&self.password, user.is_empty()) {
+        let auth = match (&self.settings.password, user.is_empty()) {
             (Some(password), _) => format!("{user}:{}@", percent_encode(password.expose())),
             (None, false) => format!("{user}@"),
             (None, true) => String::new(),
         };
-        format!("{scheme}://{auth}{}/{}", self.addr, self.db)
+        format!("{scheme}://{auth}{}/{}", self.addr, self.settings.db)
     }
 }
 
@@ -145,10 +146,13 @@ fn parse_url(text: &str) -> Result<Config, String> {
     };
     Ok(Config {
         addr,
-        tls,
-        username,
-        password,
-        db,
+        settings: Settings {
+            tls,
+            username,
+            password,
+            db,
+            ..Settings::default()
+        },
         ..Config::default()
     })
 }
