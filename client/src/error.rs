@@ -23,6 +23,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///   client before anything was sent.
 /// - [`Error::UnexpectedReply`]: the server's reply did not have the
 ///   documented shape (usually a client/module version mismatch).
+///
+/// ```no_run
+/// # async fn demo(locks: tk_redis::Lock) {
+/// use std::time::Duration;
+/// use tk_redis::Error;
+///
+/// match locks.try_acquire("reports", Duration::from_secs(30)).await {
+///     Ok(Some(guard)) => println!("fence {}", guard.fence()),
+///     Ok(None) => println!("busy"),
+///     Err(err) if err.is_transient() => println!("Redis unreachable, try later: {err}"),
+///     Err(err @ Error::ModuleNotLoaded { .. }) => panic!("deployment problem: {err}"),
+///     Err(err) => println!("refused: {err}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,6 +109,12 @@ impl Error {
     /// that retrying later, or failing open, is reasonable.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Connection(_) | Error::Timeout)
+    }
+
+    /// Maps an error raised while connecting or looking for a server: no
+    /// command was sent, so none of it can mean "module not loaded".
+    pub(crate) fn connecting(err: RedisError) -> Error {
+        Error::from_redis(err, "")
     }
 
     /// Maps an error returned by the redis client for `command` (a `TK.*`

@@ -16,9 +16,8 @@
 use redis::aio::ConnectionLike;
 use redis::Value;
 
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec::query;
-use crate::DEFAULT_TIMEOUT;
 
 /// The library's name (`#!lua name=tk`), as `FUNCTION LIST LIBRARYNAME`
 /// and `FUNCTION DELETE` take it.
@@ -86,7 +85,10 @@ where
 {
     let mut cmd = redis::cmd("COMMAND");
     cmd.arg("INFO").arg("TK.RATELIMIT");
-    match query::<_, Vec<Value>>(conn, DEFAULT_TIMEOUT, "COMMAND", &cmd).await {
+    match ClientCore::new(conn.clone())
+        .query::<Vec<Value>>("COMMAND", &cmd)
+        .await
+    {
         Ok(entries) => Ok(Some(
             entries.first().is_some_and(|entry| *entry != Value::Nil),
         )),
@@ -103,7 +105,10 @@ where
 {
     let mut cmd = redis::cmd("FCALL_RO");
     cmd.arg("tk_version").arg(0);
-    match query::<_, String>(conn, DEFAULT_TIMEOUT, "FCALL_RO", &cmd).await {
+    match ClientCore::new(conn.clone())
+        .query::<String>("FCALL_RO", &cmd)
+        .await
+    {
         Ok(version) => Ok(Some(version)),
         Err(Error::Server { code, message }) => {
             if code == "ERR" && contains_ignore_case(&message, "function not found") {
@@ -139,7 +144,10 @@ where
 {
     let mut cmd = redis::cmd("FUNCTION");
     cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY_SOURCE);
-    match query::<_, String>(conn, DEFAULT_TIMEOUT, "FUNCTION", &cmd).await {
+    match ClientCore::new(conn.clone())
+        .query::<String>("FUNCTION", &cmd)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(Error::Server { code, message }) if code == "NOPERM" => Err(Error::Server {
             code,

@@ -18,10 +18,10 @@
 //! with more than one key) need all keys in one hash slot: put the same
 //! hash tag in each, e.g. `tk:rl:{user42}:second` and `tk:rl:{user42}:day`.
 
-/// The conventional prefix for rate-limit keys.
+/// The conventional prefix for rate-limit keys ([example](self)).
 pub const RATELIMIT_PREFIX: &str = "tk:rl:";
 
-/// `prefix` followed by `key`, in one allocation.
+/// `prefix` followed by `key`, in one allocation ([example](self)).
 pub fn prefixed(prefix: &str, key: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + key.len());
     out.push_str(prefix);
@@ -29,7 +29,7 @@ pub fn prefixed(prefix: &str, key: &str) -> String {
     out
 }
 
-/// `key` under [`RATELIMIT_PREFIX`].
+/// `key` under [`RATELIMIT_PREFIX`] ([example](self)).
 pub fn ratelimit(key: &str) -> String {
     prefixed(RATELIMIT_PREFIX, key)
 }
@@ -50,20 +50,9 @@ pub(crate) fn user_digest(user: &str) -> [u8; 32] {
     sha256(user.as_bytes())
 }
 
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-    out
-}
-
 /// The hash tag of a user's digest: its first [`TAG_HEX_LEN`] hex digits.
 pub(crate) fn tag_of(digest: &[u8; 32]) -> String {
-    hex(&digest[..TAG_HEX_LEN / 2])
+    hex::encode(&digest[..TAG_HEX_LEN / 2])
 }
 
 /// The hash tag of all of `user`'s keys: the first 16 hex digits
@@ -144,9 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn hex_helpers() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-        assert_eq!(hex(&[]), "");
+    fn user_tags() {
         // SHA-256("abc") = ba7816bf 8f01cfea ...
         assert_eq!(user_tag("abc"), "ba7816bf8f01cfea");
         assert_eq!(tagged("p:", "t"), "p:{t}");

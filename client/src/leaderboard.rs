@@ -28,15 +28,13 @@
 //! rule, so a user's rank is the same whichever call reports it.
 
 use std::fmt;
-use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::Value;
 
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
-use crate::reply::{type_name, Count};
-use crate::DEFAULT_TIMEOUT;
+use crate::reply::{truncate, type_name, unwrap_attribute, Count};
 
 const CMD_ZADD: &str = "ZADD";
 const CMD_ZINCRBY: &str = "ZINCRBY";
@@ -84,7 +82,9 @@ pub fn leaderboard_key(challenge_id: &str) -> String {
     key
 }
 
-/// One user's place on a leaderboard.
+/// One user's place on a leaderboard, as [`Leaderboard::top`] and
+/// [`Leaderboard::around`] return it (see the [module docs](self) for an
+/// example).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The user id, as given to [`Leaderboard::add_score`] or
@@ -110,19 +110,18 @@ pub struct Entry {
 /// Cloning a `Leaderboard` is cheap and shares the connection.
 ///
 /// Every call waits at most [`timeout`](Leaderboard::timeout) (default
-/// [`DEFAULT_TIMEOUT`], 3 s) and then fails with [`Error::Timeout`].
+/// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), 3 s) and then fails with [`Error::Timeout`].
 #[derive(Clone)]
 pub struct Leaderboard<C = ConnectionManager> {
-    conn: C,
+    core: ClientCore<C>,
     key: String,
-    timeout: Duration,
 }
 
 impl<C> fmt::Debug for Leaderboard<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Leaderboard")
+        self.core
+            .debug_struct(f, "Leaderboard")
             .field("key", &self.key)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -132,13 +131,12 @@ impl<C> Leaderboard<C> {
     /// Nothing is sent until the first call.
     pub fn new(conn: C, challenge_id: &str) -> Self {
         Leaderboard {
-            conn,
+            core: ClientCore::new(conn),
             key: leaderboard_key(challenge_id),
-            timeout: DEFAULT_TIMEOUT,
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 
     /// The Redis key of this leaderboard.
     pub fn key(&self) -> &str {
@@ -160,7 +158,7 @@ where
         check_finite("score", score)?;
         let mut cmd = redis::cmd(CMD_ZADD);
         cmd.arg(&self.key).arg(score).arg(user);
-        let Count(added) = exec::query(&self.conn, self.timeout, CMD_ZADD, &cmd).await?;
+        let Count(added) = self.core.query(CMD_ZADD, &cmd).await?;
         Ok(added > 0)
     }
 
@@ -173,7 +171,7 @@ where
         check_finite("delta", delta)?;
         let mut cmd = redis::cmd(CMD_ZINCRBY);
         cmd.arg(&self.key).arg(delta).arg(user);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZINCRBY, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZINCRBY, &cmd).await?;
         parse_score(&reply).map_err(|message| unexpected(CMD_ZINCRBY, &message))
     }
 
@@ -186,7 +184,7 @@ where
         let stop = (n as u64).min(MAX_WINDOW) - 1;
         let mut cmd = redis::cmd(CMD_ZREVRANGE);
         cmd.arg(&self.key).arg(0).arg(stop).arg("WITHSCORES");
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZREVRANGE, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZREVRANGE, &cmd).await?;
         parse_entries(&reply, 0).map_err(|message| unexpected(CMD_ZREVRANGE, &message))
     }
 
@@ -195,7 +193,7 @@ where
     pub async fn rank_of(&self, user: &str) -> Result<Option<u64>> {
         let mut cmd = redis::cmd(CMD_ZREVRANK);
         cmd.arg(&self.key).arg(user);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_ZREVRANK, &cmd).await?;
+        let reply: Value = self.core.query(CMD_ZREVRANK, &cmd).await?;
         parse_rank(&reply).map_err(|message| unexpected(CMD_ZREVRANK, &message))
     }
 
@@ -214,7 +212,7 @@ where
             .arg(&self.key)
             .arg(user)
             .arg(n);
-        let reply: Value = exec::query(&self.conn, self.timeout, CMD_EVAL, &cmd).await?;
+        let reply: Value = self.core.query(CMD_EVAL, &cmd).await?;
         parse_around(&reply).map_err(|message| unexpected("EVAL (around)", &message))
     }
 
@@ -223,7 +221,7 @@ where
     pub async fn remove(&self, user: &str) -> Result<bool> {
         let mut cmd = redis::cmd(CMD_ZREM);
         cmd.arg(&self.key).arg(user);
-        let Count(removed) = exec::query(&self.conn, self.timeout, CMD_ZREM, &cmd).await?;
+        let Count(removed) = self.core.query(CMD_ZREM, &cmd).await?;
         Ok(removed > 0)
     }
 
@@ -232,7 +230,7 @@ where
     pub async fn len(&self) -> Result<u64> {
         let mut cmd = redis::cmd(CMD_ZCARD);
         cmd.arg(&self.key);
-        let Count(len) = exec::query(&self.conn, self.timeout, CMD_ZCARD, &cmd).await?;
+        let Count(len) = self.core.query(CMD_ZCARD, &cmd).await?;
         Ok(len)
     }
 
@@ -256,14 +254,6 @@ fn unexpected(command: &str, message: &str) -> Error {
     Error::UnexpectedReply(format!("{command}: {message}"))
 }
 
-/// Looks through RESP3 attributes, which carry no reply data.
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
 /// A score: a bulk string such as `"12.5"` or `"inf"` (RESP2), or a double
 /// (RESP3).
 fn parse_score(value: &Value) -> Result<f64, String> {
@@ -273,7 +263,7 @@ fn parse_score(value: &Value) -> Result<f64, String> {
             let text = std::str::from_utf8(bytes).map_err(|_| "score is not UTF-8".to_owned())?;
             match text.parse::<f64>() {
                 Ok(score) if !score.is_nan() => Ok(score),
-                _ => Err(format!("score is not a number: {:?}", truncate(text))),
+                _ => Err(format!("score is not a number: {:?}", truncate(text, 32))),
             }
         }
         other => Err(format!("expected a score, got {}", type_name(other))),
@@ -388,19 +378,12 @@ fn parse_around(value: &Value) -> Result<Vec<Entry>, String> {
     }
 }
 
-/// At most 32 characters of `text`, for error messages.
-fn truncate(text: &str) -> &str {
-    match text.char_indices().nth(32) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_support::*;
     use redis::Value;
+    use std::time::Duration;
 
     fn bulk(text: &str) -> Value {
         Value::BulkString(text.as_bytes().to_vec())

@@ -107,11 +107,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod args;
+mod backoff;
 pub mod cache;
+mod client;
 pub mod config;
 pub mod connection;
 mod error;
-mod exec;
 pub mod functions;
 pub mod health;
 #[cfg(feature = "axum")]

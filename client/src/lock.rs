@@ -63,11 +63,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{FromRedisValue, IntoConnectionInfo, ParsingError, Value};
+use redis::{FromRedisValue, ParsingError, Value};
 
+use crate::args;
+use crate::backoff;
+use crate::client::ClientCore;
 use crate::error::{Error, Result};
-use crate::exec;
-use crate::reply::Flag;
+use crate::reply::{int_array, Flag};
 
 /// `TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl_ms>`.
 pub(crate) const CMD_ACQUIRE: &str = "TK.LOCK.ACQUIRE";
@@ -76,10 +78,21 @@ pub(crate) const CMD_RELEASE: &str = "TK.LOCK.RELEASE";
 /// `TK.LOCK.EXTEND <lock_key> <token> <ttl_ms>`.
 pub(crate) const CMD_EXTEND: &str = "TK.LOCK.EXTEND";
 
-/// The prefix of the keys derived from a lock name.
+/// The prefix of the keys derived from a lock name (see [`lock_key`]).
 pub const KEY_PREFIX: &str = "tk:lock:";
 
 /// The longest TTL the module grants in one acquire or extend: one day.
+///
+/// ```no_run
+/// # async fn demo(locks: tk_redis::Lock) {
+/// use std::time::Duration;
+/// use tk_redis::lock::MAX_TTL;
+///
+/// // Longer than a day: refused before anything is sent.
+/// let err = locks.try_acquire("nightly", MAX_TTL + Duration::from_secs(1)).await.unwrap_err();
+/// assert!(matches!(err, tk_redis::Error::InvalidArgument(_)));
+/// # }
+/// ```
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// First pause between two attempts of [`Lock::acquire`]; it doubles up to
@@ -127,39 +140,12 @@ fn check_name(name: &str) -> Result<()> {
 
 /// The TTL in whole milliseconds, rounded up, within 1 ms ..= [`MAX_TTL`].
 fn ttl_ms(ttl: Duration) -> Result<u64> {
-    if ttl < Duration::from_millis(1) || ttl > MAX_TTL {
-        return Err(Error::InvalidArgument(format!(
-            "lock ttl must be between 1 ms and {MAX_TTL:?}, got {ttl:?}"
-        )));
-    }
-    // At most MAX_TTL, so it fits.
-    Ok(u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
+    args::bounded_ms("lock ttl", ttl, MAX_TTL)
 }
 
 /// A new owner token: 128 random bits from the OS, as 32 lowercase hex digits.
 fn new_token() -> Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|err| {
-        // The OS random source failing is an environment problem, reported
-        // as a (transient) I/O error: nothing was sent.
-        Error::Connection(redis::RedisError::from(std::io::Error::other(format!(
-            "no OS randomness for a lock token: {err}"
-        ))))
-    })?;
-    let mut token = String::with_capacity(32);
-    for byte in bytes {
-        token.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        token.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    Ok(token)
-}
-
-/// A pause drawn uniformly from `[backoff / 2, backoff]`.
-fn jitter(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    let span = u64::try_from((backoff - half).as_micros()).unwrap_or(u64::MAX);
-    let random = getrandom::u64().unwrap_or(0);
-    half + Duration::from_micros(random % span.saturating_add(1))
+    args::random_hex::<16>("a lock token")
 }
 
 /// Acquires locks by name. Cloning is cheap and shares the connection.
@@ -174,43 +160,28 @@ fn jitter(backoff: Duration) -> Duration {
 /// See the [module docs](self) for the guarantees and their limits.
 #[derive(Clone)]
 pub struct Lock<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
 }
 
 impl<C> fmt::Debug for Lock<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        self.core.debug_struct(f, "Lock").finish_non_exhaustive()
     }
 }
 
 impl Lock<ConnectionManager> {
-    /// Connects to a single Redis server, e.g. `"redis://127.0.0.1:6379/"`,
-    /// through a [`ConnectionManager`] that reconnects on its own, set up
-    /// like [`RateLimiter::connect`](crate::RateLimiter::connect)'s: connection
-    /// attempts time out after [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT), and
-    /// there is no response timeout but the lock's per-call one. To tune it,
-    /// build the manager yourself and use [`Lock::new`].
-    ///
-    /// This does not check that the tk module is loaded; the first call
-    /// reports [`Error::ModuleNotLoaded`] if it is not.
-    pub async fn connect<T: IntoConnectionInfo>(info: T) -> Result<Self> {
-        Ok(Self::new(exec::connect_manager(info).await?))
-    }
+    crate::client::connect_constructor!();
 }
 
 impl<C> Lock<C> {
     /// Wraps an existing connection, with the default timeout.
     pub fn new(conn: C) -> Self {
         Lock {
-            conn,
-            timeout: crate::DEFAULT_TIMEOUT,
+            core: ClientCore::new(conn),
         }
     }
 
-    crate::exec::connection_accessors!();
+    crate::client::core_accessors!();
 }
 
 /// One ACQUIRE's answer.
@@ -262,10 +233,11 @@ where
     ) -> Result<Option<LockGuard<C>>> {
         let request = Request::new(name, ttl)?;
         let deadline = Instant::now() + wait;
-        let mut backoff = MIN_BACKOFF;
+        let mut pauses = backoff::doubling_with_jitter(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             let attempt = self.attempt(&request).await;
             let now = Instant::now();
+            let backoff = pauses.next().unwrap_or(MAX_BACKOFF);
             let pause = match attempt {
                 Ok(Attempt::Acquired(guard)) => return Ok(Some(guard)),
                 Ok(Attempt::Busy { .. }) if now >= deadline => return Ok(None),
@@ -274,13 +246,12 @@ where
                     let until_free = remaining.map_or(Duration::MAX, |left| {
                         left.saturating_add(Duration::from_millis(1))
                     });
-                    jitter(backoff).min(until_free)
+                    backoff.min(until_free)
                 }
-                Err(err) if err.is_transient() && now < deadline => jitter(backoff),
+                Err(err) if err.is_transient() && now < deadline => backoff,
                 Err(err) => return Err(err),
             };
             tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -291,11 +262,10 @@ where
             .arg(&request.token)
             .arg(request.ttl_ms);
         let sent = Instant::now();
-        let reply: AcquireReply = exec::query(&self.conn, self.timeout, CMD_ACQUIRE, &cmd).await?;
+        let reply: AcquireReply = self.core.query(CMD_ACQUIRE, &cmd).await?;
         Ok(match reply {
             AcquireReply::Acquired { fence, ttl_ms } => Attempt::Acquired(LockGuard {
-                conn: self.conn.clone(),
-                timeout: self.timeout,
+                core: self.core.clone(),
                 name: request.name.clone(),
                 lock_key: request.lock_key.clone(),
                 token: request.token.clone(),
@@ -332,13 +302,13 @@ impl Request {
     }
 }
 
-/// A held lock: its name, owner token and fencing token.
+/// A held lock: its name, owner token and fencing token. See the
+/// [module docs](self) for an example.
 ///
 /// Not released on drop: call [`release`](LockGuard::release), or the lock
 /// expires after its TTL. Calls use the [`Lock`]'s connection and timeout.
 pub struct LockGuard<C = ConnectionManager> {
-    conn: C,
-    timeout: Duration,
+    core: ClientCore<C>,
     name: String,
     lock_key: String,
     token: String,
@@ -402,7 +372,7 @@ where
         let mut cmd = redis::cmd(CMD_EXTEND);
         cmd.arg(&self.lock_key).arg(&self.token).arg(ttl_ms);
         let sent = Instant::now();
-        let Flag(extended) = exec::query(&self.conn, self.timeout, CMD_EXTEND, &cmd).await?;
+        let Flag(extended) = self.core.query(CMD_EXTEND, &cmd).await?;
         if extended {
             self.expires_at = sent + Duration::from_millis(ttl_ms);
         }
@@ -416,7 +386,7 @@ where
     pub async fn release(&self) -> Result<bool> {
         let mut cmd = redis::cmd(CMD_RELEASE);
         cmd.arg(&self.lock_key).arg(&self.token);
-        let Flag(released) = exec::query(&self.conn, self.timeout, CMD_RELEASE, &cmd).await?;
+        let Flag(released) = self.core.query(CMD_RELEASE, &cmd).await?;
         Ok(released)
     }
 }
@@ -431,32 +401,9 @@ enum AcquireReply {
     Busy { remaining_ms: Option<u64> },
 }
 
-fn unwrap_attribute(value: &Value) -> &Value {
-    match value {
-        Value::Attribute { data, .. } => data,
-        other => other,
-    }
-}
-
 impl FromRedisValue for AcquireReply {
     fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
-        let Value::Array(items) = unwrap_attribute(value) else {
-            return Err("expected an array of 3 integers".into());
-        };
-        let mut ints = [0i64; 3];
-        if items.len() != ints.len() {
-            return Err(format!(
-                "expected an array of 3 integers, got {} elements",
-                items.len()
-            )
-            .into());
-        }
-        for (index, (slot, item)) in ints.iter_mut().zip(items).enumerate() {
-            *slot = match unwrap_attribute(item) {
-                Value::Int(n) => *n,
-                _ => return Err(format!("element {index} should be an integer").into()),
-            };
-        }
+        let ints = int_array::<3>(value)?;
         match ints {
             [1, fence, ttl_ms] if fence >= 1 && ttl_ms >= 1 => Ok(AcquireReply::Acquired {
                 fence: fence as u64,
@@ -528,24 +475,6 @@ mod tests {
         assert!(invalid_argument(ttl_ms(Duration::ZERO)).contains("between 1 ms"));
         assert!(invalid_argument(ttl_ms(Duration::from_micros(999))).contains("ttl"));
         assert!(invalid_argument(ttl_ms(MAX_TTL + Duration::from_nanos(1))).contains("ttl"));
-    }
-
-    #[test]
-    fn jitter_stays_in_range() {
-        for backoff in [
-            Duration::ZERO,
-            Duration::from_micros(1),
-            MIN_BACKOFF,
-            MAX_BACKOFF,
-        ] {
-            for _ in 0..100 {
-                let pause = jitter(backoff);
-                assert!(
-                    pause >= backoff / 2 && pause <= backoff,
-                    "{backoff:?}: {pause:?}"
-                );
-            }
-        }
     }
 
     // ---- replies -----------------------------------------------------------

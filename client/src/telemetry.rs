@@ -24,31 +24,38 @@
 //! | `tk_client_sentinel_reconnects_total` | `master` | connections to a primary resolved through Sentinel after the first one (a failover, or a lost connection) |
 //! | `tk_client_sentinel_switches_total` | `master` | `+switch-master` announcements of the client's primary (a failover seen by a sentinel) |
 //! | `tk_client_pubsub_reconnects_total` | — | typed subscriptions that lost their connection and subscribed again |
+//!
+//! ```
+//! // Once, after installing the recorder (e.g. metrics-exporter-prometheus):
+//! tk_redis::telemetry::describe();
+//! // Alert rules and dashboards refer to the counters by these names.
+//! assert_eq!(tk_redis::telemetry::RATELIMIT_FALLBACKS, "tk_client_ratelimit_fallbacks_total");
+//! ```
 
 /// Rate-limit decisions made by the failure policy, label `policy` =
-/// `open` | `closed`.
+/// `open` | `closed` ([example](self)).
 pub const RATELIMIT_FALLBACKS: &str = "tk_client_ratelimit_fallbacks_total";
-/// Rate-limit calls that returned an error.
+/// Rate-limit calls that returned an error ([example](self)).
 pub const RATELIMIT_ERRORS: &str = "tk_client_ratelimit_errors_total";
-/// Cache lookups that found a decodable value.
+/// Cache lookups that found a decodable value ([example](self)).
 pub const CACHE_HITS: &str = "tk_client_cache_hits_total";
-/// Cache lookups that found nothing visible.
+/// Cache lookups that found nothing visible ([example](self)).
 pub const CACHE_MISSES: &str = "tk_client_cache_misses_total";
 /// Cache calls that failed, label `outcome` = `miss` (absorbed) |
-/// `returned`.
+/// `returned` ([example](self)).
 pub const CACHE_ERRORS: &str = "tk_client_cache_errors_total";
-/// Session updates refused by `IFVERSION`.
+/// Session updates refused by `IFVERSION` ([example](self)).
 pub const SESSION_VERSION_CONFLICTS: &str = "tk_client_session_version_conflicts_total";
 /// Primary connections resolved through Sentinel after the first, label
-/// `master`.
+/// `master` ([example](self)).
 pub const SENTINEL_RECONNECTS: &str = "tk_client_sentinel_reconnects_total";
-/// `+switch-master` announcements of the client's primary, label `master`.
+/// `+switch-master` announcements of the client's primary, label `master` ([example](self)).
 pub const SENTINEL_SWITCHES: &str = "tk_client_sentinel_switches_total";
-/// Typed subscriptions that reconnected.
+/// Typed subscriptions that reconnected ([example](self)).
 pub const PUBSUB_RECONNECTS: &str = "tk_client_pubsub_reconnects_total";
 
 /// Registers the help text of every counter with the installed recorder.
-/// Optional: the counters work without it.
+/// Optional: the counters work without it ([example](self)).
 pub fn describe() {
     use metrics::describe_counter;
     describe_counter!(

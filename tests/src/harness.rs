@@ -1157,13 +1157,15 @@ pub async fn try_info_section<C: ConnectionLike>(
     Ok(parse_info(&text))
 }
 
-/// Parses the text of an `INFO` reply into a map.
+/// Parses the text of an `INFO` reply into a map (through the redis
+/// crate's [`redis::InfoDict`], as the client's health check does).
 pub fn parse_info(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+    redis::InfoDict::new(text)
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = redis::from_redis_value_ref::<String>(value).ok()?;
+            Some((name.clone(), value))
+        })
         .collect()
 }
 

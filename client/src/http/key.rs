@@ -130,6 +130,15 @@ impl KeyExtractor for UserKey {
 /// Only use a header a client cannot choose freely (one checked by an
 /// earlier layer, or set by your gateway): otherwise each new value is a
 /// new, full allowance.
+///
+/// ```
+/// use http::HeaderName;
+/// use tk_redis::http::{HeaderKey, KeyExtractor};
+///
+/// let key = HeaderKey::new(HeaderName::from_static("x-api-key"));
+/// let request = http::Request::builder().header("x-api-key", "k-123").body(()).unwrap();
+/// assert_eq!(key.key(&request).unwrap(), "header:x-api-key:k-123");
+/// ```
 #[derive(Debug, Clone)]
 pub struct HeaderKey {
     name: HeaderName,

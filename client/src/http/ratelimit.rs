@@ -35,7 +35,7 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 /// One named quota of a route group, e.g. `Policy::new("hourly",
 /// Quota::per_hour(100))`. The name appears in the `RateLimit-Policy` and
 /// `RateLimit` headers and in the Redis key: 1 to 64 characters of
-/// `A-Z a-z 0-9 _ . -`.
+/// `A-Z a-z 0-9 _ . -`. See [`RateLimitLayer`] for an example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     name: String,

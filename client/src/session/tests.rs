@@ -1,0 +1,1002 @@
+//! Unit tests of [`crate::session`].
+
+use super::*;
+use crate::keys::{crc16, key_slot};
+use crate::test_support::*;
+use redis::{FromRedisValue, RedisResult, Value};
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Data {
+    theme: String,
+    visits: u32,
+}
+
+fn data() -> Data {
+    Data {
+        theme: "dark".into(),
+        visits: 3,
+    }
+}
+
+const DATA_JSON: &str = r#"{"theme":"dark","visits":3}"#;
+
+/// SHA-256("abc") starts with this: the tag of user "abc".
+const ABC_TAG: &str = "ba7816bf8f01cfea";
+
+fn token(text: &str) -> SessionToken {
+    SessionToken::parse(text).unwrap()
+}
+
+/// A fixed token of user "abc".
+fn abc_token() -> SessionToken {
+    token("ba7816bf8f01cfea.00000000000000000000000000000000")
+}
+
+/// Its session key (SHA-256 of the token's text, computed with sha256sum).
+const ABC_KEY: &str =
+    "tk:s:{ba7816bf8f01cfea}:445ca5bef022c3cc38e2c329bce1d5737d35b2b0516f83123bee2d11709989c9";
+const ABC_INDEX: &str = "tk:si:{ba7816bf8f01cfea}:abc";
+
+fn bulk(text: &str) -> Value {
+    Value::BulkString(text.as_bytes().to_vec())
+}
+
+fn at(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A session reply of `user` with `json` and fixed times.
+fn session_reply(user: &str, json: &str, version: i64) -> Value {
+    Value::Array(vec![
+        bulk(user),
+        bulk(json),
+        Value::Int(1_000),
+        Value::Int(2_000),
+        Value::Int(3_000),
+        Value::Int(4_000),
+        Value::Int(version),
+    ])
+}
+
+fn info_reply(key: &str, times: [i64; 3]) -> Value {
+    Value::Array(vec![
+        bulk(key),
+        Value::Int(times[0]),
+        Value::Int(times[1]),
+        Value::Int(times[2]),
+    ])
+}
+
+fn reset() -> RedisResult<Value> {
+    Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into())
+}
+
+fn store(fake: &Fake) -> SessionStore<Data, Fake> {
+    SessionStore::new(fake.clone())
+}
+
+fn invalid_argument<T: fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(Error::InvalidArgument(message)) => message,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+fn unexpected_reply<T: fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(Error::UnexpectedReply(message)) => message,
+        other => panic!("expected UnexpectedReply, got {other:?}"),
+    }
+}
+
+// ---- tokens ------------------------------------------------------------
+
+#[test]
+fn generated_tokens_have_the_documented_format() {
+    let token = SessionToken::generate(&user_tag("abc")).unwrap();
+    let text = token.as_str();
+    assert_eq!(text.len(), TOKEN_LEN);
+    assert_eq!(TOKEN_LEN, 49);
+    assert_eq!(&text[..16], ABC_TAG);
+    assert_eq!(token.tag(), ABC_TAG);
+    assert_eq!(&text[16..17], ".");
+    // 32 hex digits: 16 bytes, 128 bits.
+    assert!(is_lower_hex(&text[17..], 32));
+    assert_eq!(SECRET_BYTES * 8, 128);
+    // Parses back.
+    assert_eq!(SessionToken::parse(text).unwrap().as_str(), text);
+}
+
+#[test]
+fn generated_tokens_are_random() {
+    let tokens: Vec<SessionToken> = (0..256)
+        .map(|_| SessionToken::generate(ABC_TAG).unwrap())
+        .collect();
+    let distinct: HashSet<&str> = tokens.iter().map(SessionToken::as_str).collect();
+    assert_eq!(distinct.len(), tokens.len());
+    // Every secret position takes many values (a constant or counter
+    // would not), and every hex digit shows up.
+    for position in 17..TOKEN_LEN {
+        let seen: HashSet<u8> = tokens
+            .iter()
+            .map(|t| t.as_str().as_bytes()[position])
+            .collect();
+        assert!(seen.len() >= 8, "position {position}: {seen:?}");
+    }
+    let digits: HashSet<u8> = tokens
+        .iter()
+        .flat_map(|t| t.as_str().as_bytes()[17..].to_vec())
+        .collect();
+    assert_eq!(digits.len(), 16);
+}
+
+#[test]
+fn parsing_is_strict_and_does_not_echo() {
+    let good = "ba7816bf8f01cfea.0123456789abcdef0123456789abcdef";
+    assert!(SessionToken::parse(good).is_ok());
+    assert!(good.parse::<SessionToken>().is_ok());
+    let bad = [
+        String::new(),
+        ".".into(),
+        good.to_uppercase(),
+        good.replace('a', "A"),
+        format!(" {good}"),
+        format!("{good} "),
+        format!("{good}\n"),
+        format!("{good}0"),
+        good[..48].to_owned(),
+        good.replace('.', ":"),
+        good.replacen('.', "", 1) + "0",
+        // The dot elsewhere.
+        "ba7816bf8f01cfe.a0123456789abcdef0123456789abcdef".into(),
+        "ba7816bf8f01cfea0.123456789abcdef0123456789abcdef".into(),
+        // Non-hex letters, signs, non-ASCII of the right byte length
+        // (which must not panic on a char boundary either).
+        good.replacen('f', "g", 1),
+        good.replacen("01", "+1", 1),
+        "ba7816bf8f01cfé.0123456789abcdef0123456789abcdef".into(),
+        "ba7816bf8f01cfea.0123456789abcdef0123456789abcdé".into(),
+        "é".repeat(24) + ".",
+        "\u{0}".repeat(49),
+        // Two tokens, or a token with a secret of 31/33 digits.
+        format!("{good}.{good}"),
+        "ba7816bf8f01cfea.0123456789abcdef0123456789abcde".into(),
+        "ba7816bf8f01cfea.0123456789abcdef0123456789abcdef0".into(),
+    ];
+    for text in &bad {
+        let message = invalid_argument(SessionToken::parse(text));
+        assert!(
+            message.contains("invalid session token"),
+            "{text:?}: {message}"
+        );
+        if text.len() > 4 {
+            assert!(!message.contains(text.as_str()), "{message}");
+        }
+        assert!(!message.contains("0123456789abcdef0123"), "{message}");
+        assert!(text.parse::<SessionToken>().is_err());
+    }
+}
+
+#[test]
+fn debug_shows_only_the_tag() {
+    let token = SessionToken::generate(ABC_TAG).unwrap();
+    let debug = format!("{token:?}");
+    assert_eq!(debug, r#"SessionToken { tag: "ba7816bf8f01cfea", .. }"#);
+    assert!(!debug.contains(&token.as_str()[17..]));
+    let pretty = format!("{token:#?}");
+    assert!(!pretty.contains(&token.as_str()[17..]), "{pretty}");
+}
+
+// ---- keys ----------------------------------------------------------------
+
+#[test]
+fn keys_have_the_documented_shape() {
+    let token = abc_token();
+    assert_eq!(session_key(&token), ABC_KEY);
+    assert_eq!(index_key("abc"), ABC_INDEX);
+    assert_eq!(
+        token.id(),
+        "445ca5bef022c3cc38e2c329bce1d5737d35b2b0516f83123bee2d11709989c9"
+    );
+    assert_eq!(session_key(&token), key_of_id(ABC_TAG, &token.id()));
+    // The token itself never appears in its key.
+    assert!(!session_key(&token).contains(&token.as_str()[17..]));
+    // The tag is the cache's: one routing tag per user.
+    assert_eq!(ABC_TAG, crate::cache::user_tag("abc"));
+}
+
+#[test]
+fn a_users_keys_share_one_slot() {
+    for user in ["42", "alice", "ünïcødé", "{x}", "a}b{c", "with space", "}"] {
+        let tag = user_tag(user);
+        let token = SessionToken::generate(&tag).unwrap();
+        let slot = crc16(tag.as_bytes()) % 16384;
+        for key in [session_key(&token), index_key(user)] {
+            assert!(key.contains(&format!("{{{tag}}}")), "{key}");
+            assert_eq!(key_slot(&key), slot, "{key}");
+        }
+        assert_eq!(
+            key_slot(session_key(&token)),
+            key_slot(crate::cache::index_key(user))
+        );
+    }
+}
+
+#[test]
+fn lower_hex() {
+    assert!(is_lower_hex("0123456789abcdef", 16));
+    assert!(!is_lower_hex("0123456789abcdef", 15));
+    assert!(!is_lower_hex("0123456789ABCDEF", 16));
+    assert!(!is_lower_hex("0123456789abcdeg", 16));
+    assert!(!is_lower_hex("+123456789abcdef", 16));
+    assert!(is_lower_hex("", 0));
+}
+
+#[test]
+fn durations_are_whole_ms_rounded_up() {
+    assert_eq!(millis("x", Duration::from_millis(1)).unwrap(), 1);
+    assert_eq!(millis("x", Duration::from_micros(1_001)).unwrap(), 2);
+    assert_eq!(millis("x", DEFAULT_IDLE_TTL).unwrap(), 86_400_000);
+    assert_eq!(millis("x", MAX_DURATION).unwrap(), 31_536_000_000);
+    for bad in [
+        Duration::ZERO,
+        Duration::from_micros(999),
+        MAX_DURATION + Duration::from_nanos(1),
+        Duration::MAX,
+    ] {
+        assert!(invalid_argument(millis("idle_ttl", bad)).contains("idle_ttl"));
+    }
+}
+
+// ---- options -------------------------------------------------------------
+
+#[test]
+fn defaults() {
+    let options = SessionOptions::default();
+    assert_eq!(options.idle_ttl, Duration::from_secs(24 * 3600));
+    assert_eq!(options.max_lifetime, None);
+    assert_eq!(options.max_sessions, None);
+    assert_eq!(
+        TouchOptions::default(),
+        TouchOptions {
+            idle: None,
+            min_gap: None
+        }
+    );
+    let store = store(&Fake::replying(Value::Nil));
+    assert_eq!(store.timeout(), crate::DEFAULT_TIMEOUT);
+    assert_eq!(store.options(), &SessionOptions::default());
+    let debug = format!("{store:?}");
+    assert!(debug.contains("3s") && debug.contains("86400s"), "{debug}");
+    let other = store
+        .clone()
+        .with_timeout(Duration::from_millis(5))
+        .with_options(SessionOptions {
+            max_sessions: Some((2, CapPolicy::Reject)),
+            ..SessionOptions::default()
+        });
+    assert_eq!(other.timeout(), Duration::from_millis(5));
+    assert_eq!(other.options().max_sessions, Some((2, CapPolicy::Reject)));
+    assert_eq!(store.options().max_sessions, None);
+    let _conn: &Fake = other.connection();
+    let _conn: Fake = other.into_connection();
+}
+
+// ---- replies -------------------------------------------------------------
+
+fn parse<T: FromRedisValue>(value: Value) -> Result<T, String> {
+    redis::from_redis_value::<T>(value).map_err(|e| e.to_string())
+}
+
+#[test]
+fn session_replies() {
+    let raw: RawSession = parse(session_reply("abc", DATA_JSON, 7)).unwrap();
+    assert_eq!(
+        raw,
+        RawSession {
+            user: "abc".into(),
+            data: DATA_JSON.as_bytes().to_vec(),
+            created: at(1_000),
+            last_active: at(2_000),
+            expires_at: at(3_000),
+            max_expires_at: at(4_000),
+            version: 7,
+        }
+    );
+    let session: Session<Data> = raw.decode(CMD_GET).unwrap();
+    assert_eq!(session.data, data());
+    assert_eq!(session.version, 7);
+    assert_eq!(session.max_expires_at, at(4_000));
+    // RESP3 attributes are transparent.
+    let wrapped = Value::Attribute {
+        data: Box::new(session_reply("abc", DATA_JSON, 0)),
+        attributes: vec![],
+    };
+    assert!(parse::<RawSession>(wrapped).is_ok());
+    assert_eq!(
+        parse::<MaybeSession>(Value::Nil).unwrap(),
+        MaybeSession(None)
+    );
+    assert!(parse::<MaybeSession>(session_reply("abc", "1", 1))
+        .unwrap()
+        .0
+        .is_some());
+}
+
+#[test]
+fn malformed_session_replies_are_rejected() {
+    let good = match session_reply("abc", DATA_JSON, 1) {
+        Value::Array(items) => items,
+        _ => unreachable!(),
+    };
+    let with = |index: usize, value: Value| {
+        let mut items = good.clone();
+        items[index] = value;
+        Value::Array(items)
+    };
+    let mut cases = vec![
+        (Value::Nil, "got nil"),
+        (Value::Int(1), "got integer"),
+        (Value::Okay, "got OK"),
+        (Value::Array(good[..6].to_vec()), "got 6 elements"),
+        (
+            Value::Array([good.clone(), vec![Value::Int(1)]].concat()),
+            "got 8 elements",
+        ),
+        (Value::Array(vec![]), "got 0 elements"),
+        (with(0, Value::Int(1)), "element 0 (user)"),
+        (with(0, Value::BulkString(vec![0xff, 0xfe])), "not UTF-8"),
+        (with(0, Value::SimpleString("abc".into())), "element 0"),
+        (with(1, Value::Nil), "element 1 (data)"),
+        (with(1, Value::Int(5)), "element 1 (data)"),
+        (with(6, Value::Int(-1)), "version) is negative"),
+        (with(6, bulk("1")), "element 6 (version)"),
+        (with(5, Value::Double(1.0)), "element 5 (max_expires_at)"),
+    ];
+    for index in 2..=5 {
+        cases.push((with(index, bulk("1000")), "should be an integer"));
+        cases.push((with(index, Value::Int(-5)), "is negative"));
+        cases.push((with(index, Value::Nil), "should be an integer"));
+    }
+    for (value, expected) in cases {
+        let err = parse::<RawSession>(value.clone()).unwrap_err();
+        assert!(err.contains(expected), "{value:?}: {err}");
+        if !matches!(value, Value::Nil) {
+            assert!(parse::<MaybeSession>(value).is_err());
+        }
+    }
+}
+
+#[test]
+fn undecodable_data_does_not_leak_into_the_error() {
+    for json in [
+        r#"{"theme":"secret-value","visits":"secret-value"}"#,
+        r#"{"theme":"secret-value""#,
+        "secret-value",
+        r#"["secret-value"]"#,
+    ] {
+        let raw: RawSession = parse(session_reply("abc", json, 1)).unwrap();
+        let message = unexpected_reply(raw.decode::<Data>(CMD_GET));
+        assert!(message.starts_with("TK.SESSION.GET: the session data does not decode"));
+        assert!(!message.contains("secret"), "{message}");
+    }
+}
+
+#[test]
+fn list_replies() {
+    let list: SessionList = parse(Value::Array(vec![
+        info_reply("k1", [1, 2, 3]),
+        info_reply("k2", [4, 5, 6]),
+    ]))
+    .unwrap();
+    assert_eq!(list.0.len(), 2);
+    assert_eq!(
+        list.0[1],
+        RawInfo {
+            key: "k2".into(),
+            created: at(4),
+            last_active: at(5),
+            expires_at: at(6),
+        }
+    );
+    assert!(parse::<SessionList>(Value::Array(vec![]))
+        .unwrap()
+        .0
+        .is_empty());
+    for (value, expected) in [
+        (Value::Nil, "expected an array of sessions"),
+        (Value::Int(0), "expected an array of sessions"),
+        (
+            Value::Array(vec![Value::Int(1)]),
+            "session 0: expected an array of 4",
+        ),
+        (
+            Value::Array(vec![info_reply("k", [1, 2, 3]), ints(&[1, 2, 3, 4])]),
+            "session 1: element 0 (session key)",
+        ),
+        (
+            Value::Array(vec![info_reply("k", [1, -2, 3])]),
+            "element 2 (last_active) is negative",
+        ),
+        (
+            Value::Array(vec![Value::Array(vec![
+                bulk("k"),
+                Value::Int(1),
+                Value::Int(2),
+            ])]),
+            "got 3 elements",
+        ),
+    ] {
+        let err = parse::<SessionList>(value.clone()).unwrap_err();
+        assert!(err.contains(expected), "{value:?}: {err}");
+    }
+}
+
+#[test]
+fn small_replies() {
+    assert_eq!(
+        parse::<NewVersion>(Value::Int(4)).unwrap(),
+        NewVersion(Some(4))
+    );
+    assert_eq!(parse::<NewVersion>(Value::Nil).unwrap(), NewVersion(None));
+    assert!(parse::<NewVersion>(Value::Int(-1)).is_err());
+    assert!(parse::<NewVersion>(bulk("4")).is_err());
+    assert!(parse::<NewVersion>(Value::Okay).is_err());
+    assert_eq!(parse::<Flag>(Value::Int(1)).unwrap(), Flag(true));
+    assert_eq!(parse::<Flag>(Value::Int(0)).unwrap(), Flag(false));
+    assert!(parse::<Flag>(Value::Int(2)).is_err());
+    assert!(parse::<Flag>(Value::Nil).is_err());
+    assert_eq!(parse::<Rotated>(Value::Int(1)).unwrap(), Rotated(true));
+    assert_eq!(parse::<Rotated>(Value::Nil).unwrap(), Rotated(false));
+    assert!(parse::<Rotated>(Value::Int(0)).is_err());
+    assert!(parse::<Rotated>(Value::Okay).is_err());
+}
+
+// ---- commands through a fake connection ------------------------------------
+
+#[tokio::test]
+async fn create_sends_the_keys_user_ttl_and_data() {
+    let fake = Fake::replying(session_reply("abc", DATA_JSON, 1));
+    let (token, session) = store(&fake).create("abc", &data()).await.unwrap();
+    assert_eq!(token.tag(), ABC_TAG);
+    assert_eq!(session.user, "abc");
+    assert_eq!(session.data, data());
+    assert_eq!(
+        (session.created, session.last_active, session.expires_at),
+        (at(1_000), at(2_000), at(3_000))
+    );
+    let sent = fake.sent();
+    assert_eq!(
+        sent,
+        [vec![
+            "TK.SESSION.CREATE".to_owned(),
+            session_key(&token),
+            ABC_INDEX.into(),
+            "abc".into(),
+            "86400000".into(),
+            DATA_JSON.into(),
+        ]]
+    );
+    // The token is never sent, not even in part.
+    assert!(sent[0]
+        .iter()
+        .all(|arg| !arg.contains(&token.as_str()[17..])));
+}
+
+#[tokio::test]
+async fn create_sends_the_options() {
+    let fake = Fake::replying(session_reply("abc", DATA_JSON, 1));
+    let sessions = store(&fake).with_options(SessionOptions {
+        idle_ttl: Duration::from_micros(1_500),
+        max_lifetime: Some(Duration::from_secs(7 * 24 * 3600)),
+        max_sessions: Some((5, CapPolicy::Evict)),
+    });
+    sessions.create("abc", &data()).await.unwrap();
+    let reject = sessions.clone().with_options(SessionOptions {
+        max_sessions: Some((1, CapPolicy::Reject)),
+        ..SessionOptions::default()
+    });
+    reject.create("abc", &data()).await.unwrap();
+    let sent = fake.sent();
+    assert_eq!(
+        sent[0][4..],
+        [
+            "2",
+            DATA_JSON,
+            "MAXLIFETIME",
+            "604800000",
+            "MAXSESSIONS",
+            "5",
+            "EVICT"
+        ]
+    );
+    assert_eq!(
+        sent[1][4..],
+        ["86400000", DATA_JSON, "MAXSESSIONS", "1", "REJECT"]
+    );
+    // Each create draws a new token.
+    assert_ne!(sent[0][1], sent[1][1]);
+}
+
+#[tokio::test]
+async fn invalid_creates_send_nothing() {
+    let fake = Fake::replying(session_reply("abc", DATA_JSON, 1));
+    let sessions = store(&fake);
+    assert!(invalid_argument(sessions.create("", &data()).await).contains("user id"));
+    for options in [
+        SessionOptions {
+            idle_ttl: Duration::ZERO,
+            ..SessionOptions::default()
+        },
+        SessionOptions {
+            max_lifetime: Some(Duration::from_micros(10)),
+            ..SessionOptions::default()
+        },
+        SessionOptions {
+            max_lifetime: Some(MAX_DURATION * 2),
+            ..SessionOptions::default()
+        },
+        SessionOptions {
+            max_sessions: Some((0, CapPolicy::Evict)),
+            ..SessionOptions::default()
+        },
+        SessionOptions {
+            max_sessions: Some((MAX_SESSIONS + 1, CapPolicy::Reject)),
+            ..SessionOptions::default()
+        },
+    ] {
+        let result = sessions
+            .clone()
+            .with_options(options)
+            .create("abc", &data())
+            .await;
+        invalid_argument(result);
+    }
+    // Data that is not JSON-serializable (a map with non-string keys).
+    let odd: SessionStore<std::collections::HashMap<(u8, u8), u8>, Fake> =
+        SessionStore::new(fake.clone());
+    let map = [((1, 2), 3)].into_iter().collect();
+    assert!(invalid_argument(odd.create("abc", &map).await).contains("JSON"));
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn create_checks_the_reply() {
+    let other_user = store(&Fake::replying(session_reply("abd", DATA_JSON, 1)));
+    let message = unexpected_reply(other_user.create("abc", &data()).await);
+    assert!(message.contains("another user"), "{message}");
+    let nil = store(&Fake::replying(Value::Nil));
+    let message = unexpected_reply(nil.create("abc", &data()).await);
+    assert!(
+        message.starts_with("TK.SESSION.CREATE: expected an array"),
+        "{message}"
+    );
+    let undecodable = store(&Fake::replying(session_reply("abc", "[]", 1)));
+    unexpected_reply(undecodable.create("abc", &data()).await);
+}
+
+#[tokio::test]
+async fn session_limit_and_other_server_errors() {
+    let full = store(&Fake::replying(error_reply("ERR session limit reached")));
+    let err = full.create("abc", &data()).await.unwrap_err();
+    assert!(is_session_limit(&err), "{err:?}");
+    assert!(!err.is_transient());
+    let exists = store(&Fake::replying(error_reply("ERR session already exists")));
+    let err = exists.create("abc", &data()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Server { code, message } if code == "ERR" && message == "session already exists"),
+        "{err:?}"
+    );
+    assert!(!is_session_limit(&err));
+    assert!(!is_session_limit(&Error::Server {
+        code: "WRONGTYPE".into(),
+        message: "session limit reached".into()
+    }));
+    let missing = store(&Fake::replying(error_reply(
+        "ERR unknown command 'TK.SESSION.CREATE', with args beginning with: ",
+    )));
+    let err = missing.create("abc", &data()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ModuleNotLoaded {
+                command: "TK.SESSION.CREATE"
+            }
+        ),
+        "{err:?}"
+    );
+    let wrongtype = store(&Fake::replying(error_reply(
+        "WRONGTYPE Operation against a key",
+    )));
+    let err = wrongtype.get(&abc_token()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Server { code, .. } if code == "WRONGTYPE"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn touch_and_get_send_only_the_session_key() {
+    let fake = Fake::replying(session_reply("abc", DATA_JSON, 2));
+    let sessions = store(&fake);
+    let token = abc_token();
+    let touched = sessions.touch(&token).await.unwrap().unwrap();
+    assert_eq!(touched.data, data());
+    assert_eq!(touched.version, 2);
+    sessions
+        .touch_with(
+            &token,
+            TouchOptions {
+                idle: Some(Duration::from_secs(600)),
+                min_gap: Some(Duration::from_micros(60_000_001)),
+            },
+        )
+        .await
+        .unwrap();
+    sessions
+        .touch_with(
+            &token,
+            TouchOptions {
+                min_gap: Some(Duration::from_secs(1)),
+                ..TouchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let got = sessions.get(&token).await.unwrap().unwrap();
+    assert_eq!(got, touched);
+    assert_eq!(
+        fake.sent(),
+        [
+            vec!["TK.SESSION.TOUCH", ABC_KEY],
+            vec![
+                "TK.SESSION.TOUCH",
+                ABC_KEY,
+                "IDLE",
+                "600000",
+                "MINGAP",
+                "60001"
+            ],
+            vec!["TK.SESSION.TOUCH", ABC_KEY, "MINGAP", "1000"],
+            vec!["TK.SESSION.GET", ABC_KEY],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn touch_and_get_of_gone_sessions_are_none() {
+    let sessions = store(&Fake::replying(Value::Nil));
+    assert!(sessions.touch(&abc_token()).await.unwrap().is_none());
+    assert!(sessions.get(&abc_token()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn touch_and_get_check_the_reply() {
+    // A session of a user whose tag is not the token's.
+    let sessions = store(&Fake::replying(session_reply("abd", DATA_JSON, 1)));
+    let message = unexpected_reply(sessions.touch(&abc_token()).await);
+    assert!(message.contains("another user"), "{message}");
+    unexpected_reply(sessions.get(&abc_token()).await);
+    let short = store(&Fake::replying(ints(&[1, 2, 3])));
+    let message = unexpected_reply(short.get(&abc_token()).await);
+    assert!(
+        message.starts_with("TK.SESSION.GET: expected an array of 7"),
+        "{message}"
+    );
+    let undecodable = store(&Fake::replying(session_reply(
+        "abc",
+        r#"{"x":"secret"}"#,
+        1,
+    )));
+    let message = unexpected_reply(undecodable.touch(&abc_token()).await);
+    assert!(
+        message.starts_with("TK.SESSION.TOUCH: the session data"),
+        "{message}"
+    );
+    assert!(!message.contains("secret"));
+}
+
+#[tokio::test]
+async fn invalid_touches_send_nothing() {
+    let fake = Fake::replying(Value::Nil);
+    let sessions = store(&fake);
+    for options in [
+        TouchOptions {
+            idle: Some(Duration::ZERO),
+            ..TouchOptions::default()
+        },
+        TouchOptions {
+            min_gap: Some(Duration::from_nanos(1)),
+            ..TouchOptions::default()
+        },
+        TouchOptions {
+            idle: Some(MAX_DURATION * 2),
+            ..TouchOptions::default()
+        },
+    ] {
+        invalid_argument(sessions.touch_with(&abc_token(), options).await);
+    }
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn update_outcomes() {
+    let token = abc_token();
+    let updated = Fake::replying(Value::Int(8));
+    let outcome = store(&updated)
+        .update(&token, &data(), Some(7))
+        .await
+        .unwrap();
+    assert_eq!(outcome, UpdateOutcome::Updated { version: 8 });
+    let outcome = store(&updated).update(&token, &data(), None).await.unwrap();
+    assert_eq!(outcome, UpdateOutcome::Updated { version: 8 });
+    assert_eq!(
+        updated.sent(),
+        [
+            vec!["TK.SESSION.SET", ABC_KEY, DATA_JSON, "IFVERSION", "7"],
+            vec!["TK.SESSION.SET", ABC_KEY, DATA_JSON],
+        ]
+    );
+    let gone = store(&Fake::replying(Value::Nil));
+    assert_eq!(
+        gone.update(&token, &data(), Some(1)).await.unwrap(),
+        UpdateOutcome::Gone
+    );
+    for line in [
+        "ERR version mismatch",
+        "ERR version mismatch: expected 7, current 9",
+    ] {
+        let mismatch = store(&Fake::replying(error_reply(line)));
+        assert_eq!(
+            mismatch.update(&token, &data(), Some(7)).await.unwrap(),
+            UpdateOutcome::VersionMismatch
+        );
+    }
+    // Other errors stay errors.
+    let other = store(&Fake::replying(error_reply("ERR value too large")));
+    let err = other.update(&token, &data(), Some(7)).await.unwrap_err();
+    assert!(matches!(err, Error::Server { .. }), "{err:?}");
+    let wrongtype = store(&Fake::replying(error_reply("WRONGTYPE version mismatch")));
+    assert!(wrongtype.update(&token, &data(), Some(7)).await.is_err());
+    let bad = store(&Fake::replying(Value::Int(-3)));
+    unexpected_reply(bad.update(&token, &data(), None).await);
+    // Not JSON-serializable (a map with non-string keys): refused before sending.
+    let odd_fake = Fake::replying(Value::Int(1));
+    let odd: SessionStore<std::collections::HashMap<(u8, u8), u8>, Fake> =
+        SessionStore::new(odd_fake.clone());
+    let map = [((1, 2), 3)].into_iter().collect();
+    assert!(invalid_argument(odd.update(&token, &map, None).await).contains("JSON"));
+    assert!(odd_fake.sent().is_empty());
+    // Versions the module cannot hold.
+    let fake = Fake::replying(Value::Int(1));
+    invalid_argument(
+        store(&fake)
+            .update(&token, &data(), Some(MAX_VERSION + 1))
+            .await,
+    );
+    assert!(fake.sent().is_empty());
+    let outcome = store(&fake)
+        .update(&token, &data(), Some(MAX_VERSION))
+        .await;
+    assert_eq!(outcome.unwrap(), UpdateOutcome::Updated { version: 1 });
+}
+
+#[tokio::test]
+async fn destroy_sends_both_keys() {
+    let fake = Fake::sequence(vec![Ok(Value::Int(1)), Ok(Value::Int(0))]);
+    let sessions = store(&fake);
+    assert!(sessions.destroy(&abc_token(), "abc").await.unwrap());
+    assert!(!sessions.destroy(&abc_token(), "abc").await.unwrap());
+    assert_eq!(
+        fake.sent(),
+        [
+            vec!["TK.SESSION.DESTROY", ABC_KEY, ABC_INDEX],
+            vec!["TK.SESSION.DESTROY", ABC_KEY, ABC_INDEX],
+        ]
+    );
+    let bad = store(&Fake::replying(Value::Int(2)));
+    unexpected_reply(bad.destroy(&abc_token(), "abc").await);
+}
+
+#[tokio::test]
+async fn destroy_by_id_builds_the_key_from_the_user() {
+    let fake = Fake::replying(Value::Int(1));
+    let sessions = store(&fake);
+    let id = abc_token().id();
+    assert!(sessions.destroy_by_id("abc", &id).await.unwrap());
+    assert_eq!(
+        fake.sent(),
+        [vec!["TK.SESSION.DESTROY", ABC_KEY, ABC_INDEX]]
+    );
+    for bad in [
+        String::new(),
+        id.to_uppercase(),
+        id[..63].to_owned(),
+        format!("{id}0"),
+        ABC_KEY.to_owned(),
+        format!("x{}", &id[1..]),
+    ] {
+        invalid_argument(sessions.destroy_by_id("abc", &bad).await);
+    }
+    invalid_argument(sessions.destroy_by_id("", &id).await);
+    assert_eq!(fake.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn rotate_moves_to_a_new_token_of_the_same_user() {
+    let fake = Fake::replying(Value::Int(1));
+    let sessions = store(&fake);
+    let old = abc_token();
+    let new = sessions.rotate(&old, "abc").await.unwrap().unwrap();
+    assert_eq!(new.tag(), ABC_TAG);
+    assert_ne!(new.as_str(), old.as_str());
+    assert_eq!(
+        fake.sent(),
+        [vec![
+            "TK.SESSION.ROTATE".to_owned(),
+            ABC_KEY.into(),
+            session_key(&new),
+            ABC_INDEX.into(),
+        ]]
+    );
+    let gone = store(&Fake::replying(Value::Nil));
+    assert!(gone.rotate(&old, "abc").await.unwrap().is_none());
+    let exists = store(&Fake::replying(error_reply("ERR session already exists")));
+    assert!(matches!(
+        exists.rotate(&old, "abc").await,
+        Err(Error::Server { .. })
+    ));
+}
+
+#[tokio::test]
+async fn tokens_of_another_user_are_refused() {
+    let fake = Fake::replying(Value::Int(1));
+    let sessions = store(&fake);
+    let token = abc_token();
+    for message in [
+        invalid_argument(sessions.destroy(&token, "abd").await),
+        invalid_argument(sessions.rotate(&token, "abd").await),
+        invalid_argument(sessions.revoke_all("abd", Some(&token)).await),
+    ] {
+        assert!(message.contains("not issued to the user"), "{message}");
+        assert!(!message.contains("abd") && !message.contains(ABC_TAG));
+    }
+    invalid_argument(sessions.destroy(&token, "").await);
+    invalid_argument(sessions.rotate(&token, "").await);
+    invalid_argument(sessions.revoke_all("", None).await);
+    invalid_argument(sessions.list("").await);
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn list_returns_ids_not_tokens() {
+    let token = abc_token();
+    let other = SessionToken::generate(ABC_TAG).unwrap();
+    let fake = Fake::replying(Value::Array(vec![
+        info_reply(&session_key(&other), [10, 30, 40]),
+        info_reply(&session_key(&token), [5, 20, 25]),
+    ]));
+    let list = store(&fake).list("abc").await.unwrap();
+    assert_eq!(
+        list,
+        [
+            SessionInfo {
+                id: other.id(),
+                created: at(10),
+                last_active: at(30),
+                expires_at: at(40),
+            },
+            SessionInfo {
+                id: token.id(),
+                created: at(5),
+                last_active: at(20),
+                expires_at: at(25),
+            },
+        ]
+    );
+    assert!(list.iter().any(|info| info.id == token.id()));
+    assert_eq!(fake.sent(), [vec!["TK.SESSION.LIST", ABC_INDEX]]);
+    let empty = store(&Fake::replying(Value::Array(vec![])));
+    assert!(empty.list("abc").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn list_refuses_keys_of_another_shape_or_user() {
+    let token = abc_token();
+    let id = token.id();
+    for key in [
+        format!("tk:s:{{{}}}:{id}", user_tag("abd")),
+        format!("tk:s:{{{ABC_TAG}}}:{}", id.to_uppercase()),
+        format!("tk:s:{{{ABC_TAG}}}:{}", &id[..63]),
+        format!("tk:s:{{{ABC_TAG}}}{id}"),
+        format!("tk:si:{{{ABC_TAG}}}:{id}"),
+        id.clone(),
+    ] {
+        let reply = Value::Array(vec![
+            info_reply(&session_key(&token), [1, 2, 3]),
+            info_reply(&key, [1, 2, 3]),
+        ]);
+        let message = unexpected_reply(store(&Fake::replying(reply)).list("abc").await);
+        assert_eq!(
+            message,
+            "TK.SESSION.LIST: element 1 is not a session key of this user"
+        );
+    }
+    let bad = store(&Fake::replying(Value::Array(vec![ints(&[1, 2, 3, 4])])));
+    let message = unexpected_reply(bad.list("abc").await);
+    assert!(
+        message.starts_with("TK.SESSION.LIST: session 0"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn revoke_all_with_and_without_an_exception() {
+    let fake = Fake::sequence(vec![Ok(Value::Int(3)), Ok(Value::Int(0))]);
+    let sessions = store(&fake);
+    assert_eq!(sessions.revoke_all("abc", None).await.unwrap(), 3);
+    assert_eq!(
+        sessions
+            .revoke_all("abc", Some(&abc_token()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        fake.sent(),
+        [
+            vec!["TK.SESSION.REVOKEALL", ABC_INDEX],
+            vec!["TK.SESSION.REVOKEALL", ABC_INDEX, "EXCEPT", ABC_KEY],
+        ]
+    );
+    let bad = store(&Fake::replying(Value::Int(-1)));
+    unexpected_reply(bad.revoke_all("abc", None).await);
+}
+
+#[tokio::test]
+async fn transient_errors_and_timeouts() {
+    let sessions = store(&Fake::new(|_| Some(reset())));
+    assert!(matches!(
+        sessions.touch(&abc_token()).await,
+        Err(Error::Connection(_))
+    ));
+    assert!(matches!(
+        sessions.update(&abc_token(), &data(), Some(1)).await,
+        Err(Error::Connection(_))
+    ));
+    let slow = store(&Fake::new(|_| None)).with_timeout(Duration::from_millis(20));
+    let err = slow.get(&abc_token()).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout), "{err:?}");
+    let err = slow.create("abc", &data()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
+
+// ---- compile-time checks -----------------------------------------
+
+fn assert_send<T: Send>(_: &T) {}
+
+/// The futures are `Send` (usable from `tokio::spawn`, axum handlers...)
+/// for the default, cluster and multiplexed connections.
+#[allow(dead_code)]
+fn futures_are_send(
+    single: &SessionStore<Data>,
+    cluster: &SessionStore<Data, redis::cluster_async::ClusterConnection>,
+    multiplexed: &SessionStore<Data, redis::aio::MultiplexedConnection>,
+    token: &SessionToken,
+    data: &Data,
+) {
+    assert_send(&single.create("u", data));
+    assert_send(&single.touch(token));
+    assert_send(&single.touch_with(token, TouchOptions::default()));
+    assert_send(&single.get(token));
+    assert_send(&single.update(token, data, Some(1)));
+    assert_send(&single.destroy(token, "u"));
+    assert_send(&single.destroy_by_id("u", "id"));
+    assert_send(&single.rotate(token, "u"));
+    assert_send(&single.list("u"));
+    assert_send(&single.revoke_all("u", Some(token)));
+    assert_send(&cluster.create("u", data));
+    assert_send(&multiplexed.touch(token));
+}
