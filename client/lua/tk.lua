@@ -1686,6 +1686,332 @@ local function session_revokeall(keys, argv)
 end
 
 -- ---------------------------------------------------------------------------
+-- Cache (core/src/cache/, module/src/cache/)
+--
+-- `tk:c:{tag}:<ns>:<id>`: a hash (v value, g / ng the user and namespace
+-- generations it was written under, ns namespace) expiring with its TTL;
+-- `tk:cg:{tag}`: a hash of generations (u the user's, n:<ns> each
+-- namespace's; absent = 0); `tk:ci:{tag}`: a sorted set of the entry keys
+-- scored by their expiry.
+--
+-- Generations are kept as their canonical decimal text (no sign, no
+-- leading zero), so GET and SET compare them exactly up to 2^63 - 1, as
+-- the module does; only an invalidation turns one into a number, to add 1
+-- and reply it, which a double does exactly below 2^53 (see the header).
+-- ---------------------------------------------------------------------------
+
+local MAX_CACHE_TTL_MS = 604800000 -- 7 days
+local GENERATION_RETENTION_MS = 86400000 -- 24 h
+local CORRUPT_GENERATIONS =
+    'WRONGTYPE cache generations key holds a field that is not a generation (edited by hand?)'
+local BAD_CACHE_KEYS =
+    'ERR cache keys must be tk:c:{<tag>}:<name>, tk:cg:{<tag>} and tk:ci:{<tag>}, with one tag'
+-- Index members the library's reclaim examines per SET or INVALIDATE*
+-- (the module's background timer examines 64 per tick).
+local RECLAIM_BATCH = 32
+-- The generations hash field holding the reclaim's resume point: an index
+-- score (entry expiry, ms). The module reads only `u` and `n:<ns>`.
+local RECLAIM_FIELD = 'r'
+
+-- The tag of `tk:cg:{tag}` / `tk:ci:{tag}` (nothing after the tag).
+local function cache_tag(key, prefix)
+    local tag, rest = split_tagged(key, prefix)
+    if not tag or rest ~= '' then
+        fail(BAD_CACHE_KEYS)
+    end
+    return tag
+end
+
+local function cache_lists(tag, entry)
+    return is_tagged_member(entry, 'tk:c:', tag)
+end
+
+local function check_entry(tag, entry)
+    if not cache_lists(tag, entry) then
+        fail(BAD_CACHE_KEYS)
+    end
+end
+
+-- A namespace: 1 to 64 of A-Z a-z 0-9 _ . - (it becomes part of names).
+local function next_namespace(args)
+    local namespace = next_bytes(args)
+    if #namespace == 0 or #namespace > 64 or namespace:find('[^%w_%.%-]') then
+        fail('ERR syntax error: namespace must be 1 to 64 characters of A-Z a-z 0-9 _ . -')
+    end
+    return namespace
+end
+
+-- A stored generation as canonical text: absent is '0'; otherwise 1 to 19
+-- digits, no leading zero, at most 2^63 - 1; nil for anything else.
+local function parse_generation(text)
+    if not text then
+        return '0'
+    end
+    if not text:find('^%d+$') or #text > 19 or (#text > 1 and text:sub(1, 1) == '0')
+        or (#text == 19 and text > MAX_STORED_TEXT) then
+        return nil
+    end
+    return text
+end
+
+-- `"<user>.<namespace>"`, both parts strict; nil otherwise.
+local function parse_token(token)
+    local dot = token:find('.', 1, true)
+    if not dot then
+        return nil
+    end
+    local user = parse_generation(token:sub(1, dot - 1))
+    local namespace = parse_generation(token:sub(dot + 1))
+    if not user or not namespace then
+        return nil
+    end
+    return user .. '.' .. namespace
+end
+
+-- The generations of `namespace` as a token `"<u>.<n>"`; WRONGTYPE for a
+-- key of another type or a field tk could not have written. (The module
+-- builds the field from at most 64 bytes of the namespace.)
+local function current_generations(generations_key, namespace)
+    local values = redis.pcall('HMGET', generations_key, 'u', 'n:' .. namespace:sub(1, 64))
+    if values.err then
+        fail(WRONGTYPE)
+    end
+    local user, ns = parse_generation(values[1]), parse_generation(values[2])
+    if not user or not ns then
+        fail(CORRUPT_GENERATIONS)
+    end
+    return user .. '.' .. ns
+end
+
+-- An entry's recorded generations as a token; nil when damaged.
+local function entry_generations(user, namespace)
+    if not user or not namespace then
+        return nil
+    end
+    local u, n = parse_generation(user), parse_generation(namespace)
+    if not u or not n then
+        return nil
+    end
+    return u .. '.' .. n
+end
+
+-- The library's reclaim, in place of the module's background timer: each
+-- SET and INVALIDATE* examines at most RECLAIM_BATCH index members, from
+-- the score kept in the generations hash's RECLAIM_FIELD, and wraps to the
+-- start once it reaches the end. The rule is the reclaimer's (plan.rs
+-- reclaim): a member that breaks the name rule, that the caller may not
+-- read and delete (probed with a no-op `PEXPIREAT key 1 GT`; a refused
+-- call makes it foreign) or of another type is only unlisted; one whose
+-- entry is gone is unlisted; an entry whose generations are not current
+-- (or damaged) is deleted and unlisted; a visible one stays. No key outside
+-- the index is examined.
+local function reclaim(generations_key, index, tag)
+    local stored_from = redis.call('HGET', generations_key, RECLAIM_FIELD)
+    local from = 0
+    if stored_from and stored_from:find('^%d+$') and #stored_from <= 15 then
+        from = tonumber(stored_from)
+    end
+    local batch = redis.call('ZRANGE', index, format_int(from), '+inf', 'BYSCORE',
+        'LIMIT', '0', format_int(RECLAIM_BATCH), 'WITHSCORES')
+    local known = {}
+    local count = #batch / 2
+    for i = 1, count do
+        local member = batch[2 * i - 1]
+        local verdict = 'unlist'
+        if cache_lists(tag, member) then
+            local probe = redis.pcall('PEXPIREAT', member, '1', 'GT')
+            local fields = nil
+            if not (type(probe) == 'table' and probe.err) then
+                fields = redis.pcall('HMGET', member, 'g', 'ng', 'ns')
+            end
+            if fields and not fields.err and (fields[1] or fields[2] or fields[3]) then
+                verdict = 'delete'
+                local namespace = fields[3]
+                if namespace then
+                    local current = known[namespace]
+                    if not current then
+                        local values = redis.call('HMGET', generations_key, 'u',
+                            'n:' .. namespace:sub(1, 64))
+                        local u, n = parse_generation(values[1]), parse_generation(values[2])
+                        if not u or not n then
+                            -- As the module's job: generations edited by
+                            -- hand stop the reclaim; entries expire.
+                            return
+                        end
+                        current = u .. '.' .. n
+                        known[namespace] = current
+                    end
+                    if entry_generations(fields[1], fields[2]) == current then
+                        verdict = 'keep'
+                    end
+                end
+            end
+        end
+        if verdict == 'delete' then
+            redis.call('UNLINK', member)
+        end
+        if verdict ~= 'keep' then
+            redis.call('ZREM', index, member)
+        end
+    end
+    -- Resume at the last score examined (members sharing it are looked at
+    -- again, kept ones only), past it when the whole batch shared one
+    -- score, and from the start after the end.
+    local next_from = 0
+    if count == RECLAIM_BATCH then
+        local first, last = tonumber(batch[2]), tonumber(batch[2 * count])
+        next_from = last
+        if first == last then
+            next_from = last + 1
+        end
+    end
+    if next_from ~= from or (stored_from and stored_from ~= format_int(from)) then
+        redis.call('HSET', generations_key, RECLAIM_FIELD, format_int(next_from))
+    end
+end
+
+-- TK.CACHE.GET <entry_key> <generations_key> <namespace>
+--     → [1, value] on a hit, [0, "<u>.<n>"] on a miss.
+local function cache_get(keys, argv)
+    local list = command_args(keys, argv, 'TK.CACHE.GET', 4)
+    takes_keys(2, #keys, 'tk_cache_get', '<entry_key> <generations_key> <namespace>')
+    local args = new_args(list, 'tk.cache.get')
+    local entry, generations_key = next_bytes(args), next_bytes(args)
+    distinct(entry, generations_key)
+    local namespace = next_namespace(args)
+    check_entry(cache_tag(generations_key, 'tk:cg:'), entry)
+    local current = current_generations(generations_key, namespace)
+    local fields = redis.pcall('HMGET', entry, 'v', 'g', 'ng', 'ns')
+    if fields.err then
+        fail(WRONGTYPE)
+    end
+    -- The namespace check guards against a key reused across namespaces.
+    if fields[1] and entry_generations(fields[2], fields[3]) == current and fields[4] == namespace then
+        return { 1, fields[1] }
+    end
+    return { 0, current }
+end
+
+-- TK.CACHE.SET <entry_key> <generations_key> <index_key> <namespace> <ttl>
+--     <value> [IFGEN <token>] → 1 stored, 0 refused (IFGEN not current).
+local function cache_set(keys, argv)
+    local list = command_args(keys, argv, 'TK.CACHE.SET', -7)
+    takes_keys(3, #keys, 'tk_cache_set',
+        '<entry_key> <generations_key> <index_key> <namespace> <ttl> <value> [IFGEN <token>]')
+    local args = new_args(list, 'tk.cache.set')
+    if #list ~= 6 and #list ~= 8 then
+        arity_error('tk.cache.set')
+    end
+    local entry, generations_key, index = next_bytes(args), next_bytes(args), next_bytes(args)
+    distinct(entry, generations_key)
+    distinct(entry, index)
+    distinct(generations_key, index)
+    local namespace = next_namespace(args)
+    local ttl = next_duration_ms(args, 'ttl', 1, MAX_CACHE_TTL_MS)
+    local value = next_bytes(args)
+    local if_generations = nil
+    if next_keyword(args, { 'IFGEN' }) then
+        if_generations = parse_token(next_bytes(args))
+        if not if_generations then
+            fail('ERR syntax error: IFGEN takes the generation token returned by TK.CACHE.GET '
+                .. '("<user>.<namespace>")')
+        end
+    end
+    expect_end(args)
+    local tag = cache_tag(index, 'tk:ci:')
+    if cache_tag(generations_key, 'tk:cg:') ~= tag then
+        fail(BAD_CACHE_KEYS)
+    end
+    check_entry(tag, entry)
+    -- Every type is checked before anything is written.
+    expect_type(entry, 'hash')
+    local generations_exist = expect_type(generations_key, 'hash')
+    expect_type(index, 'zset')
+    local now = now_whole_ms()
+    local current = current_generations(generations_key, namespace)
+    local index_expiry = expiry_of(index)
+    local generations_expiry = expiry_of(generations_key)
+    if if_generations and if_generations ~= current then
+        return 0
+    end
+    local dot = current:find('.', 1, true)
+    local expire_at = now + ttl
+    redis.call('HSET', entry, 'v', value, 'g', current:sub(1, dot - 1), 'ng', current:sub(dot + 1),
+        'ns', namespace)
+    redis.call('PEXPIREAT', entry, format_int(expire_at))
+    redis.call('ZADD', index, format_int(expire_at), entry)
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. format_int(now))
+    if not index_expiry or index_expiry < expire_at then
+        redis.call('PEXPIREAT', index, format_int(expire_at))
+    end
+    -- A generations key without expiry is left alone (INVALIDATE* gives it
+    -- one).
+    if generations_expiry and generations_expiry < expire_at then
+        redis.call('PEXPIREAT', generations_key, format_int(expire_at))
+    end
+    -- Without a generations key every generation is 0: nothing to reclaim
+    -- but damaged entries, which expire; and no key to keep a cursor in.
+    if generations_exist then
+        reclaim(generations_key, index, tag)
+    end
+    return 1
+end
+
+-- TK.CACHE.INVALIDATEUSER / INVALIDATENS: bumps one generation, keeps the
+-- generations key alive past the user's entries and 24 h, then reclaims
+-- a batch.
+local function invalidate(keys, argv, redis_name, command, fname, with_namespace)
+    local arity = with_namespace and 4 or 3
+    local list = command_args(keys, argv, redis_name, arity)
+    takes_keys(2, #keys, fname, '<generations_key> <index_key>' .. (with_namespace and ' <namespace>' or ''))
+    local args = new_args(list, command)
+    local generations_key, index = next_bytes(args), next_bytes(args)
+    distinct(generations_key, index)
+    local field = 'u'
+    if with_namespace then
+        field = 'n:' .. next_namespace(args)
+    end
+    local tag = cache_tag(index, 'tk:ci:')
+    if cache_tag(generations_key, 'tk:cg:') ~= tag then
+        fail(BAD_CACHE_KEYS)
+    end
+    expect_type(generations_key, 'hash')
+    local index_exists = expect_type(index, 'zset')
+    local stored = parse_generation(redis.call('HGET', generations_key, field))
+    if not stored then
+        fail(CORRUPT_GENERATIONS)
+    end
+    local now = now_whole_ms()
+    local index_expiry = index_exists and expiry_of(index) or nil
+    local generations_expiry = expiry_of(generations_key)
+    -- The library's last generation is 2^53 - 1 (a reply exact in a double).
+    local current = tonumber(stored)
+    if current >= TWO_53 - 1 then
+        fail('ERR generation limit reached')
+    end
+    local generation = current + 1
+    local wanted = math.max(now + GENERATION_RETENTION_MS, index_expiry or 0, generations_expiry or 0)
+    redis.call('HSET', generations_key, field, format_int(generation))
+    if generations_expiry ~= wanted then
+        redis.call('PEXPIREAT', generations_key, format_int(wanted))
+    end
+    if index_exists then
+        reclaim(generations_key, index, tag)
+    end
+    return generation
+end
+
+local function cache_invalidateuser(keys, argv)
+    return invalidate(keys, argv, 'TK.CACHE.INVALIDATEUSER', 'tk.cache.invalidateuser',
+        'tk_cache_invalidateuser', false)
+end
+
+local function cache_invalidatens(keys, argv)
+    return invalidate(keys, argv, 'TK.CACHE.INVALIDATENS', 'tk.cache.invalidatens',
+        'tk_cache_invalidatens', true)
+end
+
+-- ---------------------------------------------------------------------------
 -- Registration
 -- ---------------------------------------------------------------------------
 
@@ -1725,3 +2051,11 @@ redis.register_function {
     flags = { 'no-writes' },
 }
 redis.register_function('tk_session_revokeall', command(session_revokeall))
+redis.register_function {
+    function_name = 'tk_cache_get',
+    callback = command(cache_get),
+    flags = { 'no-writes' },
+}
+redis.register_function('tk_cache_set', command(cache_set))
+redis.register_function('tk_cache_invalidateuser', command(cache_invalidateuser))
+redis.register_function('tk_cache_invalidatens', command(cache_invalidatens))

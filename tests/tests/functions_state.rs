@@ -1113,3 +1113,585 @@ async fn listed_keys_outside_the_callers_acl_are_foreign() {
         assert_eq!(keys, ["tk:s:{t}:b1"], "b1 unlisted, not deleted");
     }
 }
+
+// ---- cache: arguments and refusals -------------------------------------------------
+
+const GENS: &str = "tk:cg:{u}";
+const INDEX: &str = "tk:ci:{u}";
+
+fn entry(namespace: &str, id: usize) -> String {
+    format!("tk:c:{{u}}:{namespace}:{id}")
+}
+
+/// Every malformed cache call, and every refusal by state: the same error
+/// text from both, nothing changed.
+#[tokio::test]
+async fn cache_errors_are_the_modules() {
+    let mut pair = Pair::start().await;
+    let e1 = entry("http", 1);
+    let set = Call::new("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "1h", "v"]);
+    assert_eq!(pair.same(&set).await, Ok(Value::Int(1)));
+    let invalidate = Call::new("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["other"]);
+    assert_eq!(pair.same(&invalidate).await, Ok(Value::Int(1)));
+    pair.both(&["SET", "tk:c:{u}:str", "x"]).await;
+    pair.both(&["SET", "tk:cg:{s}", "x"]).await;
+    pair.both(&["SET", "tk:ci:{s}", "x"]).await;
+    pair.both(&["HSET", "tk:ci:{h}", "f", "v"]).await;
+    let module_before = debug_digest(&mut pair.module).await;
+    let library_before = debug_digest(&mut pair.library).await;
+    let long = "n".repeat(65);
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        ("TK.CACHE.GET", &[&e1, GENS], &[]),
+        ("TK.CACHE.GET", &[&e1, GENS], &["http", "x"]),
+        ("TK.CACHE.GET", &[&e1, &e1], &["http"]),
+        ("TK.CACHE.GET", &[&e1, GENS], &[""]),
+        ("TK.CACHE.GET", &[&e1, GENS], &[&long]),
+        ("TK.CACHE.GET", &[&e1, GENS], &["a b"]),
+        ("TK.CACHE.GET", &[&e1, GENS], &["ns:x"]),
+        ("TK.CACHE.GET", &[&e1, "tk:cg:{v}"], &["http"]),
+        ("TK.CACHE.GET", &[&e1, "tk:cg:{u}:x"], &["http"]),
+        ("TK.CACHE.GET", &["users:1", GENS], &["http"]),
+        ("TK.CACHE.GET", &["tk:c:{u}:str", GENS], &["http"]),
+        ("TK.CACHE.GET", &["tk:c:{s}:1", "tk:cg:{s}"], &["http"]),
+        ("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "1h"]),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "x", "y"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN", "1"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN", "01.0"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN", "1.-1"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN", "9223372036854775808.0"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, INDEX],
+            &["http", "1h", "v", "IFGEN", ".0"],
+        ),
+        ("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "0", "v"]),
+        ("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "169h", "v"]),
+        ("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "1d", "v"]),
+        ("TK.CACHE.SET", &[&e1, GENS, INDEX], &["h/t", "1h", "v"]),
+        ("TK.CACHE.SET", &[&e1, GENS, GENS], &["http", "1h", "v"]),
+        (
+            "TK.CACHE.SET",
+            &[&e1, GENS, "tk:ci:{v}"],
+            &["http", "1h", "v"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &[&e1, "tk:cg:{v}", INDEX],
+            &["http", "1h", "v"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &["tk:c:{v}:1", GENS, INDEX],
+            &["http", "1h", "v"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &["tk:c:{u}:str", GENS, INDEX],
+            &["http", "1h", "v"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &["tk:c:{s}:1", "tk:cg:{s}", "tk:ci:{s}"],
+            &["http", "1h", "v"],
+        ),
+        (
+            "TK.CACHE.SET",
+            &["tk:c:{h}:1", "tk:cg:{h}", "tk:ci:{h}"],
+            &["http", "1h", "v"],
+        ),
+        ("TK.CACHE.INVALIDATEUSER", &[GENS], &[]),
+        ("TK.CACHE.INVALIDATEUSER", &[GENS, GENS], &[]),
+        ("TK.CACHE.INVALIDATEUSER", &[GENS, "tk:ci:{v}"], &[]),
+        ("TK.CACHE.INVALIDATEUSER", &["tk:cg:{s}", "tk:ci:{s}"], &[]),
+        ("TK.CACHE.INVALIDATEUSER", &["tk:cg:{h}", "tk:ci:{h}"], &[]),
+        ("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &[]),
+        ("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["a", "b"]),
+        ("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["a*"]),
+        ("TK.CACHE.INVALIDATENS", &["rl:cgen", INDEX], &["a"]),
+    ];
+    for (command, keys, args) in cases {
+        let reply = pair.same(&Call::new(command, keys, args)).await;
+        assert!(
+            reply
+                .as_ref()
+                .is_err_and(|e| e.starts_with("ERR ") || e.starts_with("WRONGTYPE ")),
+            "{command} {keys:?} {args:?}: {reply:?}"
+        );
+    }
+    assert_eq!(debug_digest(&mut pair.module).await, module_before);
+    assert_eq!(debug_digest(&mut pair.library).await, library_before);
+    // A stale IFGEN is refused (0) and writes nothing either.
+    let stale = Call::new(
+        "TK.CACHE.SET",
+        &[&e1, GENS, INDEX],
+        &["other", "1h", "v", "IFGEN", "0.0"],
+    );
+    assert_eq!(pair.same(&stale).await, Ok(Value::Int(0)));
+    assert_eq!(debug_digest(&mut pair.module).await, module_before);
+    assert_eq!(debug_digest(&mut pair.library).await, library_before);
+}
+
+#[tokio::test]
+async fn cache_functions_take_their_keys_in_keys() {
+    let server = functions_server().await;
+    let mut conn = server.conn().await;
+    let e1 = entry("http", 1);
+    for (name, numkeys, args, expected) in [
+        (
+            "tk_cache_get",
+            1,
+            vec![e1.as_str(), GENS, "http"],
+            "ERR tk_cache_get takes 2 keys",
+        ),
+        (
+            "tk_cache_set",
+            2,
+            vec![e1.as_str(), GENS, INDEX, "http", "1h", "v"],
+            "ERR tk_cache_set takes 3 keys",
+        ),
+        (
+            "tk_cache_invalidateuser",
+            1,
+            vec![GENS, INDEX],
+            "ERR tk_cache_invalidateuser takes 2 keys",
+        ),
+        (
+            "tk_cache_invalidatens",
+            3,
+            vec![GENS, INDEX, "http"],
+            "ERR tk_cache_invalidatens takes 2 keys",
+        ),
+    ] {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(numkeys).arg(&args);
+        let reply = send(&mut conn, &cmd).await;
+        assert!(
+            reply.as_ref().is_err_and(|e| e.starts_with(expected)),
+            "{name}: {reply:?}"
+        );
+    }
+}
+
+// ---- cache: stored data ------------------------------------------------------------
+
+/// Generations and entries tk could not have written: the module's replies.
+/// Generations up to 2^63 - 1 are compared exactly by both (kept as text);
+/// an invalidation stops at the library's 2^53 - 1.
+#[tokio::test]
+async fn cache_reads_hand_written_data_like_the_module() {
+    let mut pair = Pair::start().await;
+    let e1 = entry("http", 1);
+    let get = Call::new("TK.CACHE.GET", &[&e1, GENS], &["http"]);
+    let set = Call::new("TK.CACHE.SET", &[&e1, GENS, INDEX], &["http", "1h", "v"]);
+    let invalidate_user = Call::new("TK.CACHE.INVALIDATEUSER", &[GENS, INDEX], &[]);
+    let invalidate_ns = Call::new("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["http"]);
+    for bad in [
+        "01",
+        "x",
+        "-1",
+        "",
+        "1.0",
+        "9223372036854775808",
+        "99999999999999999999",
+    ] {
+        pair.both(&["DEL", GENS]).await;
+        pair.both(&["HSET", GENS, "u", bad]).await;
+        for call in [&get, &set, &invalidate_user] {
+            let reply = pair.same(call).await;
+            assert!(
+                reply.is_err_and(|e| e.starts_with("WRONGTYPE")),
+                "{bad}: {call:?}"
+            );
+        }
+        // Another namespace's field is not read by INVALIDATENS http.
+        pair.both(&["DEL", GENS]).await;
+        pair.both(&["HSET", GENS, "n:http", bad]).await;
+        let reply = pair.same(&invalidate_ns).await;
+        assert!(reply.is_err_and(|e| e.starts_with("WRONGTYPE")), "{bad}");
+    }
+    pair.both(&["DEL", GENS]).await;
+    // Damaged entries are misses; another namespace's entry too.
+    for fields in [
+        &["v", "x"][..],
+        &["v", "x", "g", "0", "ng", "0"],
+        &["v", "x", "g", "00", "ng", "0", "ns", "http"],
+        &["v", "x", "g", "0", "ng", "0", "ns", "other"],
+        &["g", "0", "ng", "0", "ns", "http"],
+        &["v", "x", "g", "0", "ng", "0", "ns", "http"],
+    ] {
+        pair.both(&["DEL", &e1]).await;
+        let mut args = vec!["HSET", e1.as_str()];
+        args.extend_from_slice(fields);
+        pair.both(&args).await;
+        pair.same(&get).await.unwrap();
+    }
+    // Generations at the top of the range: exact in both.
+    pair.both(&[
+        "HSET",
+        GENS,
+        "u",
+        "9223372036854775807",
+        "n:http",
+        "9007199254740993",
+    ])
+    .await;
+    let token = "9223372036854775807.9007199254740993";
+    assert_eq!(
+        pair.same(&get).await,
+        Ok(Value::Array(vec![
+            Value::Int(0),
+            Value::BulkString(token.into())
+        ]))
+    );
+    let near = "9223372036854775807.9007199254740992";
+    let stale = Call::new(
+        "TK.CACHE.SET",
+        &[&e1, GENS, INDEX],
+        &["http", "1h", "w", "IFGEN", near],
+    );
+    assert_eq!(pair.same(&stale).await, Ok(Value::Int(0)));
+    let fresh = Call::new(
+        "TK.CACHE.SET",
+        &[&e1, GENS, INDEX],
+        &["http", "1h", "w", "IFGEN", token],
+    );
+    assert_eq!(pair.same(&fresh).await, Ok(Value::Int(1)));
+    assert_eq!(
+        pair.same(&get).await,
+        Ok(Value::Array(vec![
+            Value::Int(1),
+            Value::BulkString(b"w".to_vec())
+        ]))
+    );
+    assert_eq!(
+        pair.same(&invalidate_user).await,
+        Err("ERR generation limit reached".to_string())
+    );
+    // The library's own limit: it replies generations exactly up to 2^53 - 1.
+    pair.both(&["HSET", GENS, "u", "9007199254740990"]).await;
+    assert_eq!(
+        pair.same(&invalidate_user).await,
+        Ok(Value::Int(9_007_199_254_740_991))
+    );
+    let (module, library) = pair.run(&invalidate_user).await;
+    assert_eq!(module, Ok(Value::Int(9_007_199_254_740_992)));
+    assert_eq!(library, Err("ERR generation limit reached".to_string()));
+}
+
+// ---- cache: behaviour, both implementations ------------------------------------------
+
+/// One random cache call on two namespaces and a few entries.
+fn random_cache_call(rng: &mut StdRng) -> Call {
+    let namespaces = ["http", "search"];
+    let namespace = namespaces[rng.random_range(0..2)];
+    // Now and then an entry read or written under the other namespace.
+    let entry_ns = if rng.random_bool(0.1) {
+        namespaces[rng.random_range(0..2)]
+    } else {
+        namespace
+    };
+    let key = entry(entry_ns, rng.random_range(0..4));
+    let owned = |command: &'static str, keys: Vec<String>, args: Vec<String>| Call {
+        command,
+        keys: keys.into_iter().map(String::into_bytes).collect(),
+        args: args.into_iter().map(String::into_bytes).collect(),
+    };
+    match rng.random_range(0..100) {
+        0..=44 => owned(
+            "TK.CACHE.GET",
+            vec![key, GENS.into()],
+            vec![namespace.into()],
+        ),
+        45..=84 => {
+            let mut args = vec![
+                namespace.to_string(),
+                ["1h", "90m", "7200000"][rng.random_range(0..3)].to_string(),
+                format!("v{}", rng.random_range(0..100)),
+            ];
+            if rng.random_bool(0.3) {
+                let token = format!("{}.{}", rng.random_range(0..2), rng.random_range(0..2));
+                args.extend(["IFGEN".to_string(), token]);
+            }
+            owned("TK.CACHE.SET", vec![key, GENS.into(), INDEX.into()], args)
+        }
+        85..=88 => owned(
+            "TK.CACHE.INVALIDATEUSER",
+            vec![GENS.into(), INDEX.into()],
+            vec![],
+        ),
+        89..=93 => owned(
+            "TK.CACHE.INVALIDATENS",
+            vec![GENS.into(), INDEX.into()],
+            vec![namespace.into()],
+        ),
+        _ => {
+            let junk = ["IFGEN", "x", "0", "1d", "1.x", "a b"];
+            let mut args = vec![namespace.to_string(), "1h".to_string(), "v".to_string()];
+            args.insert(
+                rng.random_range(0..=3),
+                junk[rng.random_range(0..junk.len())].to_string(),
+            );
+            owned("TK.CACHE.SET", vec![key, GENS.into(), INDEX.into()], args)
+        }
+    }
+}
+
+/// Random sequences of cache calls give the module's replies, exactly (no
+/// reply carries a time), and the same generations.
+#[tokio::test]
+async fn random_cache_sequences_reply_like_the_module() {
+    let mut pair = Pair::start().await;
+    for seed in 0..5u64 {
+        let _: () = query(&mut pair.module, &["FLUSHALL"]).await;
+        let _: () = query(&mut pair.library, &["FLUSHALL"]).await;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut hits, mut misses, mut refused, mut errors) = (0, 0, 0, 0);
+        for index in 0..200 {
+            let call = random_cache_call(&mut rng);
+            let (module, library) = pair.run(&call).await;
+            assert_eq!(module, library, "seed {seed}, call {index}: {call:?}");
+            match (&module, call.command) {
+                (Ok(Value::Array(items)), _) if items.first() == Some(&Value::Int(1)) => hits += 1,
+                (Ok(Value::Array(_)), _) => misses += 1,
+                (Ok(Value::Int(0)), "TK.CACHE.SET") => refused += 1,
+                (Err(_), _) => errors += 1,
+                _ => {}
+            }
+        }
+        assert!(
+            hits > 10 && misses > 10 && refused > 2 && errors > 3,
+            "seed {seed}: {hits} hits, {misses} misses, {refused} refused, {errors} errors"
+        );
+        let module: Vec<(String, String)> = query(&mut pair.module, &["HGETALL", GENS]).await;
+        let mut library: Vec<(String, String)> = query(&mut pair.library, &["HGETALL", GENS]).await;
+        library.retain(|(field, _)| field != "r");
+        let (mut module, mut library) = (module, library);
+        module.sort();
+        library.sort();
+        assert_eq!(module, library, "seed {seed}");
+    }
+}
+
+/// On a server with both, an entry stored by one is read by the other, a
+/// token from one is accepted by the other, and an invalidation by either
+/// hides the entries for both.
+#[tokio::test]
+async fn cache_entries_move_between_module_and_library() {
+    let server = module_and_library_server().await;
+    let mut conn = server.conn().await;
+    for (writer, reader) in [(Via::Module, Via::Library), (Via::Library, Via::Module)] {
+        let e = entry("http", writer as usize);
+        let get = Call::new("TK.CACHE.GET", &[&e, GENS], &["http"]);
+        let Ok(Value::Array(miss)) = get.run(&mut conn, reader).await else {
+            panic!("GET failed")
+        };
+        let Value::BulkString(token) = &miss[1] else {
+            panic!("{miss:?}")
+        };
+        let token = String::from_utf8(token.clone()).unwrap();
+        let set = Call::new(
+            "TK.CACHE.SET",
+            &[&e, GENS, INDEX],
+            &["http", "1h", "cached", "IFGEN", &token],
+        );
+        assert_eq!(set.run(&mut conn, writer).await, Ok(Value::Int(1)));
+        let hit = Value::Array(vec![Value::Int(1), Value::BulkString(b"cached".to_vec())]);
+        assert_eq!(get.run(&mut conn, reader).await, Ok(hit.clone()));
+        assert_eq!(get.run(&mut conn, writer).await, Ok(hit));
+        let invalidate = Call::new("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["http"]);
+        let Ok(Value::Int(generation)) = invalidate.run(&mut conn, reader).await else {
+            panic!("INVALIDATENS failed")
+        };
+        for via in [Via::Module, Via::Library] {
+            let Ok(Value::Array(reply)) = get.run(&mut conn, via).await else {
+                panic!("GET failed")
+            };
+            assert_eq!(reply[0], Value::Int(0), "{via:?}");
+            assert!(
+                matches!(&reply[1], Value::BulkString(t) if t.ends_with(format!(".{generation}").as_bytes())),
+                "{reply:?}"
+            );
+        }
+        // The old token is refused by both.
+        assert_eq!(set.run(&mut conn, Via::Module).await, Ok(Value::Int(0)));
+        assert_eq!(set.run(&mut conn, Via::Library).await, Ok(Value::Int(0)));
+    }
+    // The stored form is the module's, whichever writes.
+    for via in [Via::Module, Via::Library] {
+        let e = entry("form", via as usize);
+        let set = Call::new("TK.CACHE.SET", &[&e, GENS, INDEX], &["form", "1h", "x"]);
+        assert_eq!(set.run(&mut conn, via).await, Ok(Value::Int(1)));
+        let mut fields: Vec<(String, String)> = query(&mut conn, &["HGETALL", &e]).await;
+        fields.sort();
+        let user: Option<String> = query(&mut conn, &["HGET", GENS, "u"]).await;
+        let user = user.unwrap_or_else(|| "0".to_string());
+        assert_eq!(
+            fields,
+            [
+                ("g", user.as_str()),
+                ("ng", "0"),
+                ("ns", "form"),
+                ("v", "x")
+            ]
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .to_vec(),
+            "{via:?}"
+        );
+        let expiry: i64 = query(&mut conn, &["PEXPIRETIME", &e]).await;
+        let score: i64 = query(&mut conn, &["ZSCORE", INDEX, &e]).await;
+        assert_eq!(expiry, score, "{via:?}");
+    }
+}
+
+// ---- cache: the library's bounded reclaim ---------------------------------------------
+
+async fn zcard(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+    query(conn, &["ZCARD", key]).await
+}
+
+/// The library frees invalidated entries a bounded batch per call (32
+/// index members), from a resume point, until none is left; visible
+/// entries and foreign members' keys are never deleted.
+#[tokio::test]
+async fn the_library_reclaims_a_bounded_batch_per_call() {
+    let server = functions_server().await;
+    let mut conn = server.conn().await;
+    // 100 entries, alternating namespaces a and b.
+    for i in 0..100 {
+        let namespace = if i % 2 == 0 { "a" } else { "b" };
+        let e = entry(namespace, i);
+        let ttl = format!("{}", 3_600_000 + i * 1000);
+        let set = Call::new("TK.CACHE.SET", &[&e, GENS, INDEX], &[namespace, &ttl, "v"]);
+        assert_eq!(set.run(&mut conn, Via::Library).await, Ok(Value::Int(1)));
+    }
+    // Foreign members: never deleted, only unlisted.
+    let _: () = query(&mut conn, &["SET", "config:prod", "x"]).await;
+    let _: () = query(&mut conn, &["SET", "tk:c:{u}:str", "x"]).await;
+    let far = "99999999999990";
+    let _: i64 = query(
+        &mut conn,
+        &[
+            "ZADD",
+            INDEX,
+            far,
+            "config:prod",
+            far,
+            "tk:c:{u}:str",
+            far,
+            "tk:c:{u}:gone",
+        ],
+    )
+    .await;
+    let invalidate_a = Call::new("TK.CACHE.INVALIDATENS", &[GENS, INDEX], &["a"]);
+    let mut sizes = vec![zcard(&mut conn, INDEX).await];
+    for _ in 0..8 {
+        invalidate_a.run(&mut conn, Via::Library).await.unwrap();
+        sizes.push(zcard(&mut conn, INDEX).await);
+    }
+    for pair in sizes.windows(2) {
+        assert!(
+            pair[0] - pair[1] <= 32,
+            "at most a batch per call: {sizes:?}"
+        );
+    }
+    assert_eq!(
+        *sizes.last().unwrap(),
+        50,
+        "only b's entries stay listed: {sizes:?}"
+    );
+    let keys = sorted_keys(&mut conn).await;
+    assert!(
+        keys.iter().all(|k| !k.starts_with("tk:c:{u}:a:")),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("tk:c:{u}:b:")).count(),
+        50
+    );
+    for key in ["config:prod", "tk:c:{u}:str"] {
+        assert!(keys.contains(&key.to_string()), "{key} deleted");
+    }
+    // Every b entry still hits.
+    let get = Call::new("TK.CACHE.GET", &[&entry("b", 99), GENS], &["b"]);
+    assert_eq!(
+        get.run(&mut conn, Via::Library).await,
+        Ok(Value::Array(vec![
+            Value::Int(1),
+            Value::BulkString(b"v".to_vec())
+        ]))
+    );
+    // SET reclaims too: invalidate the user, then store.
+    let invalidate_user = Call::new("TK.CACHE.INVALIDATEUSER", &[GENS, INDEX], &[]);
+    invalidate_user.run(&mut conn, Via::Library).await.unwrap();
+    let set = Call::new(
+        "TK.CACHE.SET",
+        &[&entry("c", 0), GENS, INDEX],
+        &["c", "1h", "v"],
+    );
+    for _ in 0..4 {
+        set.run(&mut conn, Via::Library).await.unwrap();
+    }
+    assert_eq!(zcard(&mut conn, INDEX).await, 1);
+}
+
+// ---- cache: replication ----------------------------------------------------------------
+
+/// A replica of a functions server has the primary's exact data after cache
+/// calls, reclaim included, and serves GET.
+#[tokio::test]
+async fn a_replica_has_the_primarys_cache() {
+    let primary = functions_server().await;
+    let replica = Server::builder()
+        .without_module()
+        .replica_of(&primary)
+        .start()
+        .await;
+    wait_for_sync(&primary, &replica).await;
+    let mut conn = primary.conn().await;
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..300 {
+        let _ = random_cache_call(&mut rng)
+            .run(&mut conn, Via::Library)
+            .await;
+    }
+    wait_for_sync(&primary, &replica).await;
+    let mut replica_conn = replica.conn().await;
+    let size: i64 = query(&mut conn, &["DBSIZE"]).await;
+    assert!(size > 0);
+    assert_eq!(
+        debug_digest(&mut conn).await,
+        debug_digest(&mut replica_conn).await
+    );
+    let get = Call::new("TK.CACHE.GET", &[&entry("http", 1), GENS], &["http"]);
+    let on_primary = send(&mut conn, &get.fcall_cmd(true)).await;
+    assert!(on_primary.is_ok());
+    assert_eq!(
+        on_primary,
+        send(&mut replica_conn, &get.fcall_cmd(true)).await
+    );
+}
