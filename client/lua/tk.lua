@@ -19,10 +19,35 @@ key patterns apply), in the command's order, everything else in ARGV:
   TK.RATELIMIT.ALL 2 a b ...     FCALL tk_ratelimit_all 2 a b ...
   TK.RATELIMIT.RESET a b         FCALL tk_ratelimit_reset 2 a b
   TK.LOCK.ACQUIRE l f tok 30s    FCALL tk_lock_acquire 2 l f tok 30s
+  TK.SESSION.CREATE s i u 1h d   FCALL tk_session_create 2 s i u 1h d
+  TK.SESSION.REVOKEALL i EXCEPT s  FCALL tk_session_revokeall 1 i EXCEPT s
+  TK.CACHE.SET e g i ns 5m v     FCALL tk_cache_set 3 e g i ns 5m v
+
+(REVOKEALL's EXCEPT key is only compared, never accessed: an ARGV.)
 
 A call with the wrong number of keys is refused (`ERR <function> takes ...`).
-Read-only commands (PEEK) are flagged `no-writes`, so FCALL_RO runs them on
-replicas.
+Read-only commands (PEEK, SESSION.GET, SESSION.LIST, CACHE.GET) are
+flagged `no-writes`, so FCALL_RO runs them on replicas.
+
+Keys an index lists (a user's sessions, cache entries) are not in KEYS,
+as for the module (its key specs name only the index). The library reads
+and deletes them as the module does, only after the module's name rule
+(`tk:s:{tag}:...` in `tk:si:{tag}:<user>`, `tk:c:{tag}:...` in
+`tk:ci:{tag}`), which puts them in the declared keys' slot: Cluster lets
+a script touch undeclared keys of that slot. The module asks the ACL
+whether the caller may touch a listed key; a script cannot ask, so it
+tries: a refused read fails inside pcall, and write commands first try a
+no-op `PEXPIREAT key 1 GT` (1 is before any expiry: nothing is set, and
+nothing replicates), refused where the caller may not delete. Either
+makes the key foreign, as in the module: unlisted (or skipped), never
+read further or deleted. The refusals show in ACL LOG.
+
+The cache reclaim: the module frees invalidated entries from a timer;
+Functions have none. Here each tk_cache_set (when the generations key
+exists) and each invalidation examines at most RECLAIM_BATCH (32) index
+members with the module's rule (core plan::reclaim), resuming at an index
+score kept in field `r` of the generations hash (which the module never
+reads), and wrapping at the end. No call scans the keyspace.
 
 Time: `redis.call('TIME')`, read once per call (µs). Functions replicate
 their effects (SET ... PXAT <absolute ms>, PEXPIREAT, UNLINK), as the module
@@ -49,6 +74,14 @@ Numbers: Lua 5.1 has only doubles, exact for integers up to 2^53.
   value). A lock's fencing token stops at 2^53 (the module's at 2^63-1):
   a Lua integer reply is exact only up to there. A lock key given an
   expiry beyond 2^53 ms by hand gets an approximate remaining time.
+- Sessions store ms times, a version and an idle TTL; a field of 2^53 or
+  more (no tk build writes one: times are ms, a version counts SETs)
+  makes the hash not a session (WRONGTYPE, or foreign when listed), and
+  SET stops at version 2^53 - 1 (`ERR version limit reached`).
+- Cache generations are kept as their canonical text, so GET, SET and
+  IFGEN compare them exactly up to 2^63 - 1, like the module; an
+  invalidation stops at 2^53 - 1 (`ERR generation limit reached`), the
+  largest reply a double holds exactly.
 - Integers are sent to Redis formatted with %d, never as Lua numbers (which
   Redis would print with an exponent).
 
@@ -56,7 +89,9 @@ Other differences from the module: FCALL checks its own numkeys first
 (`ERR Number of keys can't be greater than number of args`); the library
 refuses keys outside KEYS; the clock is TIME's microseconds (the module
 uses the millisecond clock on Redis 7.0); there are no `INFO tk` counters
-and no key specs. Sessions and the cache are not in the library yet.
+and no key specs. A session whose expiry falls in the very millisecond
+of a TOUCH is deleted at once by PEXPIREAT (the module's key API keeps it
+through that millisecond).
 ]]
 
 local VERSION = '0.2.0'
@@ -1292,12 +1327,13 @@ local function index_members(index, from)
     return redis.call('ZRANGE', index, '0', '-1')
 end
 
--- Lists `session` until `max_expires_at` and keeps the index alive at least
--- that long (`index_expiry`: its expiry before the command).
+-- Lists `session`, scored by its max lifetime (the index's order).
 local function list_session(index, session, max_expires_at)
     redis.call('ZADD', index, format_int(max_expires_at), session)
 end
 
+-- Keeps the index alive at least until `max_expires_at` (`index_expiry`:
+-- its expiry before the command, nil for none).
 local function extend_index(index, index_expiry, max_expires_at)
     if not index_expiry or index_expiry < max_expires_at then
         redis.call('PEXPIREAT', index, format_int(max_expires_at))
