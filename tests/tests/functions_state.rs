@@ -19,7 +19,7 @@ use tk_redis_tests::functions::{
     functions_server, module_and_library_server, query, send, server_time_us, sorted_keys, Call,
     Pair, Reply, Via,
 };
-use tk_redis_tests::harness::{debug_digest, wait_for_sync, Server};
+use tk_redis_tests::harness::{debug_digest, wait_for_sync, wait_until, Server};
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -1694,4 +1694,78 @@ async fn a_replica_has_the_primarys_cache() {
         on_primary,
         send(&mut replica_conn, &get.fcall_cmd(true)).await
     );
+}
+
+/// An invalidator whose ACL user may read the entries but not delete them
+/// frees nothing early, with the module (whose reclaimer asks the ACL) as
+/// with the library (whose no-op write probe is refused): the entries are
+/// only unlisted, and expire with their TTL.
+#[tokio::test]
+async fn the_reclaim_deletes_only_what_the_invalidator_may_delete() {
+    let mut pair = Pair::start().await;
+    for conn in [&mut pair.module, &mut pair.library] {
+        let _: () = query(
+            conn,
+            &[
+                "ACL",
+                "SETUSER",
+                "reader",
+                "on",
+                ">pw",
+                "+@all",
+                "-@dangerous",
+                "~tk:cg:*",
+                "~tk:ci:*",
+                "%R~tk:c:*",
+            ],
+        )
+        .await;
+    }
+    for i in 0..5 {
+        let set = Call::new(
+            "TK.CACHE.SET",
+            &[&entry("http", i), GENS, INDEX],
+            &["http", "1h", "v"],
+        );
+        assert_eq!(pair.same(&set).await, Ok(Value::Int(1)));
+    }
+    let (module_server, library_server) = pair.servers();
+    let mut module_reader = module_server.conn_as("reader", "pw").await;
+    let mut library_reader = library_server.conn_as("reader", "pw").await;
+    let invalidate = Call::new("TK.CACHE.INVALIDATEUSER", &[GENS, INDEX], &[]);
+    assert_eq!(
+        invalidate.run(&mut module_reader, Via::Module).await,
+        Ok(Value::Int(1))
+    );
+    assert_eq!(
+        invalidate.run(&mut library_reader, Via::Library).await,
+        Ok(Value::Int(1))
+    );
+    // The module's reclaim runs on a timer: wait for it to finish.
+    let module = &mut pair.module;
+    wait_until(
+        "the module's reclaim",
+        std::time::Duration::from_secs(10),
+        || {
+            let mut conn = module.clone();
+            async move {
+                let left = zcard(&mut conn, INDEX).await;
+                if left == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{left} listed"))
+                }
+            }
+        },
+    )
+    .await;
+    for conn in [&mut pair.module, &mut pair.library] {
+        assert_eq!(zcard(conn, INDEX).await, 0);
+        let keys = sorted_keys(conn).await;
+        let entries = keys
+            .iter()
+            .filter(|k| k.starts_with("tk:c:{u}:http:"))
+            .count();
+        assert_eq!(entries, 5, "{keys:?}");
+    }
 }
