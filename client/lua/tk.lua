@@ -19,10 +19,35 @@ key patterns apply), in the command's order, everything else in ARGV:
   TK.RATELIMIT.ALL 2 a b ...     FCALL tk_ratelimit_all 2 a b ...
   TK.RATELIMIT.RESET a b         FCALL tk_ratelimit_reset 2 a b
   TK.LOCK.ACQUIRE l f tok 30s    FCALL tk_lock_acquire 2 l f tok 30s
+  TK.SESSION.CREATE s i u 1h d   FCALL tk_session_create 2 s i u 1h d
+  TK.SESSION.REVOKEALL i EXCEPT s  FCALL tk_session_revokeall 1 i EXCEPT s
+  TK.CACHE.SET e g i ns 5m v     FCALL tk_cache_set 3 e g i ns 5m v
+
+(REVOKEALL's EXCEPT key is only compared, never accessed: an ARGV.)
 
 A call with the wrong number of keys is refused (`ERR <function> takes ...`).
-Read-only commands (PEEK) are flagged `no-writes`, so FCALL_RO runs them on
-replicas.
+Read-only commands (PEEK, SESSION.GET, SESSION.LIST, CACHE.GET) are
+flagged `no-writes`, so FCALL_RO runs them on replicas.
+
+Keys an index lists (a user's sessions, cache entries) are not in KEYS,
+as for the module (its key specs name only the index). The library reads
+and deletes them as the module does, only after the module's name rule
+(`tk:s:{tag}:...` in `tk:si:{tag}:<user>`, `tk:c:{tag}:...` in
+`tk:ci:{tag}`), which puts them in the declared keys' slot: Cluster lets
+a script touch undeclared keys of that slot. The module asks the ACL
+whether the caller may touch a listed key; a script cannot ask, so it
+tries: a refused read fails inside pcall, and write commands first try a
+no-op `PEXPIREAT key 1 GT` (1 is before any expiry: nothing is set, and
+nothing replicates), refused where the caller may not delete. Either
+makes the key foreign, as in the module: unlisted (or skipped), never
+read further or deleted. The refusals show in ACL LOG.
+
+The cache reclaim: the module frees invalidated entries from a timer;
+Functions have none. Here each tk_cache_set (when the generations key
+exists) and each invalidation examines at most RECLAIM_BATCH (32) index
+members with the module's rule (core plan::reclaim), resuming at an index
+score kept in field `r` of the generations hash (which the module never
+reads), and wrapping at the end. No call scans the keyspace.
 
 Time: `redis.call('TIME')`, read once per call (µs). Functions replicate
 their effects (SET ... PXAT <absolute ms>, PEXPIREAT, UNLINK), as the module
@@ -49,6 +74,14 @@ Numbers: Lua 5.1 has only doubles, exact for integers up to 2^53.
   value). A lock's fencing token stops at 2^53 (the module's at 2^63-1):
   a Lua integer reply is exact only up to there. A lock key given an
   expiry beyond 2^53 ms by hand gets an approximate remaining time.
+- Sessions store ms times, a version and an idle TTL; a field of 2^53 or
+  more (no tk build writes one: times are ms, a version counts SETs)
+  makes the hash not a session (WRONGTYPE, or foreign when listed), and
+  SET stops at version 2^53 - 1 (`ERR version limit reached`).
+- Cache generations are kept as their canonical text, so GET, SET and
+  IFGEN compare them exactly up to 2^63 - 1, like the module; an
+  invalidation stops at 2^53 - 1 (`ERR generation limit reached`), the
+  largest reply a double holds exactly.
 - Integers are sent to Redis formatted with %d, never as Lua numbers (which
   Redis would print with an exponent).
 
@@ -56,7 +89,9 @@ Other differences from the module: FCALL checks its own numkeys first
 (`ERR Number of keys can't be greater than number of args`); the library
 refuses keys outside KEYS; the clock is TIME's microseconds (the module
 uses the millisecond clock on Redis 7.0); there are no `INFO tk` counters
-and no key specs. Sessions and the cache are not in the library yet.
+and no key specs. A session whose expiry falls in the very millisecond
+of a TOUCH is deleted at once by PEXPIREAT (the module's key API keeps it
+through that millisecond).
 ]]
 
 local VERSION = '0.2.0'
@@ -1061,6 +1096,958 @@ local function lock_extend(keys, argv)
 end
 
 -- ---------------------------------------------------------------------------
+-- Key names (core/src/keys.rs): which keys an index may list.
+-- ---------------------------------------------------------------------------
+
+-- Splits `<prefix>{<tag>}<rest>`: (tag, rest), or nil unless `key` starts
+-- with `prefix` directly followed by a non-empty `{tag}`.
+local function split_tagged(key, prefix)
+    if key:sub(1, #prefix + 1) ~= prefix .. '{' then
+        return nil
+    end
+    local open = #prefix + 2
+    local close = key:find('}', open, true)
+    if not close or close == open then
+        return nil
+    end
+    return key:sub(open, close - 1), key:sub(close + 1)
+end
+
+-- Whether `key` is `<prefix>{tag}:<non-empty rest>` for exactly this tag
+-- (and so in the slot of every other key of the tag).
+local function is_tagged_member(key, prefix, tag)
+    local key_tag, rest = split_tagged(key, prefix)
+    return key_tag == tag and #rest > 1 and rest:sub(1, 1) == ':'
+end
+
+-- Byte-wise `a < b` (Lua's `<` on strings follows the locale).
+local function bytes_less(a, b)
+    for i = 1, math.min(#a, #b) do
+        local x, y = a:byte(i), b:byte(i)
+        if x ~= y then
+            return x < y
+        end
+    end
+    return #a < #b
+end
+
+-- The type of a key, as TYPE names it ('none' when absent).
+local function key_type(key)
+    return redis.call('TYPE', key).ok
+end
+
+-- WRONGTYPE unless `key` is absent or of `expected` type; whether present.
+local function expect_type(key, expected)
+    local kind = key_type(key)
+    if kind == 'none' then
+        return false
+    end
+    if kind ~= expected then
+        fail(WRONGTYPE)
+    end
+    return true
+end
+
+-- A key's absolute expiry in ms, nil when it has none (or is absent).
+local function expiry_of(key)
+    local at = redis.call('PEXPIRETIME', key)
+    if at < 0 then
+        return nil
+    end
+    return at
+end
+
+-- `redis.call('TIME')` in whole ms: the module's `now` for sessions and
+-- the cache.
+local function now_whole_ms()
+    return (now_pair())
+end
+
+-- ---------------------------------------------------------------------------
+-- Sessions (core/src/session/, module/src/session/command.rs)
+--
+-- `tk:s:{tag}:<id>`: a hash (user, data, created, last_active, expires_at,
+-- max_expires_at, version, idle) expiring at expires_at;
+-- `tk:si:{tag}:<user>`: a sorted set of the user's session keys scored by
+-- their max_expires_at, expiring when the last of them can.
+-- ---------------------------------------------------------------------------
+
+local MAX_SESSION_DURATION_MS = 31536000000 -- 1 year
+local DEFAULT_MAX_LIFETIME_MS = 2592000000 -- 30 days
+local MAX_SESSIONS_CAP = 10000
+local MAX_STORED_TEXT = '9223372036854775807' -- i64::MAX
+-- The library's stored numbers stop below 2^53 (see the header): every
+-- time tk writes is far below, and a version gets there after 2^53 SETs.
+local LIBRARY_MAX_STORED = TWO_53 - 1
+local SESSION_FIELDS = {
+    'user', 'data', 'created', 'last_active', 'expires_at', 'max_expires_at', 'version', 'idle',
+}
+local NOT_A_SESSION = 'WRONGTYPE key holds a hash that is not a tk session (written by hand?)'
+
+-- A session index's name, `tk:si:{tag}:<user>`, as {tag, user}.
+local function session_index(index)
+    local tag, rest = split_tagged(index, 'tk:si:')
+    if not tag or #rest < 2 or rest:sub(1, 1) ~= ':' then
+        fail('ERR a session index must be named tk:si:{<tag>}:<user>')
+    end
+    return { tag = tag, user = rest:sub(2) }
+end
+
+-- Whether `session` may be listed in `shape`: `tk:s:{tag}:<id>`, same tag.
+local function index_lists(shape, session)
+    return is_tagged_member(session, 'tk:s:', shape.tag)
+end
+
+local function check_session_name(shape, session)
+    if not index_lists(shape, session) then
+        fail('ERR a session key must be tk:s:{<tag>}:<id>, with the tag of its index '
+            .. 'tk:si:{<tag>}:<user>')
+    end
+end
+
+-- A stored session number: as the module reads it (an optional '-', 1 to
+-- 20 digits, not negative), below 2^53; nil for anything else.
+local function stored_number(raw)
+    if not raw then
+        return nil
+    end
+    local value = parse_integer(raw)
+    if not value or value < 0 or value > LIBRARY_MAX_STORED then
+        return nil
+    end
+    return value + 0 -- "-0" is 0
+end
+
+-- The session read from HMGET's values: nil unless it is one tk could have
+-- written (rules.rs Times::is_plausible).
+local function decode_session(values)
+    local user, data = values[1], values[2]
+    if not user or not data then
+        return nil
+    end
+    local s = { user = user, data = data }
+    for i = 3, 8 do
+        local value = stored_number(values[i])
+        if not value then
+            return nil
+        end
+        s[SESSION_FIELDS[i]] = value
+    end
+    if s.version < 1 or s.created > s.last_active or s.expires_at > s.max_expires_at then
+        return nil
+    end
+    return s
+end
+
+-- Reads the session in `key`: (session), (nil) when absent, or
+-- (nil, reason) when the key cannot be read ('error': another type, or a
+-- key the caller's ACL does not allow) or is not a session ('foreign').
+local function load_session(key)
+    local values = redis.pcall('HMGET', key, unpack(SESSION_FIELDS))
+    if values.err then
+        return nil, 'error'
+    end
+    local session = decode_session(values)
+    if session then
+        return session
+    end
+    for i = 1, 8 do
+        if values[i] then
+            return nil, 'foreign'
+        end
+    end
+    -- No field at all: absent, or a hash of other fields.
+    if redis.call('EXISTS', key) == 1 then
+        return nil, 'foreign'
+    end
+    return nil
+end
+
+-- The session in `key`, a command's argument: nil when absent; WRONGTYPE
+-- for another type or a hash that is not a session.
+local function read_session(key)
+    local session, reason = load_session(key)
+    if reason == 'error' then
+        fail(WRONGTYPE)
+    elseif reason == 'foreign' then
+        fail(NOT_A_SESSION)
+    end
+    return session
+end
+
+-- Alive at `now`: Redis keeps a key through its expiry millisecond, and a
+-- session past expires_at or max_expires_at is dead whatever its TTL.
+local function session_is_live(s, now)
+    return now <= s.expires_at and now <= s.max_expires_at
+end
+
+local function session_reply(user, data, s)
+    return { user, data, s.created, s.last_active, s.expires_at, s.max_expires_at, s.version }
+end
+
+-- What a key listed in an index is (rules.rs Listed): 'foreign', 'gone',
+-- 'dead' or 'live' (with the session). A listed key is untrusted: it must
+-- fit the index's name rule (so it is in the index's slot), be readable by
+-- the caller (and, for `for_write`, writable: probed with a no-op
+-- `PEXPIREAT key 1 GT`, which sets nothing since 1 is before any expiry,
+-- so a key the caller may not delete is never planned for deletion), be
+-- a session and be the index user's. The module checks the ACL without
+-- trying; here a refused call, caught by pcall, makes the key foreign.
+local function classify(shape, member, now, for_write)
+    if not index_lists(shape, member) then
+        return 'foreign'
+    end
+    if for_write then
+        local probe = redis.pcall('PEXPIREAT', member, '1', 'GT')
+        if type(probe) == 'table' and probe.err then
+            return 'foreign'
+        end
+    end
+    local session, reason = load_session(member)
+    if reason then
+        return 'foreign'
+    end
+    if not session then
+        return 'gone'
+    end
+    if session.user ~= shape.user then
+        return 'foreign'
+    end
+    if session_is_live(session, now) then
+        return 'live', session
+    end
+    return 'dead'
+end
+
+-- An index's members: all, or those scored at or after `from`.
+local function index_members(index, from)
+    if from then
+        return redis.call('ZRANGE', index, format_int(from), '+inf', 'BYSCORE')
+    end
+    return redis.call('ZRANGE', index, '0', '-1')
+end
+
+-- Lists `session`, scored by its max lifetime (the index's order).
+local function list_session(index, session, max_expires_at)
+    redis.call('ZADD', index, format_int(max_expires_at), session)
+end
+
+-- Keeps the index alive at least until `max_expires_at` (`index_expiry`:
+-- its expiry before the command, nil for none).
+local function extend_index(index, index_expiry, max_expires_at)
+    if not index_expiry or index_expiry < max_expires_at then
+        redis.call('PEXPIREAT', index, format_int(max_expires_at))
+    end
+end
+
+local function option_once(seen, option)
+    if seen[option] then
+        fail('ERR syntax error: option ' .. option .. ' given more than once')
+    end
+    seen[option] = true
+end
+
+local function next_choice(args, what, choices, expected)
+    local raw = next_bytes(args):upper()
+    for _, choice in ipairs(choices) do
+        if raw == choice then
+            return choice
+        end
+    end
+    fail('ERR ' .. what .. ' must be one of ' .. expected)
+end
+
+local function next_session_duration(args, what)
+    return next_duration_ms(args, what, 1, MAX_SESSION_DURATION_MS)
+end
+
+local function distinct(a, b)
+    if a == b then
+        fail('ERR syntax error: the same key is given twice')
+    end
+end
+
+local function takes_keys(count, actual, fname, usage)
+    if actual ~= count then
+        local noun = count == 1 and ' key' or ' keys'
+        fail('ERR ' .. fname .. ' takes ' .. count .. noun .. ': FCALL ' .. fname .. ' ' .. count
+            .. ' ' .. usage)
+    end
+end
+
+-- TK.SESSION.CREATE <skey> <ikey> <user> <idle_ttl> <data>
+--     [MAXLIFETIME <ttl>] [MAXSESSIONS <n> EVICT|REJECT]
+local function session_create(keys, argv)
+    local list = command_args(keys, argv, 'TK.SESSION.CREATE', -6)
+    takes_keys(2, #keys, 'tk_session_create',
+        '<skey> <ikey> <user> <idle_ttl> <data> [options]')
+    local args = new_args(list, 'tk.session.create')
+    local skey, ikey = next_bytes(args), next_bytes(args)
+    distinct(skey, ikey)
+    local user = next_bytes(args)
+    if user == '' then
+        fail('ERR syntax error: user must not be empty')
+    end
+    local idle = next_session_duration(args, 'idle_ttl')
+    local data = next_bytes(args)
+    local max_lifetime, cap, policy = DEFAULT_MAX_LIFETIME_MS, nil, nil
+    local seen = {}
+    while true do
+        local option = next_keyword(args, { 'MAXLIFETIME', 'MAXSESSIONS' })
+        if not option then
+            break
+        end
+        option_once(seen, option)
+        if option == 'MAXLIFETIME' then
+            max_lifetime = next_session_duration(args, 'MAXLIFETIME')
+        else
+            cap = next_integer(args, 'MAXSESSIONS', 1, MAX_SESSIONS_CAP)
+            policy = next_choice(args, 'the MAXSESSIONS policy', { 'EVICT', 'REJECT' }, 'EVICT or REJECT')
+        end
+    end
+    expect_end(args)
+    local shape = session_index(ikey)
+    check_session_name(shape, skey)
+    if user ~= shape.user then
+        fail('ERR the user must be the one its index names (tk:si:{<tag>}:<user>)')
+    end
+    if expect_type(skey, 'hash') then
+        fail('ERR session already exists')
+    end
+    expect_type(ikey, 'zset')
+    local now = now_whole_ms()
+    -- Members scored before now are past their max lifetime: dropped by
+    -- score below, unread.
+    local members = index_members(ikey, now)
+    local cleanup, live, last_active = {}, {}, {}
+    for i, member in ipairs(members) do
+        local kind, session = classify(shape, member, now, true)
+        if kind == 'live' then
+            cleanup[i] = 'keep'
+            live[#live + 1] = i
+            last_active[i] = session.last_active
+        elseif kind == 'dead' then
+            cleanup[i] = 'delete'
+        else
+            cleanup[i] = 'unlist'
+        end
+    end
+    -- Decided before anything is written: a refusal changes nothing.
+    if cap and #live + 1 > cap then
+        if policy == 'REJECT' then
+            fail('ERR session limit reached')
+        end
+        -- The least recently active go first, ties by key.
+        table.sort(live, function(a, b)
+            if last_active[a] ~= last_active[b] then
+                return last_active[a] < last_active[b]
+            end
+            return bytes_less(members[a], members[b])
+        end)
+        for j = 1, #live + 1 - cap do
+            cleanup[live[j]] = 'delete'
+        end
+    end
+    local max_expires_at = now + max_lifetime
+    local s = {
+        created = now,
+        last_active = now,
+        expires_at = math.min(now + idle, max_expires_at),
+        max_expires_at = max_expires_at,
+        version = 1,
+        idle = idle,
+    }
+    local index_expiry = expiry_of(ikey)
+    -- Listed first, so the index never empties within the command.
+    list_session(ikey, skey, max_expires_at)
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', '(' .. format_int(now))
+    for i, member in ipairs(members) do
+        -- A stale entry of the new session's own name is now its entry.
+        if member ~= skey then
+            if cleanup[i] == 'delete' then
+                redis.call('UNLINK', member)
+            end
+            if cleanup[i] ~= 'keep' then
+                redis.call('ZREM', ikey, member)
+            end
+        end
+    end
+    redis.call('HSET', skey, 'user', user, 'data', data, 'created', format_int(s.created),
+        'last_active', format_int(s.last_active), 'expires_at', format_int(s.expires_at),
+        'max_expires_at', format_int(s.max_expires_at), 'version', '1', 'idle', format_int(idle))
+    redis.call('PEXPIREAT', skey, format_int(s.expires_at))
+    extend_index(ikey, index_expiry, max_expires_at)
+    return session_reply(user, data, s)
+end
+
+-- The session in argument `skey` if alive at `now`, for a write command;
+-- otherwise nil, a dead session deleted (so it is dead everywhere).
+local function live_for_write(skey, now)
+    local s = read_session(skey)
+    if s and not session_is_live(s, now) then
+        redis.call('UNLINK', skey)
+        return nil
+    end
+    return s
+end
+
+-- TK.SESSION.TOUCH <skey> [IDLE <ttl>] [MINGAP <ttl>] → the session, or nil.
+local function session_touch(keys, argv)
+    local list = command_args(keys, argv, 'TK.SESSION.TOUCH', -2)
+    takes_keys(1, #keys, 'tk_session_touch', '<skey> [IDLE <ttl>] [MINGAP <ttl>]')
+    local args = new_args(list, 'tk.session.touch')
+    local skey = next_bytes(args)
+    local idle, min_gap = nil, nil
+    local seen = {}
+    while true do
+        local option = next_keyword(args, { 'IDLE', 'MINGAP' })
+        if not option then
+            break
+        end
+        option_once(seen, option)
+        if option == 'IDLE' then
+            idle = next_session_duration(args, 'IDLE')
+        else
+            min_gap = next_session_duration(args, 'MINGAP')
+        end
+    end
+    expect_end(args)
+    local now = now_whole_ms()
+    local s = live_for_write(skey, now)
+    if not s then
+        return false
+    end
+    -- MINGAP: no write when the last activity is recent enough (and the
+    -- idle TTL unchanged).
+    if min_gap and math.max(now - s.last_active, 0) < min_gap and (not idle or idle == s.idle) then
+        return session_reply(s.user, s.data, s)
+    end
+    s.idle = idle or s.idle
+    -- A clock that stepped back never moves last_active backwards.
+    s.last_active = math.max(now, s.last_active)
+    s.expires_at = math.min(s.last_active + s.idle, s.max_expires_at)
+    redis.call('HSET', skey, 'last_active', format_int(s.last_active),
+        'expires_at', format_int(s.expires_at), 'idle', format_int(s.idle))
+    redis.call('PEXPIREAT', skey, format_int(s.expires_at))
+    return session_reply(s.user, s.data, s)
+end
+
+-- TK.SESSION.GET <skey> → the session, or nil. Read-only: a dead session
+-- is reported gone and left to the next write (or Redis's expiry).
+local function session_get(keys, argv)
+    command_args(keys, argv, 'TK.SESSION.GET', 2)
+    takes_keys(1, #keys, 'tk_session_get', '<skey>')
+    local now = now_whole_ms()
+    local s = read_session(keys[1])
+    if s and session_is_live(s, now) then
+        return session_reply(s.user, s.data, s)
+    end
+    return false
+end
+
+-- IFVERSION's value: 0 to 2^63 - 1, the bound compared as text (a double
+-- cannot hold it).
+local function next_if_version(args)
+    local raw = next_bytes(args)
+    local value = parse_integer(raw)
+    if not value then
+        fail('ERR IFVERSION must be an integer')
+    end
+    local digits = raw:gsub('^%-?0*', '')
+    if value < 0 or #digits > 19 or (#digits == 19 and digits > MAX_STORED_TEXT) then
+        fail('ERR IFVERSION must be between 0 and ' .. MAX_STORED_TEXT)
+    end
+    return value
+end
+
+-- TK.SESSION.SET <skey> <data> [IFVERSION <v>] → the new version, or nil.
+local function session_set(keys, argv)
+    local list = command_args(keys, argv, 'TK.SESSION.SET', -3)
+    takes_keys(1, #keys, 'tk_session_set', '<skey> <data> [IFVERSION <v>]')
+    local args = new_args(list, 'tk.session.set')
+    local skey = next_bytes(args)
+    local data = next_bytes(args)
+    local if_version = nil
+    if next_keyword(args, { 'IFVERSION' }) then
+        if_version = next_if_version(args)
+    end
+    expect_end(args)
+    local now = now_whole_ms()
+    local s = live_for_write(skey, now)
+    if not s then
+        return false
+    end
+    if if_version and if_version ~= s.version then
+        fail('ERR version mismatch: the session was changed since it was read')
+    end
+    if s.version >= LIBRARY_MAX_STORED then
+        fail('ERR version limit reached')
+    end
+    local version = s.version + 1
+    -- The expiry is kept: the session lives exactly as long as before.
+    redis.call('HSET', skey, 'data', data, 'version', format_int(version))
+    return version
+end
+
+-- TK.SESSION.DESTROY <skey> <ikey> → 1 if a session was deleted, else 0.
+local function session_destroy(keys, argv)
+    command_args(keys, argv, 'TK.SESSION.DESTROY', 3)
+    takes_keys(2, #keys, 'tk_session_destroy', '<skey> <ikey>')
+    local skey, ikey = keys[1], keys[2]
+    distinct(skey, ikey)
+    check_session_name(session_index(ikey), skey)
+    expect_type(ikey, 'zset')
+    -- Only a session is deleted: another type or shape is refused.
+    local exists = read_session(skey) ~= nil
+    if exists then
+        redis.call('UNLINK', skey)
+    end
+    redis.call('ZREM', ikey, skey)
+    return exists and 1 or 0
+end
+
+-- TK.SESSION.ROTATE <old_skey> <new_skey> <ikey> → 1, or nil if the old
+-- session is gone. Same data and expiry under the new key.
+local function session_rotate(keys, argv)
+    command_args(keys, argv, 'TK.SESSION.ROTATE', 4)
+    takes_keys(3, #keys, 'tk_session_rotate', '<old_skey> <new_skey> <ikey>')
+    local old, new, ikey = keys[1], keys[2], keys[3]
+    distinct(old, new)
+    distinct(old, ikey)
+    distinct(new, ikey)
+    local shape = session_index(ikey)
+    check_session_name(shape, old)
+    check_session_name(shape, new)
+    expect_type(old, 'hash')
+    if expect_type(new, 'hash') then
+        fail('ERR session already exists')
+    end
+    expect_type(ikey, 'zset')
+    local now = now_whole_ms()
+    local s = read_session(old)
+    if not s then
+        return false
+    end
+    if s.user ~= shape.user then
+        fail('ERR the session belongs to another user than the index names')
+    end
+    if not session_is_live(s, now) then
+        redis.call('UNLINK', old)
+        redis.call('ZREM', ikey, old)
+        return false
+    end
+    local index_expiry = expiry_of(ikey)
+    -- RENAME moves the hash with its expiry; the new key is listed before
+    -- the old is unlisted.
+    redis.call('RENAME', old, new)
+    list_session(ikey, new, s.max_expires_at)
+    redis.call('ZREM', ikey, old)
+    extend_index(ikey, index_expiry, s.max_expires_at)
+    return 1
+end
+
+-- TK.SESSION.LIST <ikey> → [[skey, created, last_active, expires_at], ...],
+-- most recently active first. Read-only: dead and foreign entries are
+-- skipped here and unlisted by the next write to the index.
+local function session_list(keys, argv)
+    command_args(keys, argv, 'TK.SESSION.LIST', 2)
+    takes_keys(1, #keys, 'tk_session_list', '<ikey>')
+    local ikey = keys[1]
+    local shape = session_index(ikey)
+    expect_type(ikey, 'zset')
+    local now = now_whole_ms()
+    local live = {}
+    for _, member in ipairs(index_members(ikey)) do
+        local kind, s = classify(shape, member, now, false)
+        if kind == 'live' then
+            live[#live + 1] = { member, s }
+        end
+    end
+    table.sort(live, function(a, b)
+        if a[2].last_active ~= b[2].last_active then
+            return a[2].last_active > b[2].last_active
+        end
+        return bytes_less(a[1], b[1])
+    end)
+    local reply = {}
+    for i, entry in ipairs(live) do
+        local s = entry[2]
+        reply[i] = { entry[1], s.created, s.last_active, s.expires_at }
+    end
+    return reply
+end
+
+-- TK.SESSION.REVOKEALL <ikey> [EXCEPT <skey>] → sessions deleted (live
+-- sessions of the index's user; foreign entries are only unlisted). The
+-- EXCEPT key is only compared, never accessed: it is an ARGV.
+local function session_revokeall(keys, argv)
+    local list = command_args(keys, argv, 'TK.SESSION.REVOKEALL', -2)
+    takes_keys(1, #keys, 'tk_session_revokeall', '<ikey> [EXCEPT <skey>]')
+    local args = new_args(list, 'tk.session.revokeall')
+    local ikey = next_bytes(args)
+    local except = nil
+    if next_keyword(args, { 'EXCEPT' }) then
+        except = next_bytes(args)
+    end
+    expect_end(args)
+    if except then
+        distinct(ikey, except)
+    end
+    local shape = session_index(ikey)
+    if except then
+        check_session_name(shape, except)
+    end
+    expect_type(ikey, 'zset')
+    local now = now_whole_ms()
+    local revoked = 0
+    local plan = {}
+    for _, member in ipairs(index_members(ikey)) do
+        if member ~= except then
+            plan[#plan + 1] = { member, (classify(shape, member, now, true)) }
+        end
+    end
+    -- Decided before anything is deleted: one member's fate never depends
+    -- on another's deletion.
+    for _, entry in ipairs(plan) do
+        local member, kind = entry[1], entry[2]
+        if kind == 'live' then
+            revoked = revoked + 1
+        end
+        if kind == 'live' or kind == 'dead' then
+            redis.call('UNLINK', member)
+        end
+        redis.call('ZREM', ikey, member)
+    end
+    return revoked
+end
+
+-- ---------------------------------------------------------------------------
+-- Cache (core/src/cache/, module/src/cache/)
+--
+-- `tk:c:{tag}:<ns>:<id>`: a hash (v value, g / ng the user and namespace
+-- generations it was written under, ns namespace) expiring with its TTL;
+-- `tk:cg:{tag}`: a hash of generations (u the user's, n:<ns> each
+-- namespace's; absent = 0); `tk:ci:{tag}`: a sorted set of the entry keys
+-- scored by their expiry.
+--
+-- Generations are kept as their canonical decimal text (no sign, no
+-- leading zero), so GET and SET compare them exactly up to 2^63 - 1, as
+-- the module does; only an invalidation turns one into a number, to add 1
+-- and reply it, which a double does exactly below 2^53 (see the header).
+-- ---------------------------------------------------------------------------
+
+local MAX_CACHE_TTL_MS = 604800000 -- 7 days
+local GENERATION_RETENTION_MS = 86400000 -- 24 h
+local CORRUPT_GENERATIONS =
+    'WRONGTYPE cache generations key holds a field that is not a generation (edited by hand?)'
+local BAD_CACHE_KEYS =
+    'ERR cache keys must be tk:c:{<tag>}:<name>, tk:cg:{<tag>} and tk:ci:{<tag>}, with one tag'
+-- Index members the library's reclaim examines per SET or INVALIDATE*
+-- (the module's background timer examines 64 per tick).
+local RECLAIM_BATCH = 32
+-- The generations hash field holding the reclaim's resume point: an index
+-- score (entry expiry, ms). The module reads only `u` and `n:<ns>`.
+local RECLAIM_FIELD = 'r'
+
+-- The tag of `tk:cg:{tag}` / `tk:ci:{tag}` (nothing after the tag).
+local function cache_tag(key, prefix)
+    local tag, rest = split_tagged(key, prefix)
+    if not tag or rest ~= '' then
+        fail(BAD_CACHE_KEYS)
+    end
+    return tag
+end
+
+local function cache_lists(tag, entry)
+    return is_tagged_member(entry, 'tk:c:', tag)
+end
+
+local function check_entry(tag, entry)
+    if not cache_lists(tag, entry) then
+        fail(BAD_CACHE_KEYS)
+    end
+end
+
+-- A namespace: 1 to 64 of A-Z a-z 0-9 _ . - (it becomes part of names).
+local function next_namespace(args)
+    local namespace = next_bytes(args)
+    if #namespace == 0 or #namespace > 64 or namespace:find('[^%w_%.%-]') then
+        fail('ERR syntax error: namespace must be 1 to 64 characters of A-Z a-z 0-9 _ . -')
+    end
+    return namespace
+end
+
+-- A stored generation as canonical text: absent is '0'; otherwise 1 to 19
+-- digits, no leading zero, at most 2^63 - 1; nil for anything else.
+local function parse_generation(text)
+    if not text then
+        return '0'
+    end
+    if not text:find('^%d+$') or #text > 19 or (#text > 1 and text:sub(1, 1) == '0')
+        or (#text == 19 and text > MAX_STORED_TEXT) then
+        return nil
+    end
+    return text
+end
+
+-- `"<user>.<namespace>"`, both parts strict; nil otherwise.
+local function parse_token(token)
+    local dot = token:find('.', 1, true)
+    if not dot then
+        return nil
+    end
+    local user = parse_generation(token:sub(1, dot - 1))
+    local namespace = parse_generation(token:sub(dot + 1))
+    if not user or not namespace then
+        return nil
+    end
+    return user .. '.' .. namespace
+end
+
+-- The generations of `namespace` as a token `"<u>.<n>"`; WRONGTYPE for a
+-- key of another type or a field tk could not have written. (The module
+-- builds the field from at most 64 bytes of the namespace.)
+local function current_generations(generations_key, namespace)
+    local values = redis.pcall('HMGET', generations_key, 'u', 'n:' .. namespace:sub(1, 64))
+    if values.err then
+        fail(WRONGTYPE)
+    end
+    local user, ns = parse_generation(values[1]), parse_generation(values[2])
+    if not user or not ns then
+        fail(CORRUPT_GENERATIONS)
+    end
+    return user .. '.' .. ns
+end
+
+-- An entry's recorded generations as a token; nil when damaged.
+local function entry_generations(user, namespace)
+    if not user or not namespace then
+        return nil
+    end
+    local u, n = parse_generation(user), parse_generation(namespace)
+    if not u or not n then
+        return nil
+    end
+    return u .. '.' .. n
+end
+
+-- The library's reclaim, in place of the module's background timer: each
+-- SET and INVALIDATE* examines at most RECLAIM_BATCH index members, from
+-- the score kept in the generations hash's RECLAIM_FIELD, and wraps to the
+-- start once it reaches the end. The rule is the reclaimer's (plan.rs
+-- reclaim): a member that breaks the name rule, that the caller may not
+-- read and delete (probed with a no-op `PEXPIREAT key 1 GT`; a refused
+-- call makes it foreign) or of another type is only unlisted; one whose
+-- entry is gone is unlisted; an entry whose generations are not current
+-- (or damaged) is deleted and unlisted; a visible one stays. No key outside
+-- the index is examined.
+local function reclaim(generations_key, index, tag)
+    local stored_from = redis.call('HGET', generations_key, RECLAIM_FIELD)
+    local from = 0
+    if stored_from and stored_from:find('^%d+$') and #stored_from <= 15 then
+        from = tonumber(stored_from)
+    end
+    local batch = redis.call('ZRANGE', index, format_int(from), '+inf', 'BYSCORE',
+        'LIMIT', '0', format_int(RECLAIM_BATCH), 'WITHSCORES')
+    local known = {}
+    local count = #batch / 2
+    for i = 1, count do
+        local member = batch[2 * i - 1]
+        local verdict = 'unlist'
+        if cache_lists(tag, member) then
+            local probe = redis.pcall('PEXPIREAT', member, '1', 'GT')
+            local fields = nil
+            if not (type(probe) == 'table' and probe.err) then
+                fields = redis.pcall('HMGET', member, 'g', 'ng', 'ns')
+            end
+            if fields and not fields.err and (fields[1] or fields[2] or fields[3]) then
+                verdict = 'delete'
+                local namespace = fields[3]
+                if namespace then
+                    local current = known[namespace]
+                    if not current then
+                        local values = redis.call('HMGET', generations_key, 'u',
+                            'n:' .. namespace:sub(1, 64))
+                        local u, n = parse_generation(values[1]), parse_generation(values[2])
+                        if not u or not n then
+                            -- As the module's job: generations edited by
+                            -- hand stop the reclaim; entries expire.
+                            return
+                        end
+                        current = u .. '.' .. n
+                        known[namespace] = current
+                    end
+                    if entry_generations(fields[1], fields[2]) == current then
+                        verdict = 'keep'
+                    end
+                end
+            end
+        end
+        if verdict == 'delete' then
+            redis.call('UNLINK', member)
+        end
+        if verdict ~= 'keep' then
+            redis.call('ZREM', index, member)
+        end
+    end
+    -- Resume at the last score examined (members sharing it are looked at
+    -- again, kept ones only), past it when the whole batch shared one
+    -- score, and from the start after the end.
+    local next_from = 0
+    if count == RECLAIM_BATCH then
+        local first, last = tonumber(batch[2]), tonumber(batch[2 * count])
+        next_from = last
+        if first == last then
+            next_from = last + 1
+        end
+    end
+    if next_from ~= from or (stored_from and stored_from ~= format_int(from)) then
+        redis.call('HSET', generations_key, RECLAIM_FIELD, format_int(next_from))
+    end
+end
+
+-- TK.CACHE.GET <entry_key> <generations_key> <namespace>
+--     → [1, value] on a hit, [0, "<u>.<n>"] on a miss.
+local function cache_get(keys, argv)
+    local list = command_args(keys, argv, 'TK.CACHE.GET', 4)
+    takes_keys(2, #keys, 'tk_cache_get', '<entry_key> <generations_key> <namespace>')
+    local args = new_args(list, 'tk.cache.get')
+    local entry, generations_key = next_bytes(args), next_bytes(args)
+    distinct(entry, generations_key)
+    local namespace = next_namespace(args)
+    check_entry(cache_tag(generations_key, 'tk:cg:'), entry)
+    local current = current_generations(generations_key, namespace)
+    local fields = redis.pcall('HMGET', entry, 'v', 'g', 'ng', 'ns')
+    if fields.err then
+        fail(WRONGTYPE)
+    end
+    -- The namespace check guards against a key reused across namespaces.
+    if fields[1] and entry_generations(fields[2], fields[3]) == current and fields[4] == namespace then
+        return { 1, fields[1] }
+    end
+    return { 0, current }
+end
+
+-- TK.CACHE.SET <entry_key> <generations_key> <index_key> <namespace> <ttl>
+--     <value> [IFGEN <token>] → 1 stored, 0 refused (IFGEN not current).
+local function cache_set(keys, argv)
+    local list = command_args(keys, argv, 'TK.CACHE.SET', -7)
+    takes_keys(3, #keys, 'tk_cache_set',
+        '<entry_key> <generations_key> <index_key> <namespace> <ttl> <value> [IFGEN <token>]')
+    local args = new_args(list, 'tk.cache.set')
+    if #list ~= 6 and #list ~= 8 then
+        arity_error('tk.cache.set')
+    end
+    local entry, generations_key, index = next_bytes(args), next_bytes(args), next_bytes(args)
+    distinct(entry, generations_key)
+    distinct(entry, index)
+    distinct(generations_key, index)
+    local namespace = next_namespace(args)
+    local ttl = next_duration_ms(args, 'ttl', 1, MAX_CACHE_TTL_MS)
+    local value = next_bytes(args)
+    local if_generations = nil
+    if next_keyword(args, { 'IFGEN' }) then
+        if_generations = parse_token(next_bytes(args))
+        if not if_generations then
+            fail('ERR syntax error: IFGEN takes the generation token returned by TK.CACHE.GET '
+                .. '("<user>.<namespace>")')
+        end
+    end
+    expect_end(args)
+    local tag = cache_tag(index, 'tk:ci:')
+    if cache_tag(generations_key, 'tk:cg:') ~= tag then
+        fail(BAD_CACHE_KEYS)
+    end
+    check_entry(tag, entry)
+    -- Every type is checked before anything is written.
+    expect_type(entry, 'hash')
+    local generations_exist = expect_type(generations_key, 'hash')
+    expect_type(index, 'zset')
+    local now = now_whole_ms()
+    local current = current_generations(generations_key, namespace)
+    local index_expiry = expiry_of(index)
+    local generations_expiry = expiry_of(generations_key)
+    if if_generations and if_generations ~= current then
+        return 0
+    end
+    local dot = current:find('.', 1, true)
+    local expire_at = now + ttl
+    redis.call('HSET', entry, 'v', value, 'g', current:sub(1, dot - 1), 'ng', current:sub(dot + 1),
+        'ns', namespace)
+    redis.call('PEXPIREAT', entry, format_int(expire_at))
+    redis.call('ZADD', index, format_int(expire_at), entry)
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. format_int(now))
+    if not index_expiry or index_expiry < expire_at then
+        redis.call('PEXPIREAT', index, format_int(expire_at))
+    end
+    -- A generations key without expiry is left alone (INVALIDATE* gives it
+    -- one).
+    if generations_expiry and generations_expiry < expire_at then
+        redis.call('PEXPIREAT', generations_key, format_int(expire_at))
+    end
+    -- Without a generations key every generation is 0: nothing to reclaim
+    -- but damaged entries, which expire; and no key to keep a cursor in.
+    if generations_exist then
+        reclaim(generations_key, index, tag)
+    end
+    return 1
+end
+
+-- TK.CACHE.INVALIDATEUSER / INVALIDATENS: bumps one generation, keeps the
+-- generations key alive past the user's entries and 24 h, then reclaims
+-- a batch.
+local function invalidate(keys, argv, redis_name, command, fname, with_namespace)
+    local arity = with_namespace and 4 or 3
+    local list = command_args(keys, argv, redis_name, arity)
+    takes_keys(2, #keys, fname, '<generations_key> <index_key>' .. (with_namespace and ' <namespace>' or ''))
+    local args = new_args(list, command)
+    local generations_key, index = next_bytes(args), next_bytes(args)
+    distinct(generations_key, index)
+    local field = 'u'
+    if with_namespace then
+        field = 'n:' .. next_namespace(args)
+    end
+    local tag = cache_tag(index, 'tk:ci:')
+    if cache_tag(generations_key, 'tk:cg:') ~= tag then
+        fail(BAD_CACHE_KEYS)
+    end
+    expect_type(generations_key, 'hash')
+    local index_exists = expect_type(index, 'zset')
+    local stored = parse_generation(redis.call('HGET', generations_key, field))
+    if not stored then
+        fail(CORRUPT_GENERATIONS)
+    end
+    local now = now_whole_ms()
+    local index_expiry = index_exists and expiry_of(index) or nil
+    local generations_expiry = expiry_of(generations_key)
+    -- The library's last generation is 2^53 - 1 (a reply exact in a double).
+    local current = tonumber(stored)
+    if current >= TWO_53 - 1 then
+        fail('ERR generation limit reached')
+    end
+    local generation = current + 1
+    local wanted = math.max(now + GENERATION_RETENTION_MS, index_expiry or 0, generations_expiry or 0)
+    redis.call('HSET', generations_key, field, format_int(generation))
+    if generations_expiry ~= wanted then
+        redis.call('PEXPIREAT', generations_key, format_int(wanted))
+    end
+    if index_exists then
+        reclaim(generations_key, index, tag)
+    end
+    return generation
+end
+
+local function cache_invalidateuser(keys, argv)
+    return invalidate(keys, argv, 'TK.CACHE.INVALIDATEUSER', 'tk.cache.invalidateuser',
+        'tk_cache_invalidateuser', false)
+end
+
+local function cache_invalidatens(keys, argv)
+    return invalidate(keys, argv, 'TK.CACHE.INVALIDATENS', 'tk.cache.invalidatens',
+        'tk_cache_invalidatens', true)
+end
+
+-- ---------------------------------------------------------------------------
 -- Registration
 -- ---------------------------------------------------------------------------
 
@@ -1083,3 +2070,28 @@ redis.register_function('tk_ratelimit_reset', command(ratelimit_reset))
 redis.register_function('tk_lock_acquire', command(lock_acquire))
 redis.register_function('tk_lock_release', command(lock_release))
 redis.register_function('tk_lock_extend', command(lock_extend))
+
+redis.register_function('tk_session_create', command(session_create))
+redis.register_function('tk_session_touch', command(session_touch))
+redis.register_function {
+    function_name = 'tk_session_get',
+    callback = command(session_get),
+    flags = { 'no-writes' },
+}
+redis.register_function('tk_session_set', command(session_set))
+redis.register_function('tk_session_destroy', command(session_destroy))
+redis.register_function('tk_session_rotate', command(session_rotate))
+redis.register_function {
+    function_name = 'tk_session_list',
+    callback = command(session_list),
+    flags = { 'no-writes' },
+}
+redis.register_function('tk_session_revokeall', command(session_revokeall))
+redis.register_function {
+    function_name = 'tk_cache_get',
+    callback = command(cache_get),
+    flags = { 'no-writes' },
+}
+redis.register_function('tk_cache_set', command(cache_set))
+redis.register_function('tk_cache_invalidateuser', command(cache_invalidateuser))
+redis.register_function('tk_cache_invalidatens', command(cache_invalidatens))

@@ -3,7 +3,7 @@
 //! as the library's `FCALL`, so a test can run the same calls on both and
 //! compare the replies.
 
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tk_redis::functions::{function_name, LIBRARY_SOURCE};
 
@@ -148,4 +148,83 @@ pub async fn server_time_us<C: ConnectionLike>(conn: &mut C) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("TIME failed: {e}"));
     seconds * 1_000_000 + micros
+}
+
+// ---- plain commands and a pair of servers ----------------------------------------
+
+/// `SET key value`.
+pub async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+pub use crate::raw::query;
+
+/// `GET key`.
+pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+    query(conn, &["GET", key]).await
+}
+
+/// Every key (`KEYS *`), sorted.
+pub async fn sorted_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
+    keys.sort();
+    keys
+}
+
+/// A module server and a functions server, and a connection to each.
+pub struct Pair {
+    _module: Server,
+    _library: Server,
+    pub module: MultiplexedConnection,
+    pub library: MultiplexedConnection,
+}
+
+impl Pair {
+    /// Starts both servers.
+    pub async fn start() -> Pair {
+        let module = Server::start().await;
+        let library = functions_server().await;
+        Pair {
+            module: module.conn().await,
+            library: library.conn().await,
+            _module: module,
+            _library: library,
+        }
+    }
+
+    /// The module's server and the library's.
+    pub fn servers(&self) -> (&Server, &Server) {
+        (&self._module, &self._library)
+    }
+
+    /// Runs `call` on both; returns (module's reply, library's reply).
+    pub async fn run(&mut self, call: &Call) -> (Reply, Reply) {
+        let module = call.run(&mut self.module, Via::Module).await;
+        let library = call.run(&mut self.library, Via::Library).await;
+        (module, library)
+    }
+
+    /// Runs `call` on both and asserts the same reply, exactly.
+    pub async fn same(&mut self, call: &Call) -> Reply {
+        let (module, library) = self.run(call).await;
+        assert_eq!(module, library, "{call:?}");
+        module
+    }
+
+    /// Sets `key` to `value` on both servers.
+    pub async fn set(&mut self, key: &str, value: &[u8]) {
+        set(&mut self.module, key, value).await;
+        set(&mut self.library, key, value).await;
+    }
+
+    /// Runs the plain command `args` on both servers.
+    pub async fn both(&mut self, args: &[&str]) {
+        let _: Value = query(&mut self.module, args).await;
+        let _: Value = query(&mut self.library, args).await;
+    }
 }

@@ -16,15 +16,13 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tk_redis::functions::{LIBRARY_NAME, LIBRARY_VERSION};
 use tk_redis_tests::functions::{
-    functions_server, integers, load_library, module_and_library_server, send, server_time_us,
-    Call, Reply, Via,
+    functions_server, get, integers, load_library, module_and_library_server, query, send,
+    server_time_us, set, sorted_keys, Call, Pair, Reply, Via,
 };
 use tk_redis_tests::harness::{debug_digest, wait_for_sync, Server};
-use tk_redis_tests::raw::query;
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -52,71 +50,6 @@ fn same_reply(call: &Call, module: &Reply, library: &Reply, tolerance_ms: i64) -
             })
         }
         _ => module == library,
-    }
-}
-
-async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
-    let _: () = redis::cmd("SET")
-        .arg(key)
-        .arg(value)
-        .query_async(conn)
-        .await
-        .unwrap();
-}
-
-async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
-    query(conn, &["GET", key]).await
-}
-
-async fn sorted_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
-    let mut keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
-    keys.sort();
-    keys
-}
-
-/// A module server and a functions server, and a connection to each.
-struct Pair {
-    _module: Server,
-    _library: Server,
-    module: MultiplexedConnection,
-    library: MultiplexedConnection,
-}
-
-impl Pair {
-    async fn start() -> Pair {
-        let module = Server::start().await;
-        let library = functions_server().await;
-        Pair {
-            module: module.conn().await,
-            library: library.conn().await,
-            _module: module,
-            _library: library,
-        }
-    }
-
-    /// Runs `call` on both; returns (module's reply, library's reply).
-    async fn run(&mut self, call: &Call) -> (Reply, Reply) {
-        let module = call.run(&mut self.module, Via::Module).await;
-        let library = call.run(&mut self.library, Via::Library).await;
-        (module, library)
-    }
-
-    /// Runs `call` on both and asserts the same reply, exactly.
-    async fn same(&mut self, call: &Call) -> Reply {
-        let (module, library) = self.run(call).await;
-        assert_eq!(module, library, "{call:?}");
-        module
-    }
-
-    /// Sets `key` to `value` on both servers.
-    async fn set(&mut self, key: &str, value: &[u8]) {
-        set(&mut self.module, key, value).await;
-        set(&mut self.library, key, value).await;
-    }
-
-    async fn both(&mut self, args: &[&str]) {
-        let _: Value = query(&mut self.module, args).await;
-        let _: Value = query(&mut self.library, args).await;
     }
 }
 
