@@ -71,22 +71,6 @@ pub(crate) fn tagged(prefix: &str, tag: &str) -> String {
     key
 }
 
-/// Redis Cluster's CRC16 (XMODEM: polynomial 0x1021, initial value 0).
-pub(crate) fn crc16(bytes: &[u8]) -> u16 {
-    let mut crc = 0u16;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
 /// The Redis Cluster hash slot of `key`, as `CLUSTER KEYSLOT` computes it:
 /// the CRC16 of the hash tag (the bytes between the first `{` and the next
 /// `}`, when not empty) or of the whole key, modulo 16384. Keys used in one
@@ -98,17 +82,7 @@ pub(crate) fn crc16(bytes: &[u8]) -> u16 {
 /// assert_eq!(key_slot("rl:{u42}:sec"), key_slot("rl:{u42}:hour"));
 /// ```
 pub fn key_slot(key: impl AsRef<[u8]>) -> u16 {
-    let bytes = key.as_ref();
-    let hashed = bytes
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &bytes[open + 1..];
-            let len = rest.iter().position(|&b| b == b'}')?;
-            (len > 0).then(|| &rest[..len])
-        })
-        .unwrap_or(bytes);
-    crc16(hashed) % 16384
+    tk_redis_core::keys::slot(key.as_ref())
 }
 
 #[cfg(test)]
@@ -124,12 +98,12 @@ mod tests {
 
     #[test]
     fn key_slot_matches_redis() {
-        // The CRC16/XMODEM check value, and slots Redis reports.
-        assert_eq!(crc16(b"123456789"), 0x31c3);
+        // Slots Redis reports.
         assert_eq!(key_slot("foo"), 12182);
         assert_eq!(key_slot("bar"), 5061);
         assert_eq!(key_slot("{foo}:x"), key_slot("foo"));
-        assert_eq!(key_slot("a{}b"), crc16(b"a{}b") % 16384);
+        // An empty tag hashes the whole key.
+        assert_eq!(key_slot("a{}b"), 13694);
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub const KEY_PREFIX: &str = "tk:lock:";
 /// assert!(matches!(err, tk_redis::Error::InvalidArgument(_)));
 /// # }
 /// ```
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_TTL: Duration = Duration::from_millis(tk_redis_core::lock::MAX_TTL_MS);
 
 /// First pause between two attempts of [`Lock::acquire`]; it doubles up to
 /// [`MAX_BACKOFF`], with random jitter.

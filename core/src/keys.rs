@@ -19,15 +19,15 @@
 //! checked on top of this, by the command layer.)
 
 /// Session hashes: `tk:s:{tag}:<id>`.
-pub const SESSION_PREFIX: &[u8] = b"tk:s:";
+pub const SESSION_PREFIX: &str = "tk:s:";
 /// A user's index of sessions: `tk:si:{tag}:<user>`.
-pub const SESSION_INDEX_PREFIX: &[u8] = b"tk:si:";
+pub const SESSION_INDEX_PREFIX: &str = "tk:si:";
 /// Cache entries: `tk:c:{tag}:<namespace>:<id>`.
-pub const CACHE_ENTRY_PREFIX: &[u8] = b"tk:c:";
+pub const CACHE_ENTRY_PREFIX: &str = "tk:c:";
 /// A user's cache generations: `tk:cg:{tag}`.
-pub const CACHE_GENERATIONS_PREFIX: &[u8] = b"tk:cg:";
+pub const CACHE_GENERATIONS_PREFIX: &str = "tk:cg:";
 /// A user's index of cache entries: `tk:ci:{tag}`.
-pub const CACHE_INDEX_PREFIX: &[u8] = b"tk:ci:";
+pub const CACHE_INDEX_PREFIX: &str = "tk:ci:";
 
 /// CRC16-XMODEM (polynomial 0x1021, initial value 0), as Redis Cluster uses.
 fn crc16(bytes: &[u8]) -> u16 {
@@ -90,7 +90,7 @@ pub struct SessionIndex<'a> {
 
 impl<'a> SessionIndex<'a> {
     pub fn parse(index: &'a [u8]) -> Result<SessionIndex<'a>, BadKeyName> {
-        match split_tagged(index, SESSION_INDEX_PREFIX) {
+        match split_tagged(index, SESSION_INDEX_PREFIX.as_bytes()) {
             Some((tag, rest)) if rest.len() > 1 && rest[0] == b':' => Ok(SessionIndex {
                 tag,
                 user: &rest[1..],
@@ -108,7 +108,7 @@ impl<'a> SessionIndex<'a> {
 
     /// Whether `session` may be listed here: `tk:s:{tag}:<id>`, same tag.
     pub fn lists(&self, session: &[u8]) -> bool {
-        is_tagged_member(session, SESSION_PREFIX, self.tag)
+        is_tagged_member(session, SESSION_PREFIX.as_bytes(), self.tag)
     }
 
     /// Like [`lists`](Self::lists), as the check on an argument.
@@ -144,17 +144,17 @@ impl<'a> CacheKeys<'a> {
 
     /// From the index, `tk:ci:{tag}`.
     pub fn of_index(index: &'a [u8]) -> Result<CacheKeys<'a>, BadKeyName> {
-        CacheKeys::exact(index, CACHE_INDEX_PREFIX)
+        CacheKeys::exact(index, CACHE_INDEX_PREFIX.as_bytes())
     }
 
     /// From the generations key, `tk:cg:{tag}`.
     pub fn of_generations(generations: &'a [u8]) -> Result<CacheKeys<'a>, BadKeyName> {
-        CacheKeys::exact(generations, CACHE_GENERATIONS_PREFIX)
+        CacheKeys::exact(generations, CACHE_GENERATIONS_PREFIX.as_bytes())
     }
 
     /// Whether `entry` may be listed in the index: `tk:c:{tag}:<rest>`.
     pub fn lists(&self, entry: &[u8]) -> bool {
-        is_tagged_member(entry, CACHE_ENTRY_PREFIX, self.tag)
+        is_tagged_member(entry, CACHE_ENTRY_PREFIX.as_bytes(), self.tag)
     }
 
     pub fn check_entry(&self, entry: &[u8]) -> Result<(), BadKeyName> {
@@ -282,7 +282,7 @@ mod tests {
             for (index, member) in candidates {
                 if let Ok(parsed) = SessionIndex::parse(&index) {
                     if parsed.lists(&member) {
-                        prop_assert!(member.starts_with(SESSION_PREFIX));
+                        prop_assert!(member.starts_with(SESSION_PREFIX.as_bytes()));
                         prop_assert_eq!(slot(&member), slot(&index));
                     }
                 }
@@ -298,7 +298,7 @@ mod tests {
             for member in [member.clone().into_bytes(), [b"tk:c:", member.as_bytes()].concat()] {
                 if let Ok(parsed) = CacheKeys::of_index(&index) {
                     if parsed.lists(&member) {
-                        prop_assert!(member.starts_with(CACHE_ENTRY_PREFIX));
+                        prop_assert!(member.starts_with(CACHE_ENTRY_PREFIX.as_bytes()));
                         prop_assert_eq!(slot(&member), slot(&index));
                         let generations = [b"tk:cg:{", tag.as_bytes(), b"}"].concat();
                         prop_assert_eq!(slot(&generations), slot(&index));

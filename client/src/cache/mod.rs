@@ -167,11 +167,11 @@ pub(crate) const CMD_INVALIDATE_USER: &str = "TK.CACHE.INVALIDATEUSER";
 pub(crate) const CMD_INVALIDATE_NAMESPACE: &str = "TK.CACHE.INVALIDATENS";
 
 /// The prefix of a user's generations key ([`generations_key`]).
-pub const GENERATIONS_PREFIX: &str = "tk:cg:";
+pub const GENERATIONS_PREFIX: &str = tk_redis_core::keys::CACHE_GENERATIONS_PREFIX;
 /// The prefix of a user's index key ([`index_key`]).
-pub const INDEX_PREFIX: &str = "tk:ci:";
+pub const INDEX_PREFIX: &str = tk_redis_core::keys::CACHE_INDEX_PREFIX;
 /// The prefix of entry keys ([`entry_key`]).
-pub const ENTRY_PREFIX: &str = "tk:c:";
+pub const ENTRY_PREFIX: &str = tk_redis_core::keys::CACHE_ENTRY_PREFIX;
 
 /// The longest TTL the module accepts for an entry: 7 days.
 ///
@@ -179,7 +179,7 @@ pub const ENTRY_PREFIX: &str = "tk:c:";
 /// use std::time::Duration;
 /// assert_eq!(tk_redis::cache::MAX_TTL, Duration::from_secs(7 * 24 * 3600));
 /// ```
-pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const MAX_TTL: Duration = Duration::from_millis(tk_redis_core::cache::MAX_TTL_MS);
 
 /// The longest namespace, in bytes.
 ///
@@ -189,7 +189,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// assert!(entry_key("u", &"n".repeat(MAX_NAMESPACE_LEN), &identity).is_ok());
 /// assert!(entry_key("u", &"n".repeat(MAX_NAMESPACE_LEN + 1), &identity).is_err());
 /// ```
-pub const MAX_NAMESPACE_LEN: usize = 64;
+pub const MAX_NAMESPACE_LEN: usize = tk_redis_core::cache::MAX_NAMESPACE_LEN;
 
 /// An empty query string, for [`RequestIdentity::for_user`] and
 /// [`RequestIdentity::public`]:

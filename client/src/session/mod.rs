@@ -177,23 +177,23 @@ pub(crate) const CMD_LIST: &str = "TK.SESSION.LIST";
 pub(crate) const CMD_REVOKE_ALL: &str = "TK.SESSION.REVOKEALL";
 
 /// The prefix of session keys ([`session_key`]).
-pub const SESSION_PREFIX: &str = "tk:s:";
+pub const SESSION_PREFIX: &str = tk_redis_core::keys::SESSION_PREFIX;
 /// The prefix of a user's index key ([`index_key`]).
-pub const INDEX_PREFIX: &str = "tk:si:";
+pub const INDEX_PREFIX: &str = tk_redis_core::keys::SESSION_INDEX_PREFIX;
 
 /// The default idle TTL of new sessions: 24 hours (see [`SessionOptions`]).
 pub const DEFAULT_IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest idle TTL, maximum lifetime or touch gap the module accepts:
 /// 365 days (see [`SessionOptions`]).
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_millis(tk_redis_core::session::MAX_DURATION_MS);
 
 /// The largest per-user limit ([`SessionOptions::max_sessions`]) the module
 /// accepts (see [`SessionOptions`]).
-pub const MAX_SESSIONS: u32 = 10_000;
+pub const MAX_SESSIONS: u32 = tk_redis_core::session::MAX_SESSIONS_CAP as u32;
 
 /// The largest version the module accepts in `IFVERSION` (`i64::MAX`).
-const MAX_VERSION: u64 = i64::MAX.unsigned_abs();
+const MAX_VERSION: u64 = tk_redis_core::session::rules::MAX_STORED;
 
 /// Random bytes in a token.
 const SECRET_BYTES: usize = 16;
