@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tk_redis_fuzz::lock::rules::{self, Acquire, Extend, Holder, Release, NANOS_PER_MS};
 use tk_redis_fuzz::lock::parse::{parse_acquire, parse_extend, parse_release};
+use tk_redis_fuzz::lock::rules::{self, Acquire, Extend, Holder, Release, NANOS_PER_MS};
 use tk_redis_fuzz::lock::{MAX_FENCE, MAX_TOKEN_LEN, MAX_TTL_MS};
 use tk_redis_fuzz::split_args;
 
