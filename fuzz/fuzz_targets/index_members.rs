@@ -16,13 +16,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(sessions) = SessionIndex::parse(index) {
         assert!(!sessions.user().is_empty());
         if sessions.lists(member) {
-            assert!(member.starts_with(SESSION_PREFIX));
+            assert!(member.starts_with(SESSION_PREFIX.as_bytes()));
             assert_eq!(slot(member), slot(index));
         }
     }
     if let Ok(cache) = CacheKeys::of_index(index) {
         if cache.lists(member) {
-            assert!(member.starts_with(CACHE_ENTRY_PREFIX));
+            assert!(member.starts_with(CACHE_ENTRY_PREFIX.as_bytes()));
             assert_eq!(slot(member), slot(index));
         }
         if cache.check_generations(member).is_ok() {
