@@ -137,6 +137,7 @@ pub use cache::{
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use connection::{Connection, SentinelConnection, Topology};
 pub use error::{Error, Result};
+pub use functions::{Backend, TkMode};
 pub use health::{Health, HealthOptions, Status as HealthStatus};
 pub use leaderboard::{leaderboard_key, Entry as LeaderboardEntry, Leaderboard};
 pub use lock::{Lock, LockGuard};
