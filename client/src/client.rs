@@ -176,9 +176,25 @@ where
         }
         self.backend.set(None);
         let learnt = async {
-            match self.backend.mode {
-                TkMode::Module => Ok(Backend::Module),
-                TkMode::Functions => functions::ensure_library(&self.conn)
+            match (self.backend.mode, stale) {
+                (TkMode::Module, _) => Ok(Backend::Module),
+                // The library's function was not found although the library
+                // was there: load it, without asking its version first. On a
+                // cluster the version is read from one node, while the call
+                // that failed went to another (a new primary without it);
+                // FUNCTION LOAD goes to every primary.
+                (TkMode::Functions, Some(Backend::Library)) => {
+                    functions::load_library(&self.conn).await?;
+                    Ok(Backend::Library)
+                }
+                (_, Some(Backend::Library)) => {
+                    if functions::module_loaded(&self.conn).await? == Some(true) {
+                        return Ok(Backend::Module);
+                    }
+                    functions::load_library(&self.conn).await?;
+                    Ok(Backend::Library)
+                }
+                (TkMode::Functions, _) => functions::ensure_library(&self.conn)
                     .await
                     .map(|_| Backend::Library),
                 _ => functions::ensure_backend(&self.conn).await,

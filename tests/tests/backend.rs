@@ -233,3 +233,37 @@ async fn an_acl_user_without_functions_gets_the_documented_error() {
     }
     assert!(!err.is_transient());
 }
+
+#[tokio::test]
+async fn health_reports_the_backend_in_use() {
+    use tk_redis::health::{check, HealthOptions, Status};
+
+    let with_module = Server::start().await;
+    let health = check(&with_module.conn().await, &HealthOptions::default()).await;
+    assert_eq!(health.status, Status::Ok, "{health:?}");
+    assert_eq!(health.backend, Some(Backend::Module));
+    assert_eq!(health.library_version, None);
+
+    let plain = Server::builder().without_module().start().await;
+    let conn = plain.conn().await;
+    // Nothing loaded yet: degraded, saying the first call will load it.
+    let before = check(&conn, &HealthOptions::default()).await;
+    assert_eq!(before.status, Status::Degraded);
+    assert_eq!(before.backend, None);
+    assert!(
+        before
+            .problems
+            .iter()
+            .any(|p| p.contains("Functions library")),
+        "{before:?}"
+    );
+    RateLimiter::new(conn.clone())
+        .check("k", &Quota::per_minute(1), 1)
+        .await
+        .unwrap();
+    let after = check(&conn, &HealthOptions::default()).await;
+    assert_eq!(after.status, Status::Ok, "{after:?}");
+    assert_eq!(after.backend, Some(Backend::Library));
+    assert_eq!(after.library_version.as_deref(), Some(LIBRARY_VERSION));
+    assert_eq!(after.module_version, None);
+}
