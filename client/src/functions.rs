@@ -139,7 +139,7 @@ pub(crate) fn is_module_command(command: &str) -> bool {
 
 /// The library call equivalent to the module command `cmd`: `TK.X.Y k1 k2
 /// a b` → `FCALL tk_x_y 2 k1 k2 a b`, with the command's keys (from the
-/// [table](COMMANDS)) in `KEYS`.
+/// table of every command) in `KEYS`.
 ///
 /// Errors: [`Error::InvalidArgument`] for a command that is not a module
 /// command, or a `TK.RATELIMIT.ALL` whose `numkeys` is not a number.
