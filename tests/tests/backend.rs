@@ -267,3 +267,69 @@ async fn health_reports_the_backend_in_use() {
     assert_eq!(after.library_version.as_deref(), Some(LIBRARY_VERSION));
     assert_eq!(after.module_version, None);
 }
+
+/// On a Redis Cluster, FCALL is routed by its first key (the redis crate
+/// routes FCALL by the key after numkeys) and FUNCTION LOAD reaches every
+/// primary: functions mode works for keys on every node.
+#[tokio::test]
+async fn functions_mode_on_a_cluster_loads_every_primary_and_routes_by_key() {
+    use tk_redis_tests::topology::Cluster;
+
+    let cluster = Cluster::start_with(3, 0).await;
+    let conn = tk_redis::Config::builder()
+        .cluster_nodes(cluster.seed_addrs())
+        .tk_mode(TkMode::Functions)
+        .build()
+        .unwrap();
+    let mode = conn.tk_mode();
+    let conn = conn.connect().await.unwrap();
+    let limiter = RateLimiter::new(conn.clone()).with_tk_mode(mode);
+    let quota = Quota::per_minute(2);
+    // Keys on every primary.
+    let mut keys = Vec::new();
+    let mut primaries = std::collections::BTreeSet::new();
+    for index in 0.. {
+        let key = format!("rl:{index}");
+        if primaries.insert(cluster.master_of_key(&key).await) {
+            keys.push(key);
+        }
+        if primaries.len() == 3 {
+            break;
+        }
+    }
+    for key in &keys {
+        assert!(limiter.check(key, &quota, 1).await.unwrap().allowed);
+        assert!(limiter.check(key, &quota, 1).await.unwrap().allowed);
+        assert!(!limiter.check(key, &quota, 1).await.unwrap().allowed);
+    }
+    assert_eq!(limiter.backend(), Some(Backend::Library));
+    // RATELIMIT.ALL with keys sharing a slot, and a lock (two keys).
+    let all = limiter
+        .check_all(&[("{t}a", quota), ("{t}b", quota)], 1)
+        .await;
+    assert!(all.is_ok(), "{all:?}");
+    let locks = Lock::new(conn).with_tk_mode(mode);
+    let guard = locks
+        .try_acquire("job", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(guard.release().await.unwrap());
+    for primary in primaries {
+        let node = cluster.node_conn(primary).await;
+        assert_eq!(
+            loaded_library_version(&node).await.unwrap().as_deref(),
+            Some(LIBRARY_VERSION),
+            "primary {primary}"
+        );
+        assert!(cluster.node(primary).command_stats("fcall").await.calls >= 3);
+        assert_eq!(
+            cluster
+                .node(primary)
+                .command_stats("tk.ratelimit")
+                .await
+                .calls,
+            0
+        );
+    }
+}
