@@ -11,7 +11,9 @@
 //!
 //! [`ensure_backend`] decides, for one server, which of the two serves the
 //! commands: the module when it is loaded, else the library, loaded (or
-//! replaced by this crate's version) when missing or older.
+//! replaced by this crate's version) when missing or older. The client
+//! types call it on their first call (see [`TkMode`]) and then send each
+//! command through [`to_fcall`] when the library is the one.
 
 use std::fmt;
 use std::str::FromStr;

@@ -144,7 +144,8 @@
 //! let config = Config::from_env()?;
 //! if config.ratelimit_enabled() {
 //!     let limiter = RateLimiter::new(config.connect().await?)
-//!         .with_timeout(config.read_timeout());
+//!         .with_timeout(config.read_timeout())
+//!         .with_tk_mode(config.tk_mode());
 //!     # let _ = limiter;
 //! }
 //! # Ok(()) }
