@@ -196,6 +196,10 @@ pub fn to_fcall(cmd: &Cmd) -> Result<Cmd> {
 ///    when it is missing or older than [`LIBRARY_VERSION`] (a newer one,
 ///    loaded by a newer client, is kept: it serves older clients too).
 ///
+/// When `COMMAND` is denied and the library cannot be used either (a user
+/// allowed only the module's commands, `+@tk`), the answer is the module:
+/// its commands then say whether it is loaded.
+///
 /// Both serve the same commands with the same stored data, so a wrong
 /// guess (say, `COMMAND` denied by an ACL while the module is loaded) costs
 /// speed, not correctness. Call it again after connecting to another
@@ -209,11 +213,17 @@ pub async fn ensure_backend<C>(conn: &C) -> Result<Backend>
 where
     C: ConnectionLike + Clone + Send,
 {
-    if module_loaded(conn).await? == Some(true) {
+    let module = module_loaded(conn).await?;
+    if module == Some(true) {
         return Ok(Backend::Module);
     }
-    ensure_library(conn).await?;
-    Ok(Backend::Library)
+    match ensure_library(conn).await {
+        Ok(_) => Ok(Backend::Library),
+        // A user confined to the tk commands (`+@tk`) may use neither
+        // COMMAND nor the library: the module's commands will tell.
+        Err(Error::NoBackend { .. }) if module.is_none() => Ok(Backend::Module),
+        Err(err) => Err(err),
+    }
 }
 
 /// Makes the library usable on the server behind `conn`, whether or not

@@ -333,3 +333,30 @@ async fn functions_mode_on_a_cluster_loads_every_primary_and_routes_by_key() {
         );
     }
 }
+
+/// A user allowed only the module's commands (the README's `+@tk`; named
+/// one by one, as Redis 7.0 has no module ACL categories) may use neither
+/// `COMMAND` nor the library: auto mode then uses the module.
+#[tokio::test]
+async fn a_user_confined_to_the_module_commands_uses_the_module() {
+    let server = Server::start().await;
+    let mut admin = server.conn().await;
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "tkonly",
+            "reset",
+            "on",
+            ">pw",
+            "~*",
+            "+tk.ratelimit",
+        ])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let limiter = RateLimiter::new(server.conn_as("tkonly", "pw").await);
+    let quota = Quota::per_minute(1);
+    assert!(limiter.check("k", &quota, 1).await.unwrap().allowed);
+    assert!(!limiter.check("k", &quota, 1).await.unwrap().allowed);
+    assert_eq!(limiter.backend(), Some(Backend::Module));
+}
