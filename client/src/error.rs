@@ -11,6 +11,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// - [`Error::ModuleNotLoaded`]: deployment problem; the server answered
 ///   but does not know the `TK.*` commands.
+/// - [`Error::NoBackend`]: deployment problem; the module is not loaded
+///   and the Functions library cannot be used (ACL, old server).
 /// - [`Error::Server`]: the module (or Redis) refused the command, e.g.
 ///   `ERR` for bad arguments or `WRONGTYPE` when the key holds something
 ///   else. Retrying the same call will fail the same way.
@@ -51,6 +53,23 @@ pub enum Error {
     ModuleNotLoaded {
         /// The command the server did not recognise, e.g. `TK.RATELIMIT`.
         command: &'static str,
+    },
+
+    /// Neither backend can serve the tk commands on this server: the
+    /// module is not loaded (or [`TkMode::Functions`](crate::TkMode::Functions)
+    /// was asked for) and the tk Functions library cannot be used, because
+    /// the server has no Redis Functions (Redis before 7.0, Valkey before
+    /// 7.2), or the ACL user may not call the library (grant
+    /// `+fcall +fcall_ro`), or may not load it while it is missing or older
+    /// than this crate's (grant `+function|load`, or have an administrator
+    /// load [`LIBRARY_SOURCE`](crate::functions::LIBRARY_SOURCE)). The
+    /// message says which, and what to grant or install.
+    #[error("no usable tk backend: {code} {message}")]
+    NoBackend {
+        /// The refusing reply's code, e.g. `NOPERM` or `ERR`.
+        code: String,
+        /// The server's message, followed by what to grant or install.
+        message: String,
     },
 
     /// An error reply from the server, e.g. `ERR limit must be between ...`

@@ -15,8 +15,8 @@
 //!
 //! | status | when | [`Health::http_status`] |
 //! |---|---|---|
-//! | `Ok` | PING and INFO answered within the timeout, the module is loaded, latency under the threshold, no caught module panics | 200 |
-//! | `Degraded` | Redis answers, but: the tk module is not loaded, the round trip took longer than [`HealthOptions::degraded_latency`], or the module has caught a panic (`tk_panics > 0`, a bug) | 503 |
+//! | `Ok` | PING and INFO answered within the timeout, the module (or the Functions library: [`Health::backend`]) is loaded, latency under the threshold, no caught module panics | 200 |
+//! | `Degraded` | Redis answers, but: neither the tk module nor the tk Functions library is loaded, the round trip took longer than [`HealthOptions::degraded_latency`], or the module has caught a panic (`tk_panics > 0`, a bug) | 503 |
 //! | `Down` | no answer within [`HealthOptions::timeout`], or the connection failed | 503 |
 //!
 //! The app this replaces answered 200 even when degraded, so load balancers
@@ -49,6 +49,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 use redis::InfoDict;
+
+use crate::functions::{self, Backend};
 
 /// Overall state.
 ///
@@ -94,6 +96,16 @@ pub struct Health {
     /// The tk module's version as `MODULE LIST` reports it
     /// (major·10000 + minor·100 + patch); `None` when not loaded.
     pub module_version: Option<u64>,
+    /// What serves the tk commands: the module when every node has it,
+    /// else the tk Functions library when it is loaded (see
+    /// [`crate::functions`]); `None` when neither is there yet (a client in
+    /// [`TkMode::Auto`](crate::TkMode::Auto) loads the library on its first
+    /// call).
+    pub backend: Option<Backend>,
+    /// The loaded Functions library's version (`FCALL_RO tk_version 0`),
+    /// asked only when the module is not loaded; on a cluster, from one
+    /// node.
+    pub library_version: Option<String>,
     /// `redis_version` from `INFO server`.
     pub server_version: Option<String>,
     /// Every numeric field of `INFO tk`, without the `tk_` prefix
@@ -123,6 +135,8 @@ impl Health {
             status: Status::Down,
             latency: None,
             module_version: None,
+            backend: None,
+            library_version: None,
             server_version: None,
             tk_counters: BTreeMap::new(),
             cache_hit_rate: None,
@@ -169,9 +183,31 @@ where
     match tokio::time::timeout(options.timeout, probe(&mut conn)).await {
         Err(_) => Health::down(format!("no answer from Redis within {:?}", options.timeout)),
         Ok(Err(error)) => Health::down(format!("Redis unreachable: {error}")),
-        Ok(Ok((latency, info))) => report(latency, &info_replies(info), options),
+        Ok(Ok((latency, info))) => {
+            let mut health = report(latency, &info_replies(info), options);
+            if health.module_version.is_none() && health.status != Status::Down {
+                let library = functions::loaded_library_version(&conn);
+                if let Ok(Ok(Some(version))) = tokio::time::timeout(options.timeout, library).await
+                {
+                    // The library serves the commands: no module is fine.
+                    health.backend = Some(Backend::Library);
+                    health.library_version = Some(version);
+                    health
+                        .problems
+                        .retain(|problem| !problem.contains(MODULE_MISSING));
+                    if health.problems.is_empty() {
+                        health.status = Status::Ok;
+                    }
+                }
+            }
+            health
+        }
     }
 }
+
+/// The problem reported for a node without the module (and, once
+/// [`check`] has looked, without the library).
+const MODULE_MISSING: &str = "the tk module is not loaded";
 
 async fn probe<C: ConnectionLike + Send>(
     conn: &mut C,
@@ -268,9 +304,11 @@ fn report(latency: Duration, nodes: &[NodeInfo], options: &HealthOptions) -> Hea
             Some(&version) => module_versions.push(version),
             None if options.require_module => problems.push(on(
                 node,
-                "the tk module is not loaded (start redis-server with --loadmodule \
-                 /path/to/libtk_redis.so)"
-                    .to_owned(),
+                format!(
+                    "{MODULE_MISSING} (start redis-server with --loadmodule \
+                     /path/to/libtk_redis.so), nor the tk Functions library (a client in auto \
+                     mode loads it on its first call)"
+                ),
             )),
             None => {}
         }
@@ -324,6 +362,8 @@ fn report(latency: Duration, nodes: &[NodeInfo], options: &HealthOptions) -> Hea
             Status::Degraded
         },
         latency: Some(latency),
+        backend: module_version.map(|_| Backend::Module),
+        library_version: None,
         module_version,
         server_version: (!server_versions.is_empty()).then(|| server_versions.join(", ")),
         cache_hit_rate: rate(

@@ -76,6 +76,12 @@
 //! - [`Error::ModuleNotLoaded`]: the server does not know `TK.*` commands.
 //!   Load the module: start `redis-server --loadmodule /path/to/libtk_redis.so`
 //!   or run `MODULE LOAD /path/to/libtk_redis.so`. The error's message says so.
+//!   Only in [`TkMode::Module`]: by default ([`TkMode::Auto`]) a server
+//!   without the module is served by the tk Functions library, which the
+//!   client loads itself ([`functions`]).
+//! - [`Error::NoBackend`]: neither the module nor the Functions library can
+//!   be used (an ACL refusing `FCALL` or `FUNCTION LOAD`, a server without
+//!   Functions); the message says what to grant.
 //! - [`Error::Server`]: the command was refused, with the reply's code
 //!   (`ERR` for invalid arguments, `WRONGTYPE` when the key holds another
 //!   type or another algorithm's state) and message.
@@ -137,6 +143,7 @@ pub use cache::{
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use connection::{Connection, SentinelConnection, Topology};
 pub use error::{Error, Result};
+pub use functions::{Backend, TkMode};
 pub use health::{Health, HealthOptions, Status as HealthStatus};
 pub use leaderboard::{leaderboard_key, Entry as LeaderboardEntry, Leaderboard};
 pub use lock::{Lock, LockGuard};

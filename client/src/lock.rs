@@ -182,6 +182,7 @@ impl<C> Lock<C> {
     }
 
     crate::client::core_accessors!();
+    crate::client::tk_mode_accessors!();
 }
 
 /// One ACQUIRE's answer.

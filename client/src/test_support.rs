@@ -20,10 +20,16 @@ type Responder = dyn Fn(&[String]) -> Option<RedisResult<Value>> + Send + Sync;
 
 /// A connection that answers from a closure (`None` = never answers) and
 /// records what was sent.
+///
+/// It plays a server with the tk module: `COMMAND INFO` (how a client in
+/// [`TkMode::Auto`](crate::TkMode::Auto) learns the backend) is answered
+/// with a known command and not recorded, unless made
+/// [`asking`](Fake::asking).
 #[derive(Clone)]
 pub struct Fake {
     respond: Arc<Responder>,
     sent: Arc<Mutex<Vec<Vec<String>>>>,
+    answers_command_info: bool,
 }
 
 impl Fake {
@@ -33,7 +39,14 @@ impl Fake {
         Fake {
             respond: Arc::new(respond),
             sent: Arc::default(),
+            answers_command_info: true,
         }
+    }
+
+    /// Passes `COMMAND INFO` to the closure (and records it) too.
+    pub fn asking(mut self) -> Self {
+        self.answers_command_info = false;
+        self
     }
 
     /// Always replies `value`.
@@ -61,6 +74,11 @@ impl Fake {
 impl ConnectionLike for Fake {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let sent = args(cmd);
+        if self.answers_command_info && sent.len() > 1 && sent[0] == "COMMAND" && sent[1] == "INFO"
+        {
+            let known = Value::Array(vec![Value::Array(vec![])]);
+            return Box::pin(async move { Ok(known) });
+        }
         let reply = (self.respond)(&sent);
         self.sent.lock().unwrap().push(sent);
         Box::pin(async move {

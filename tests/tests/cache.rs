@@ -769,7 +769,11 @@ async fn client_reports_module_missing() {
     use tk_redis::{Cache, RequestIdentity};
 
     let plain = Server::builder().without_module().start().await;
-    let cache = Cache::connect(plain.url()).await.unwrap();
+    // REDIS_TK_MODE=module: auto would load the Functions library instead.
+    let cache = Cache::connect(plain.url())
+        .await
+        .unwrap()
+        .with_tk_mode(tk_redis::TkMode::Module);
     let id = RequestIdentity::for_user_from_parts("carol", ["search", "rust"]);
     let error = cache
         .get::<String>("carol", "search", &id)

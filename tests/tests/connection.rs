@@ -57,10 +57,15 @@ fn huge() -> Quota {
 
 /// A rate limiter on `conn` that returns transient errors (instead of
 /// failing open) and waits at most `timeout` per call.
+///
+/// In module mode: these tests count the checks that reach a server, and
+/// a fresh limiter in auto mode would first ask the server for its backend
+/// (`COMMAND INFO`), the call that a paused server then leaves hanging.
 fn limiter(conn: &Connection, timeout: Duration) -> RateLimiter<Connection> {
     RateLimiter::new(conn.clone())
         .with_failure_policy(FailurePolicy::Error)
         .with_timeout(timeout)
+        .with_tk_mode(tk_redis::TkMode::Module)
 }
 
 /// How many checks of `key` (under [`huge`]) the node has admitted,

@@ -97,7 +97,8 @@ async fn policies_apply_once_the_server_is_gone() {
 #[tokio::test]
 async fn a_missing_module_is_an_error_even_when_failing_open() {
     let server = Server::builder().without_module().start().await;
-    let limiter = RateLimiter::new(server.manager().await);
+    // REDIS_TK_MODE=module: auto would load the Functions library instead.
+    let limiter = RateLimiter::new(server.manager().await).with_tk_mode(tk_redis::TkMode::Module);
     assert_eq!(limiter.failure_policy(), FailurePolicy::FailOpen);
     let err = limiter
         .check("fp:k", &Quota::per_minute(5), 1)

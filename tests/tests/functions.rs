@@ -1337,7 +1337,7 @@ async fn ensure_backend_says_what_an_acl_must_grant() {
     }
     let noload = plain.conn_as("noload", "pw").await;
     match ensure_backend(&noload).await {
-        Err(Error::Server { code, message }) => {
+        Err(Error::NoBackend { code, message }) => {
             assert_eq!(code, "NOPERM");
             assert!(message.contains("+function|load"), "{message}");
         }
@@ -1351,7 +1351,7 @@ async fn ensure_backend_says_what_an_acl_must_grant() {
     );
     let nocall = plain.conn_as("nocall", "pw").await;
     match ensure_backend(&nocall).await {
-        Err(Error::Server { code, message }) => {
+        Err(Error::NoBackend { code, message }) => {
             assert_eq!(code, "NOPERM");
             assert!(message.contains("+fcall +fcall_ro"), "{message}");
         }

@@ -735,7 +735,11 @@ async fn client_reports_typed_errors() {
     ));
 
     let plain = Server::builder().without_module().start().await;
-    let locks = Lock::connect(plain.url()).await.unwrap();
+    // REDIS_TK_MODE=module: auto would load the Functions library instead.
+    let locks = Lock::connect(plain.url())
+        .await
+        .unwrap()
+        .with_tk_mode(tk_redis::TkMode::Module);
     let error = locks
         .try_acquire("x", Duration::from_secs(1))
         .await

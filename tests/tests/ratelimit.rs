@@ -999,7 +999,11 @@ async fn client_reports_typed_errors() {
     );
 
     let plain = Server::builder().without_module().start().await;
-    let limiter = RateLimiter::connect(plain.url()).await.unwrap();
+    // REDIS_TK_MODE=module: auto would load the Functions library instead.
+    let limiter = RateLimiter::connect(plain.url())
+        .await
+        .unwrap()
+        .with_tk_mode(tk_redis::TkMode::Module);
     let error = limiter
         .check("k", &Quota::per_second(5), 1)
         .await

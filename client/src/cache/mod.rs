@@ -247,6 +247,7 @@ impl<C> Cache<C> {
     }
 
     crate::client::core_accessors!();
+    crate::client::tk_mode_accessors!();
 
     /// Sets what [`get_or_compute`](Cache::get_or_compute) does with
     /// transient errors (see [`CacheErrorPolicy`]). The counters stay shared

@@ -1,6 +1,7 @@
 //! [`ConfigBuilder`]: settings from code, and the one place where every
 //! setting is validated (the environment and URLs go through it too).
 
+use crate::functions::TkMode;
 use std::time::Duration;
 
 use super::addr::{addr_strings, parse_addr_list, Addr};
@@ -194,6 +195,14 @@ impl ConfigBuilder {
     #[must_use]
     pub fn ratelimit_enabled(mut self, enabled: bool) -> Self {
         self.settings.ratelimit_enabled = enabled;
+        self
+    }
+
+    /// Chooses the tk backend the client types use (`REDIS_TK_MODE`; see
+    /// [`Config::tk_mode`]).
+    #[must_use]
+    pub fn tk_mode(mut self, mode: TkMode) -> Self {
+        self.settings.tk_mode = mode;
         self
     }
 

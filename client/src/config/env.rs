@@ -3,6 +3,7 @@
 //! and hand every setting to the [`ConfigBuilder`](super::ConfigBuilder),
 //! which validates them.
 
+use crate::functions::TkMode;
 use std::time::Duration;
 
 use super::builder::POOL_SIZE_RULE;
@@ -112,6 +113,9 @@ impl Config {
         }
         if let Some(enabled) = parsed(get, vars::RATELIMIT_ENABLED, parse_bool)? {
             builder = builder.ratelimit_enabled(enabled);
+        }
+        if let Some(mode) = parsed(get, vars::TK_MODE, str::parse::<TkMode>)? {
+            builder = builder.tk_mode(mode);
         }
         builder.build().map_err(|err| err.showing_text_of(get))
     }

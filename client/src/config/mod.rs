@@ -21,6 +21,7 @@
 //! | `REDIS_SESSIONS_ENABLED` | feature flag | `true` |
 //! | `REDIS_CACHE_ENABLED` | feature flag | `true` |
 //! | `REDIS_RATELIMIT_ENABLED` | feature flag | `true` |
+//! | `REDIS_TK_MODE` | which tk backend the client types use: `auto` (the module when the server has it, else the Functions library, loaded by the client), `module` (only the module), `functions` (only the library); see [`Config::tk_mode`] | `auto` |
 //! | `REDIS_CACHE_ADDR` | `host:port` of the cache's own (standalone) instance | unset: the cache shares the main connection's topology |
 //! | `REDIS_CLUSTER_NODES` | comma-separated `host:port` seed nodes of a Redis Cluster: selects [cluster mode](#topologies) | unset |
 //! | `REDIS_SENTINEL_ADDRS` | comma-separated `host:port` of Sentinels: selects [Sentinel mode](#topologies) | unset |
@@ -143,7 +144,8 @@
 //! let config = Config::from_env()?;
 //! if config.ratelimit_enabled() {
 //!     let limiter = RateLimiter::new(config.connect().await?)
-//!         .with_timeout(config.read_timeout());
+//!         .with_timeout(config.read_timeout())
+//!         .with_tk_mode(config.tk_mode());
 //!     # let _ = limiter;
 //! }
 //! # Ok(()) }
@@ -155,6 +157,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::connection::Topology;
+use crate::functions::TkMode;
 
 mod addr;
 mod builder;
@@ -311,6 +314,7 @@ struct Settings {
     sessions_enabled: bool,
     cache_enabled: bool,
     ratelimit_enabled: bool,
+    tk_mode: TkMode,
     sentinel_password: Option<Password>,
 }
 
@@ -329,6 +333,7 @@ impl Default for Settings {
             sessions_enabled: true,
             cache_enabled: true,
             ratelimit_enabled: true,
+            tk_mode: TkMode::Auto,
             sentinel_password: None,
         }
     }
@@ -533,5 +538,37 @@ impl Config {
     /// Whether rate limiting is enabled (`REDIS_RATELIMIT_ENABLED`).
     pub fn ratelimit_enabled(&self) -> bool {
         self.settings.ratelimit_enabled
+    }
+    /// Which tk backend the client types use (`REDIS_TK_MODE`: `auto`,
+    /// `module` or `functions`, in any case; default `auto`). Pass it to
+    /// each client type, as the timeout:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tk_redis::{Config, RateLimiter};
+    ///
+    /// let config = Config::from_env()?;
+    /// let limiter = RateLimiter::new(config.connect().await?)
+    ///     .with_timeout(config.read_timeout())
+    ///     .with_tk_mode(config.tk_mode());
+    /// # let _ = limiter;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// - [`TkMode::Auto`]: on its first call, a client asks the server
+    ///   whether the tk module is loaded; if not, it loads the tk Functions
+    ///   library ([`crate::functions`]) when missing or older, and sends
+    ///   `FCALL`s from then on. An app pointed at a managed Redis without
+    ///   the module works unchanged.
+    /// - [`TkMode::Module`]: always the `TK.*` commands; a server without
+    ///   the module answers [`Error::ModuleNotLoaded`](crate::Error::ModuleNotLoaded).
+    /// - [`TkMode::Functions`]: always the library, even when the module
+    ///   is loaded.
+    ///
+    /// When the library is needed but cannot be used (ACL, Redis before
+    /// 7.0), calls fail with [`Error::NoBackend`](crate::Error::NoBackend),
+    /// which says what to grant.
+    pub fn tk_mode(&self) -> TkMode {
+        self.settings.tk_mode
     }
 }

@@ -113,8 +113,10 @@ fn every_variable_set() {
         ("REDIS_CACHE_ENABLED", "OFF"),
         ("REDIS_RATELIMIT_ENABLED", "No"),
         ("REDIS_CACHE_ADDR", "redis-cache:6380"),
+        ("REDIS_TK_MODE", "Functions"),
     ])
     .unwrap();
+    assert_eq!(config.tk_mode(), crate::TkMode::Functions);
     assert_eq!(config.addr().to_string(), "redis:6379");
     assert_eq!(config.password(), Some("pa ss:@/"));
     assert_eq!(config.db(), 3);
@@ -1162,4 +1164,28 @@ fn percent_coding() {
     assert!(percent_decode("%4").is_err());
     assert!(percent_decode("%").is_err());
     assert!(percent_decode("%g0").is_err());
+}
+
+#[test]
+fn tk_mode_defaults_to_auto_and_is_validated() {
+    assert_eq!(Config::default().tk_mode(), crate::TkMode::Auto);
+    assert_eq!(
+        lookup(&[("REDIS_TK_MODE", " module ")]).unwrap().tk_mode(),
+        crate::TkMode::Module
+    );
+    let err = lookup(&[("REDIS_TK_MODE", "lua")]).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError::Invalid {
+            variable: vars::TK_MODE,
+            value: "lua".to_owned(),
+            reason: "expected auto, module or functions".to_owned(),
+        }
+    );
+    let config = Config::builder()
+        .tk_mode(crate::TkMode::Functions)
+        .build()
+        .unwrap();
+    assert_eq!(config.tk_mode(), crate::TkMode::Functions);
+    assert_eq!(config.to_builder().build().unwrap(), config);
 }

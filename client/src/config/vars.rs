@@ -35,6 +35,8 @@ pub const SESSIONS_ENABLED: &str = "REDIS_SESSIONS_ENABLED";
 pub const CACHE_ENABLED: &str = "REDIS_CACHE_ENABLED";
 /// Feature flag for rate limiting ([example](self)).
 pub const RATELIMIT_ENABLED: &str = "REDIS_RATELIMIT_ENABLED";
+/// Which tk backend the client types use: `auto`, `module` or `functions` ([example](self)).
+pub const TK_MODE: &str = "REDIS_TK_MODE";
 /// `host:port` of the cache's own instance (optional) ([example](self)).
 pub const CACHE_ADDR: &str = "REDIS_CACHE_ADDR";
 /// Comma-separated `host:port` seed nodes of a Redis Cluster (optional) ([example](self)).
@@ -47,7 +49,7 @@ pub const SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
 pub const SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
 
 /// Every variable, in the order above ([example](self)).
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 17] = [
     ADDR,
     USERNAME,
     PASSWORD,
@@ -59,6 +61,7 @@ pub const ALL: [&str; 16] = [
     SESSIONS_ENABLED,
     CACHE_ENABLED,
     RATELIMIT_ENABLED,
+    TK_MODE,
     CACHE_ADDR,
     CLUSTER_NODES,
     SENTINEL_ADDRS,

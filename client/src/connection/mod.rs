@@ -73,6 +73,11 @@
 //! primary of its first key's slot (all its keys must share a slot anyway:
 //! give them a common hash tag, see [`keys`](crate::keys)).
 //!
+//! With the Functions library (see [`crate::functions`]) the client types
+//! send `FCALL <function> <numkeys> <key> ...` instead, which the redis
+//! crate routes by its first key, and `FUNCTION LOAD`, which it sends to
+//! every primary.
+//!
 //! # Example
 //!
 //! ```no_run

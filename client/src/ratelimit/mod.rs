@@ -191,6 +191,7 @@ impl<C> RateLimiter<C> {
     }
 
     crate::client::core_accessors!();
+    crate::client::tk_mode_accessors!();
 
     /// Sets what `check`, `check_all` and `peek` answer when Redis is
     /// unreachable (see [`FailurePolicy`]). The counters stay shared with

@@ -266,6 +266,7 @@ impl<T, C> SessionStore<T, C> {
     }
 
     crate::client::core_accessors!();
+    crate::client::tk_mode_accessors!();
 
     /// Sets the options of the sessions [`create`](SessionStore::create)
     /// makes. They are checked by each `create`.
