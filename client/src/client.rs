@@ -213,19 +213,35 @@ where
         command: &'static str,
         cmd: &Cmd,
     ) -> Result<T> {
-        // Connection handles (ConnectionManager, ClusterConnection,
-        // MultiplexedConnection) are cheap to clone and share one connection.
-        let mut conn = self.conn.clone();
-        let reply = tokio::time::timeout(self.timeout, conn.req_packed_command(cmd))
-            .await
-            .map_err(|_| Error::Timeout)?
-            // Some connection types return error replies as `Ok(ServerError)`,
-            // others as `Err`: both end up in `Error::from_redis`.
-            .and_then(redis::Value::extract_error)
-            .map_err(|err| Error::from_redis(err, command))?;
-        T::from_redis_value(reply)
-            .map_err(|err| Error::UnexpectedReply(format!("{command}: {}", reply::detail(&err))))
+        send(&self.conn, self.timeout, command, cmd).await
     }
+}
+
+/// Sends `cmd` (whose name is `command`) as it is on a clone of `conn`,
+/// waits at most `timeout` for the reply, and parses it as `T`: the one
+/// place a command meets the connection.
+pub(crate) async fn send<C, T>(
+    conn: &C,
+    timeout: Duration,
+    command: &'static str,
+    cmd: &Cmd,
+) -> Result<T>
+where
+    C: ConnectionLike + Clone + Send,
+    T: FromRedisValue,
+{
+    // Connection handles (ConnectionManager, ClusterConnection,
+    // MultiplexedConnection) are cheap to clone and share one connection.
+    let mut conn = conn.clone();
+    let reply = tokio::time::timeout(timeout, conn.req_packed_command(cmd))
+        .await
+        .map_err(|_| Error::Timeout)?
+        // Some connection types return error replies as `Ok(ServerError)`,
+        // others as `Err`: both end up in `Error::from_redis`.
+        .and_then(redis::Value::extract_error)
+        .map_err(|err| Error::from_redis(err, command))?;
+    T::from_redis_value(reply)
+        .map_err(|err| Error::UnexpectedReply(format!("{command}: {}", reply::detail(&err))))
 }
 
 /// Whether `err`, from `backend`, says that backend is no longer on the
@@ -234,7 +250,7 @@ fn gone(backend: Backend, err: &Error) -> bool {
     match (backend, err) {
         (Backend::Module, Error::ModuleNotLoaded { .. }) => true,
         (Backend::Library, Error::Server { code, message }) => {
-            code == "ERR" && message.to_ascii_lowercase().contains("function not found")
+            functions::is_function_not_found(code, message)
         }
         _ => false,
     }

@@ -21,8 +21,9 @@ use std::str::FromStr;
 use redis::aio::ConnectionLike;
 use redis::{Arg, Cmd, Value};
 
-use crate::client::ClientCore;
+use crate::client::send;
 use crate::error::{Error, Result};
+use crate::DEFAULT_TIMEOUT;
 
 /// The library's name (`#!lua name=tk`), as `FUNCTION LIST LIBRARYNAME`
 /// and `FUNCTION DELETE` take it.
@@ -254,10 +255,7 @@ where
 {
     let mut cmd = redis::cmd("COMMAND");
     cmd.arg("INFO").arg("TK.RATELIMIT");
-    match ClientCore::new(conn.clone())
-        .query_raw::<Vec<Value>>("COMMAND", &cmd)
-        .await
-    {
+    match send::<_, Vec<Value>>(conn, DEFAULT_TIMEOUT, "COMMAND", &cmd).await {
         Ok(entries) => Ok(Some(
             entries.first().is_some_and(|entry| *entry != Value::Nil),
         )),
@@ -274,13 +272,10 @@ where
 {
     let mut cmd = redis::cmd("FCALL_RO");
     cmd.arg("tk_version").arg(0);
-    match ClientCore::new(conn.clone())
-        .query_raw::<String>("FCALL_RO", &cmd)
-        .await
-    {
+    match send::<_, String>(conn, DEFAULT_TIMEOUT, "FCALL_RO", &cmd).await {
         Ok(version) => Ok(Some(version)),
         Err(Error::Server { code, message }) => {
-            if code == "ERR" && contains_ignore_case(&message, "function not found") {
+            if is_function_not_found(&code, &message) {
                 Ok(None)
             } else if code == "ERR" && contains_ignore_case(&message, "unknown command") {
                 Err(Error::NoBackend {
@@ -313,10 +308,7 @@ where
 {
     let mut cmd = redis::cmd("FUNCTION");
     cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY_SOURCE);
-    match ClientCore::new(conn.clone())
-        .query_raw::<String>("FUNCTION", &cmd)
-        .await
-    {
+    match send::<_, String>(conn, DEFAULT_TIMEOUT, "FUNCTION", &cmd).await {
         Ok(_) => Ok(()),
         Err(Error::Server { code, message }) if code == "NOPERM" => Err(Error::NoBackend {
             code,
@@ -345,6 +337,11 @@ fn is_older(loaded: &str, ours: &str) -> bool {
         (Some(loaded), Some(ours)) => loaded < ours,
         _ => true,
     }
+}
+
+/// Whether a server error says the library's function is not there.
+pub(crate) fn is_function_not_found(code: &str, message: &str) -> bool {
+    code == "ERR" && contains_ignore_case(message, "function not found")
 }
 
 fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
