@@ -220,6 +220,14 @@ pub enum KeyKind {
     Other,
 }
 
+/// What [`Ctx::expect_kind_expiring`] found.
+#[derive(Clone, Copy, Debug)]
+pub struct Existing {
+    pub exists: bool,
+    /// Its absolute expiry (Unix ms); `None` when absent or persistent.
+    pub expire_at_ms: Option<u64>,
+}
+
 impl Ctx {
     /// The type of `name` (opened for reading and closed again).
     pub fn key_kind(self, name: ArgString) -> Result<KeyKind, CommandError> {
@@ -229,9 +237,36 @@ impl Ctx {
     /// Errors with WRONGTYPE unless `name` is absent or of `expected` kind.
     /// Returns whether it exists.
     pub fn expect_kind(self, name: ArgString, expected: KeyKind) -> Result<bool, CommandError> {
-        match self.key_kind(name)? {
-            KeyKind::Absent => Ok(false),
-            kind if kind == expected => Ok(true),
+        Ok(self.open_expecting(name, expected)?.is_some())
+    }
+
+    /// [`Ctx::expect_kind`], also reading the key's absolute expiry through
+    /// the same handle (for the commands that keep a bookkeeping key alive).
+    pub fn expect_kind_expiring(
+        self,
+        name: ArgString,
+        expected: KeyKind,
+    ) -> Result<Existing, CommandError> {
+        let key = self.open_expecting(name, expected)?;
+        Ok(Existing {
+            exists: key.is_some(),
+            expire_at_ms: key.and_then(|key| key.expire_at_ms()),
+        })
+    }
+
+    /// `name` opened for reading when it exists and is of `expected` kind;
+    /// `None` when absent; WRONGTYPE otherwise.
+    fn open_expecting(
+        self,
+        name: ArgString,
+        expected: KeyKind,
+    ) -> Result<Option<OpenKey>, CommandError> {
+        let Some(key) = OpenKey::open(self, name, false)? else {
+            return Ok(None);
+        };
+        match key.kind() {
+            KeyKind::Absent => Ok(None),
+            kind if kind == expected => Ok(Some(key)),
             _ => Err(CommandError::WrongType),
         }
     }

@@ -93,12 +93,6 @@ impl Opened for StringKey {
     }
 }
 
-/// The absolute expiry (Unix ms) of the key `name`, `None` when it is
-/// missing or persistent: a read, for deciding how to extend it.
-pub fn expire_at_ms(ctx: Ctx, name: ArgString) -> Result<Option<u64>, CommandError> {
-    Ok(OpenKey::open(ctx, name, false)?.and_then(|key| key.expire_at_ms()))
-}
-
 impl Opened for OpenKey {
     fn raw_key(&self) -> *mut raw::RedisModuleKey {
         self.0

@@ -11,7 +11,7 @@
 use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{current_user_name, ArgString, Argv, Ctx, KeyKind};
-use crate::keyapi::{self, HashKey, OwnedString};
+use crate::keyapi::{HashKey, OwnedString};
 use crate::keys::CacheKeys;
 use crate::registry::CommandResult;
 use crate::stats;
@@ -137,13 +137,13 @@ pub fn set(ctx: Ctx, argv: &Argv) -> CommandResult {
     keys.check_entry(entry_key.bytes())?;
     // Every type is checked before anything is written.
     ctx.expect_kind(entry_key, KeyKind::Hash)?;
-    ctx.expect_kind(generations_key, KeyKind::Hash)?;
-    ctx.expect_kind(index_key, KeyKind::SortedSet)?;
+    let generations = ctx.expect_kind_expiring(generations_key, KeyKind::Hash)?;
+    let index = ctx.expect_kind_expiring(index_key, KeyKind::SortedSet)?;
     let now_ms = ctx.now_nanos() / 1_000_000;
     let state = plan::SetState {
         current: current_generations(ctx, generations_key, parsed.namespace)?,
-        index_expiry: keyapi::expire_at_ms(ctx, index_key)?,
-        generations_expiry: keyapi::expire_at_ms(ctx, generations_key)?,
+        index_expiry: index.expire_at_ms,
+        generations_expiry: generations.expire_at_ms,
     };
     let plan_keys = plan::SetKeys {
         entry: parsed.entry,
@@ -181,8 +181,8 @@ fn invalidate(
     let generations_key = argv.string(generations)?;
     let index_key = argv.string(index)?;
     CacheKeys::of_index(index_key.bytes())?.check_generations(generations_key.bytes())?;
-    ctx.expect_kind(generations_key, KeyKind::Hash)?;
-    let index_exists = ctx.expect_kind(index_key, KeyKind::SortedSet)?;
+    let generations_state = ctx.expect_kind_expiring(generations_key, KeyKind::Hash)?;
+    let index_state = ctx.expect_kind_expiring(index_key, KeyKind::SortedSet)?;
     let field = namespace.map(NamespaceField::new);
     let field_bytes = field.as_ref().map_or(USER_FIELD, NamespaceField::as_bytes);
     // Read with the same rule as GET and SET (not HINCRBY's own), so a
@@ -198,22 +198,17 @@ fn invalidate(
     let current = parse_generation(stored.as_ref().map(OwnedString::bytes))
         .map_err(|_| CommandError::Foreign(CORRUPT_GENERATIONS))?;
     let now_ms = ctx.now_nanos() / 1_000_000;
-    let index_expiry = if index_exists {
-        keyapi::expire_at_ms(ctx, index_key)?
-    } else {
-        None
-    };
     let invalidation = plan::invalidate(
         generations,
         field_bytes,
         current,
-        keyapi::expire_at_ms(ctx, generations_key)?,
-        index_expiry,
+        generations_state.expire_at_ms,
+        index_state.expire_at_ms,
         now_ms,
     )
     .map_err(|GenerationLimit| CommandError::Refused("generation limit reached"))?;
     effects::apply(ctx, &Keys::of(argv), &[invalidation.effect])?;
-    if index_exists {
+    if index_state.exists {
         reclaim::enqueue(ctx, generations_key, index_key, current_user_name(ctx));
     }
     stats::CACHE.invalidations.incr();

@@ -20,7 +20,7 @@ use crate::effect::{Effect, Target};
 use crate::effects::{self, Keys};
 use crate::error::CommandError;
 use crate::glue::{Access, ArgString, Argv, Caller, Ctx, KeyKind};
-use crate::keyapi::{self, Fields8, HashKey, Opened, OwnedString};
+use crate::keyapi::{Fields8, HashKey, Opened, OwnedString};
 use crate::keys::SessionIndex;
 use crate::registry::CommandResult;
 use crate::stats;
@@ -219,7 +219,7 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
     if session_key.is_present() {
         return Err(CommandError::Refused("session already exists"));
     }
-    ctx.expect_kind(index, KeyKind::SortedSet)?;
+    let index_state = ctx.expect_kind_expiring(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
     // Entries scored before now are past their max lifetime: dropped by
     // score, without reading them.
@@ -239,11 +239,12 @@ pub fn create(ctx: Ctx, argv: &Argv) -> CommandResult {
         cap: parsed.cap,
     };
     // Decided before anything is written: a refusal changes nothing.
-    let create = plan::create(keys, args, &listed, keyapi::expire_at_ms(ctx, index)?, now)
-        .map_err(|LimitReached| {
+    let create = plan::create(keys, args, &listed, index_state.expire_at_ms, now).map_err(
+        |LimitReached| {
             stats::SESSION.rejected.incr();
             CommandError::Refused("session limit reached")
-        })?;
+        },
+    )?;
     let open = [(parsed.session, &session_key as &dyn Opened)];
     effects::apply(ctx, &Keys::with_open(argv, &open), &create.effects)?;
     stats::SESSION.evicted.add(create.evicted);
@@ -391,7 +392,7 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
     if ctx.expect_kind(new, KeyKind::Hash)? {
         return Err(CommandError::Refused("session already exists"));
     }
-    ctx.expect_kind(index, KeyKind::SortedSet)?;
+    let index_state = ctx.expect_kind_expiring(index, KeyKind::SortedSet)?;
     let now = now_ms(ctx);
     let old_keys = SessionKeys {
         session: old_position,
@@ -415,12 +416,11 @@ pub fn rotate(ctx: Ctx, argv: &Argv) -> CommandResult {
         return dead(ctx, &Keys::of(argv), plan::dead(old_keys, true).as_slice());
     }
     // No key is held open: RENAME moves the hash with its expiry.
-    let index_expiry = keyapi::expire_at_ms(ctx, index)?;
     let writes = plan::rotate(
         old_keys,
         new_keys,
         stored.times.max_expires_at,
-        index_expiry,
+        index_state.expire_at_ms,
     );
     effects::apply(ctx, &Keys::of(argv), writes.as_slice())?;
     stats::SESSION.rotated.incr();
