@@ -3,11 +3,12 @@
 //! as the library's `FCALL`, so a test can run the same calls on both and
 //! compare the replies.
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::Value;
 use tk_redis::functions::{function_name, LIBRARY_SOURCE};
 
 use crate::harness::Server;
+use crate::mode::Conn;
 
 /// `FUNCTION LOAD REPLACE` of the library; returns the library's name.
 ///
@@ -153,7 +154,7 @@ pub async fn server_time_us<C: ConnectionLike>(conn: &mut C) -> i64 {
 // ---- plain commands and a pair of servers ----------------------------------------
 
 /// `SET key value`.
-pub async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
+pub async fn set(conn: &mut Conn, key: &str, value: &[u8]) {
     let _: () = redis::cmd("SET")
         .arg(key)
         .arg(value)
@@ -165,12 +166,12 @@ pub async fn set(conn: &mut MultiplexedConnection, key: &str, value: &[u8]) {
 pub use crate::raw::query;
 
 /// `GET key`.
-pub async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
+pub async fn get(conn: &mut Conn, key: &str) -> Option<Vec<u8>> {
     query(conn, &["GET", key]).await
 }
 
 /// Every key (`KEYS *`), sorted.
-pub async fn sorted_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+pub async fn sorted_keys(conn: &mut Conn) -> Vec<String> {
     let mut keys: Vec<String> = query(conn, &["KEYS", "*"]).await;
     keys.sort();
     keys
@@ -180,8 +181,8 @@ pub async fn sorted_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
 pub struct Pair {
     _module: Server,
     _library: Server,
-    pub module: MultiplexedConnection,
-    pub library: MultiplexedConnection,
+    pub module: Conn,
+    pub library: Conn,
 }
 
 impl Pair {
@@ -226,5 +227,56 @@ impl Pair {
     pub async fn both(&mut self, args: &[&str]) {
         let _: Value = query(&mut self.module, args).await;
         let _: Value = query(&mut self.library, args).await;
+    }
+}
+
+/// Whether the function serving module command `command` is flagged
+/// `no-writes` in the loaded library (`FUNCTION LIST`): it then runs
+/// through `FCALL_RO`, on replicas too. The library's counterpart of a
+/// module command's `readonly` flag.
+///
+/// # Panics
+/// When the library is not loaded or has no such function.
+pub async fn runs_read_only<C: ConnectionLike>(conn: &mut C, command: &str) -> bool {
+    let listed: Value = query(conn, &["FUNCTION", "LIST", "LIBRARYNAME", "tk"]).await;
+    let name = function_name(command);
+    let libraries = match listed {
+        Value::Array(libraries) => libraries,
+        other => panic!("FUNCTION LIST replied {other:?}"),
+    };
+    for library in libraries {
+        let Some(Value::Array(functions)) = field(&library, "functions") else {
+            continue;
+        };
+        for function in functions {
+            if field(&function, "name") != Some(Value::BulkString(name.clone().into_bytes())) {
+                continue;
+            }
+            let flags: Vec<String> = match field(&function, "flags") {
+                Some(flags) => redis::from_redis_value(flags).expect("flags are strings"),
+                None => Vec::new(),
+            };
+            return flags.iter().any(|flag| flag == "no-writes");
+        }
+    }
+    panic!("the library has no function {name}")
+}
+
+/// The value of `key` in a RESP2 (flat key/value array) or RESP3 map.
+fn field(entry: &Value, key: &str) -> Option<Value> {
+    let matches = |k: &Value| {
+        matches!(k, Value::BulkString(b) if b == key.as_bytes())
+            || matches!(k, Value::SimpleString(s) if s == key)
+    };
+    match entry {
+        Value::Array(items) => items
+            .chunks(2)
+            .find(|pair| matches(&pair[0]))
+            .and_then(|pair| pair.get(1).cloned()),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| matches(k))
+            .map(|(_, v)| v.clone()),
+        _ => None,
     }
 }

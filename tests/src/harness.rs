@@ -20,6 +20,7 @@
 //! | `TK_TEST_BACKEND` | `local` (default) or `docker` |
 //! | `TK_TEST_REDIS_IMAGE` | image of the docker backend (default `redis:7.2`) |
 //! | `TK_TEST_DOCKER_HOST` | host/IP under which published container ports are reached (default: what testcontainers reports, `localhost` mapped to 127.0.0.1) |
+//! | `TK_TEST_MODE` | `module` (default) or `functions`: servers "with the module" serve the Functions library instead (see [`crate::mode`]) |
 //! | `TK_TEST_KEEP_DIR` | `1`: keep the servers' temporary directories (data, `redis.log`) after the test |
 //!
 //! Every wait is bounded; nothing here asserts on how long something took.
@@ -34,15 +35,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
-use redis::{AsyncConnectionConfig, Client, RedisResult};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
 use tempfile::TempDir;
 use testcontainers::core::logs::LogFrame;
 use testcontainers::core::{AccessMode, IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use crate::mode::{mode, Conn, Mode};
 
 /// How long a server gets to answer `PING` (and finish loading) after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -233,6 +234,10 @@ pub struct ServerBuilder {
     sentinel_config: Option<String>,
     /// Extra environment variables of the server process.
     env: Vec<(String, String)>,
+    /// Serves the Functions library in place of the module (functions
+    /// mode, [`crate::mode`]): loaded after each start, and `TK.*` commands
+    /// on its connections sent as `FCALL`s.
+    library: bool,
 }
 
 impl Default for ServerBuilder {
@@ -248,6 +253,7 @@ impl Default for ServerBuilder {
             cluster: false,
             sentinel_config: None,
             env: Vec::new(),
+            library: false,
         }
     }
 }
@@ -444,7 +450,11 @@ impl Server {
         Server::builder().replica_of(primary).start().await
     }
 
-    async fn launch(config: ServerBuilder) -> Server {
+    async fn launch(mut config: ServerBuilder) -> Server {
+        if config.load_module && mode() == Mode::Functions {
+            config.load_module = false;
+            config.library = true;
+        }
         let dir = tempfile::Builder::new()
             .prefix("tk-redis-")
             .tempdir()
@@ -471,7 +481,34 @@ impl Server {
             Backend::Docker => server.start_docker().await,
         }
         server.running = true;
+        server.load_library().await;
         server
+    }
+
+    /// Whether this server serves the Functions library in place of the
+    /// module (functions mode, see [`crate::mode`]).
+    pub fn serves_library(&self) -> bool {
+        self.config.library
+    }
+
+    /// Functions mode: `FUNCTION LOAD REPLACE` of the library after a
+    /// start, a restart or a revive. A replica gets it from its primary
+    /// (and refuses the load: `READONLY`).
+    async fn load_library(&self) {
+        if !self.config.library {
+            return;
+        }
+        let loaded = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(tk_redis::functions::LIBRARY_SOURCE)
+            .query_async::<Value>(&mut self.conn().await.plain())
+            .await;
+        match loaded {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("READONLY") => {}
+            Err(e) => panic!("FUNCTION LOAD of tk.lua on {} failed: {e}", self.addr()),
+        }
     }
 
     /// The backend this server runs on.
@@ -512,7 +549,7 @@ impl Server {
     ///
     /// # Panics
     /// When the server cannot be reached.
-    pub async fn conn(&self) -> MultiplexedConnection {
+    pub async fn conn(&self) -> Conn {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             match self.try_conn().await {
@@ -527,10 +564,12 @@ impl Server {
 
     /// One attempt at [`Server::conn`], returning the error, for loops that
     /// poll a server which may be restarting or being reconfigured.
-    pub async fn try_conn(&self) -> RedisResult<MultiplexedConnection> {
-        self.client
+    pub async fn try_conn(&self) -> RedisResult<Conn> {
+        let conn = self
+            .client
             .get_multiplexed_async_connection_with_config(&connection_config())
-            .await
+            .await?;
+        Ok(Conn::new(conn, self.config.library))
     }
 
     /// A fresh multiplexed connection authenticated as the ACL user `user`
@@ -538,13 +577,16 @@ impl Server {
     ///
     /// # Panics
     /// When the server cannot be reached or refuses the credentials.
-    pub async fn conn_as(&self, user: &str, password: &str) -> MultiplexedConnection {
+    pub async fn conn_as(&self, user: &str, password: &str) -> Conn {
         let url = format!("redis://{user}:{password}@{}/", self.addr());
-        Client::open(url)
+        let conn = Client::open(url)
             .unwrap_or_else(|e| panic!("bad credentials for {user}: {e}"))
             .get_multiplexed_async_connection_with_config(&connection_config())
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to redis at {} as {user}: {e}", self.addr()))
+            .unwrap_or_else(|e| {
+                panic!("cannot connect to redis at {} as {user}: {e}", self.addr())
+            });
+        Conn::new(conn, self.config.library)
     }
 
     /// A fresh connection manager (reconnects by itself, e.g. across [`Server::restart`]
@@ -612,6 +654,7 @@ impl Server {
             Backend::Docker => self.restart_docker().await,
         }
         self.running = true;
+        self.load_library().await;
     }
 
     /// Kills the server with SIGKILL (a crash: no shutdown, no save) and
@@ -637,6 +680,7 @@ impl Server {
         let port = self.port;
         self.start_local(Some(port)).await;
         self.running = true;
+        self.load_library().await;
     }
 
     /// Whether the server is up (not killed by [`Server::kill`]).
@@ -1095,10 +1139,7 @@ pub async fn wait_for_sync(primary: &Server, replica: &Server) {
 }
 
 /// `Ok(None)` when in sync, `Ok(Some(description))` when not yet.
-async fn sync_state(
-    primary: &mut MultiplexedConnection,
-    replica: &mut MultiplexedConnection,
-) -> RedisResult<Option<String>> {
+async fn sync_state(primary: &mut Conn, replica: &mut Conn) -> RedisResult<Option<String>> {
     let r = try_info_section(replica, "replication").await?;
     let get = |map: &HashMap<String, String>, key: &str| map.get(key).cloned().unwrap_or_default();
     if get(&r, "master_link_status") != "up" || get(&r, "master_sync_in_progress") == "1" {

@@ -18,8 +18,10 @@ pub mod flavor;
 pub mod functions;
 pub mod harness;
 pub mod http;
+pub mod mode;
 pub mod raw;
 pub mod topology;
 
 pub use flavor::{Family, Flavor};
 pub use harness::*;
+pub use mode::{mode, module_mode, skip_in_functions_mode, Conn, Mode};

@@ -24,12 +24,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::mode::Conn;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 
 use crate::harness::{
-    connection_config, parse_info, skip_under_docker, wait_for_sync, wait_until, Backend, Server,
+    parse_info, skip_under_docker, wait_for_sync, wait_until, Backend, Server, ServerBuilder,
     CONNECT_TIMEOUT, RESPONSE_TIMEOUT,
 };
 
@@ -71,15 +71,12 @@ pub fn key_slot(key: &[u8]) -> u16 {
     tk_redis::keys::key_slot(key)
 }
 
-async fn conn_to(server: &Server) -> MultiplexedConnection {
+async fn conn_to(server: &Server) -> Conn {
     server.conn().await
 }
 
-async fn try_conn(server: &Server) -> redis::RedisResult<MultiplexedConnection> {
-    server
-        .client()
-        .get_multiplexed_async_connection_with_config(&connection_config())
-        .await
+async fn try_conn(server: &Server) -> redis::RedisResult<Conn> {
+    server.try_conn().await
 }
 
 // ---------------------------------------------------------------------------
@@ -172,11 +169,23 @@ impl Cluster {
 
     /// Starts `masters` masters with `replicas` replicas each.
     pub async fn start_with(masters: usize, replicas: usize) -> Cluster {
+        Cluster::launch(masters, replicas, Server::builder()).await
+    }
+
+    /// Starts `masters` plain masters, without the module and without the
+    /// library (whatever `TK_TEST_MODE` says): a managed cluster a client
+    /// meets for the first time.
+    pub async fn start_without_module(masters: usize) -> Cluster {
+        Cluster::launch(masters, 0, Server::builder().without_module()).await
+    }
+
+    async fn launch(masters: usize, replicas: usize, builder: ServerBuilder) -> Cluster {
         let count = masters * (1 + replicas);
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             nodes.push(
-                Server::builder()
+                builder
+                    .clone()
                     .backend(Backend::Local)
                     .cluster(true)
                     .arg("cluster-node-timeout", CLUSTER_NODE_TIMEOUT_MS.to_string())
@@ -218,20 +227,27 @@ impl Cluster {
     }
 
     /// A cluster connection from the redis crate (follows MOVED/ASK).
-    pub async fn conn(&self) -> ClusterConnection {
+    pub async fn conn(&self) -> Conn<ClusterConnection> {
         let urls: Vec<String> = self.nodes.iter().map(Server::url).collect();
-        ClusterClientBuilder::new(urls)
+        let conn = ClusterClientBuilder::new(urls)
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
             .build()
             .expect("valid cluster seeds")
             .get_async_connection()
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to the cluster {self:?}: {e}"))
+            .unwrap_or_else(|e| panic!("cannot connect to the cluster {self:?}: {e}"));
+        Conn::new(conn, self.serves_library())
+    }
+
+    /// Whether the nodes serve the Functions library in place of the
+    /// module (functions mode, see [`crate::mode`]).
+    pub fn serves_library(&self) -> bool {
+        self.nodes.iter().any(Server::serves_library)
     }
 
     /// A plain connection to node `index` (no redirections followed).
-    pub async fn node_conn(&self, index: usize) -> MultiplexedConnection {
+    pub async fn node_conn(&self, index: usize) -> Conn {
         conn_to(&self.nodes[index]).await
     }
 
@@ -895,11 +911,20 @@ impl Topology {
 
     /// A connection through the client crate ([`tk_redis::Config::connect`]),
     /// usable by every typed client and for raw commands.
-    pub async fn connection(&self) -> tk_redis::Connection {
-        self.config()
+    ///
+    /// In functions mode its raw `TK.*` commands go out as `FCALL`s (see
+    /// [`crate::mode`]); typed clients choose the library by themselves.
+    pub async fn connection(&self) -> Conn<tk_redis::Connection> {
+        let conn = self
+            .config()
             .connect()
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to {self:?}: {e}"))
+            .unwrap_or_else(|e| panic!("cannot connect to {self:?}: {e}"));
+        let to_library = match self {
+            Topology::Standalone(server) => server.serves_library(),
+            Topology::Cluster(cluster) => cluster.serves_library(),
+        };
+        Conn::new(conn, to_library)
     }
 
     /// The server holding `key` (the standalone server, or the master

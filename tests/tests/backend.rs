@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tk_redis::functions::{loaded_library_version, Backend, LIBRARY_VERSION};
 use tk_redis::{Cache, Error, Lock, Quota, RateLimiter, RequestIdentity, SessionStore, TkMode};
 use tk_redis_tests::harness::Server;
+use tk_redis_tests::Conn;
 
 /// A small scripted scenario through every typed client, as text to
 /// compare between servers: only fields that do not depend on the time.
-async fn scenario(conn: MultiplexedConnection, mode: TkMode) -> Vec<String> {
+async fn scenario(conn: Conn, mode: TkMode) -> Vec<String> {
     let mut out = Vec::new();
     let limiter = RateLimiter::new(conn.clone()).with_tk_mode(mode);
     let quota = Quota::per_minute(2);
@@ -136,7 +136,7 @@ async fn auto_mode_works_unchanged_without_the_module_and_agrees_with_it() {
 
 /// [`scenario`] in auto mode on a server without the module, where every
 /// client learns the library.
-async fn scenario_on_library(conn: MultiplexedConnection) -> Vec<String> {
+async fn scenario_on_library(conn: Conn) -> Vec<String> {
     // `scenario` asserts the backend of the mode: in auto mode on a plain
     // server that is the library, so run it in functions mode for that
     // assertion, after checking that auto learns the same.
@@ -273,12 +273,25 @@ async fn health_reports_the_backend_in_use() {
 /// primary: functions mode works for keys on every node.
 #[tokio::test]
 async fn functions_mode_on_a_cluster_loads_every_primary_and_routes_by_key() {
-    use tk_redis_tests::topology::Cluster;
+    let cluster = tk_redis_tests::topology::Cluster::start_with(3, 0).await;
+    library_on_every_primary(&cluster, TkMode::Functions).await;
+}
 
-    let cluster = Cluster::start_with(3, 0).await;
+/// A cluster without the module (and without the library): auto mode finds
+/// no module, loads the library on every primary and routes each FCALL by
+/// its first key.
+#[tokio::test]
+async fn auto_mode_on_a_cluster_without_the_module_loads_every_primary() {
+    let cluster = tk_redis_tests::topology::Cluster::start_without_module(3).await;
+    library_on_every_primary(&cluster, TkMode::Auto).await;
+}
+
+/// Rate limits on keys of every primary and a lock through `mode`: the
+/// library serves them, loaded on every primary, and the module none.
+async fn library_on_every_primary(cluster: &tk_redis_tests::topology::Cluster, mode: TkMode) {
     let conn = tk_redis::Config::builder()
         .cluster_nodes(cluster.seed_addrs())
-        .tk_mode(TkMode::Functions)
+        .tk_mode(mode)
         .build()
         .unwrap();
     let mode = conn.tk_mode();

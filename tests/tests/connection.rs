@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use tk_redis::health::{self, HealthOptions, Status};
 use tk_redis::pubsub::{Channel, Event, Publisher, SubscribeOptions, Subscription};
 use tk_redis::{
@@ -40,6 +39,7 @@ use tk_redis_tests::harness::{
     commands_processed, skip_under_docker, wait_for_sync, wait_until, CommandStats, Server,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
+use tk_redis_tests::Conn;
 
 const SKIP: &str = "cluster and sentinel topologies run local redis-server processes";
 
@@ -167,7 +167,7 @@ fn sentinel_of(conn: &Connection) -> SentinelConnection {
 /// module docs): with the client's Sentinel connection cached, one lookup
 /// of the primary is exactly one command.
 struct SentinelLookups {
-    conn: MultiplexedConnection,
+    conn: Conn,
     seen: u64,
 }
 
@@ -973,7 +973,7 @@ async fn check_runs_once_after_refusals(
 }
 
 /// `CLUSTER <DELSLOTS|ADDSLOTS> <slot>` on the node behind `admin`.
-async fn cluster_slots(admin: &MultiplexedConnection, subcommand: &str, slot: u16) {
+async fn cluster_slots(admin: &Conn, subcommand: &str, slot: u16) {
     let () = redis::cmd("CLUSTER")
         .arg(subcommand)
         .arg(slot)
@@ -983,7 +983,7 @@ async fn cluster_slots(admin: &MultiplexedConnection, subcommand: &str, slot: u1
 }
 
 /// `CONFIG SET min-replicas-to-write <count>` on the node behind `admin`.
-async fn set_min_replicas_to_write(admin: &MultiplexedConnection, count: &str) {
+async fn set_min_replicas_to_write(admin: &Conn, count: &str) {
     let () = redis::cmd("CONFIG")
         .arg(&["SET", "min-replicas-to-write", count])
         .query_async(&mut admin.clone())

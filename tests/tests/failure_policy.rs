@@ -10,6 +10,7 @@ use std::time::Duration;
 use tk_redis::config::Config;
 use tk_redis::{Error, FailurePolicy, Quota, RateLimiter};
 use tk_redis_tests::harness::{command_stats, Server};
+use tk_redis_tests::module_mode;
 
 /// Per-call timeout of the limiters, and the connection's timeouts.
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -115,10 +116,14 @@ async fn a_missing_module_is_an_error_even_when_failing_open() {
 #[tokio::test]
 async fn noreplicas_is_transient_and_runs_nothing() {
     // Requires one replica in sync; it has none, so every write is refused.
-    let server = Server::builder()
-        .arg("min-replicas-to-write", "1")
-        .start()
-        .await;
+    // Set once the server is up: in functions mode the harness loads the
+    // library first, a write that this setting would refuse.
+    let server = Server::start().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "min-replicas-to-write", "1"])
+        .query_async(&mut server.conn().await)
+        .await
+        .unwrap();
     let manager = server.manager().await;
     let open = RateLimiter::new(manager.clone());
     let error = RateLimiter::new(manager).with_failure_policy(FailurePolicy::Error);
@@ -134,7 +139,13 @@ async fn noreplicas_is_transient_and_runs_nothing() {
     assert!(decision.allowed && decision.fallback, "{decision:?}");
     assert_eq!(open.metrics().fallbacks_open, 1);
 
-    let stats = command_stats(&mut server.conn().await, "tk.ratelimit").await;
+    // The library runs as FCALL, refused the same way.
+    let command = if module_mode() {
+        "tk.ratelimit"
+    } else {
+        "fcall"
+    };
+    let stats = command_stats(&mut server.conn().await, command).await;
     assert_eq!((stats.calls, stats.rejected_calls), (0, 2), "{stats:?}");
     let mut conn = server.conn().await;
     let exists: i64 = redis::cmd("EXISTS")

@@ -13,13 +13,13 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tk_redis_tests::functions::{
     functions_server, module_and_library_server, query, send, server_time_us, sorted_keys, Call,
     Pair, Reply, Via,
 };
 use tk_redis_tests::harness::{debug_digest, wait_for_sync, wait_until, Server};
+use tk_redis_tests::Conn;
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -60,7 +60,7 @@ async fn same_within(pair: &mut Pair, call: &Call, tolerance_ms: i64) -> Reply {
 /// (hashes, times left out) or members (sorted sets, scores left out) or
 /// value (strings), and whether it expires. Comparable between the two
 /// servers.
-async fn timeless_state(conn: &mut MultiplexedConnection) -> Vec<String> {
+async fn timeless_state(conn: &mut Conn) -> Vec<String> {
     const TIMES: [&str; 4] = ["created", "last_active", "expires_at", "max_expires_at"];
     let mut out = Vec::new();
     for key in sorted_keys(conn).await {
@@ -89,7 +89,7 @@ async fn timeless_state(conn: &mut MultiplexedConnection) -> Vec<String> {
 }
 
 /// The tolerance for a run that started at `start_us` (server time).
-async fn tolerance_since(conn: &mut MultiplexedConnection, start_us: i64) -> i64 {
+async fn tolerance_since(conn: &mut Conn, start_us: i64) -> i64 {
     2 * (server_time_us(conn).await - start_us) / 1000 + 5
 }
 
@@ -1570,7 +1570,7 @@ async fn cache_entries_move_between_module_and_library() {
 
 // ---- cache: the library's bounded reclaim ---------------------------------------------
 
-async fn zcard(conn: &mut MultiplexedConnection, key: &str) -> i64 {
+async fn zcard(conn: &mut Conn, key: &str) -> i64 {
     query(conn, &["ZCARD", key]).await
 }
 

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
 use redis::Value;
 use tk_redis_tests::{
-    backend, debug_digest, info_section, wait_for_sync, Backend, Flavor, Server,
+    backend, debug_digest, info_section, wait_for_sync, Backend, Conn, Flavor, Server,
     CONTAINER_MODULE_PATH,
 };
 
-async fn set(conn: &mut MultiplexedConnection, key: &str, value: &str) {
+async fn set(conn: &mut Conn, key: &str, value: &str) {
     let _: () = redis::cmd("SET")
         .arg(key)
         .arg(value)
@@ -19,7 +19,7 @@ async fn set(conn: &mut MultiplexedConnection, key: &str, value: &str) {
         .expect("SET");
 }
 
-async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+async fn get(conn: &mut impl ConnectionLike, key: &str) -> Option<String> {
     redis::cmd("GET")
         .arg(key)
         .query_async(conn)
@@ -27,7 +27,7 @@ async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
         .expect("GET")
 }
 
-async fn config_get(conn: &mut MultiplexedConnection, name: &str) -> String {
+async fn config_get(conn: &mut Conn, name: &str) -> String {
     let pair: HashMap<String, String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
@@ -49,7 +49,7 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// `MODULE LIST` as one `field -> value` map per module (RESP2 flat arrays or RESP3 maps).
-async fn module_list(conn: &mut MultiplexedConnection) -> Vec<HashMap<String, Value>> {
+async fn module_list(conn: &mut Conn) -> Vec<HashMap<String, Value>> {
     let modules: Vec<Value> = redis::cmd("MODULE")
         .arg("LIST")
         .query_async(conn)

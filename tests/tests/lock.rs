@@ -10,24 +10,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tk_redis::lock::{fence_key, lock_key, Lock};
+use tk_redis_tests::functions::runs_read_only;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
 use tk_redis_tests::raw::{
     assert_refused_changing_nothing, int, ints, pexpiretime, query, snapshot,
 };
 use tk_redis_tests::Flavor;
+use tk_redis_tests::{module_mode, skip_in_functions_mode, Conn};
 
 /// Bound on every wait for an expiry.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(10);
 
-async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+async fn get(conn: &mut Conn, key: &str) -> Option<String> {
     query(conn, &["GET", key]).await
 }
 
 /// The server's clock (`TIME`) in microseconds.
-async fn now_us(conn: &mut MultiplexedConnection) -> i64 {
+async fn now_us(conn: &mut Conn) -> i64 {
     let (secs, micros): (i64, i64) = query(conn, &["TIME"]).await;
     secs * 1_000_000 + micros
 }
@@ -43,7 +44,7 @@ fn remaining_range(
     after_us: i64,
 ) -> std::ops::RangeInclusive<i64> {
     let left = |now_us: i64| {
-        let now_us = if flavor.has_72_module_api() {
+        let now_us = if microsecond_clock(flavor) {
             now_us
         } else {
             now_us.div_euclid(1000) * 1000
@@ -51,6 +52,13 @@ fn remaining_range(
         (expiry_ms * 1000 - now_us + 999).div_euclid(1000).max(1)
     };
     left(after_us)..=left(before_us)
+}
+
+/// Whether the clock tk reads has microseconds: the module's from 7.2
+/// (`RedisModule_CachedMicroseconds`), and the library's (`TIME`) on every
+/// server.
+fn microsecond_clock(flavor: Flavor) -> bool {
+    flavor.has_72_module_api() || !module_mode()
 }
 
 /// The exact range of expiries of a lock taken for `ttl_ms` by a command
@@ -68,7 +76,7 @@ fn expiry_range(
     ttl_ms: i64,
 ) -> std::ops::RangeInclusive<i64> {
     let to_ms = |us: i64| {
-        if flavor.has_72_module_api() {
+        if microsecond_clock(flavor) {
             (us + 999).div_euclid(1000)
         } else {
             us.div_euclid(1000)
@@ -426,14 +434,19 @@ async fn replica_has_the_same_locks_fences_and_expiries() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let _: Vec<i64> = redis::cmd("EVAL")
-        .arg("return redis.call('TK.LOCK.ACQUIRE', KEYS[1], KEYS[2], 'te', '1h')")
-        .arg(2)
-        .arg("{e}l")
-        .arg("{e}f")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    if module_mode() {
+        let _: Vec<i64> = redis::cmd("EVAL")
+            .arg("return redis.call('TK.LOCK.ACQUIRE', KEYS[1], KEYS[2], 'te', '1h')")
+            .arg(2)
+            .arg("{e}l")
+            .arg("{e}f")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        // A script cannot call FCALL: the library is called directly.
+        ints(&mut conn, &["TK.LOCK.ACQUIRE", "{e}l", "{e}f", "te", "1h"]).await;
+    }
     wait_for_sync(&primary, &replica).await;
     let mut replica_conn = replica.conn().await;
     let primary_state = snapshot(&mut conn).await;
@@ -633,9 +646,11 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         ),
     ];
     let count = assert_refused_changing_nothing(&mut conn, cases).await;
-    let info = info_section(&mut conn, "tk").await;
-    // Arity errors come from Redis itself; the rest are the module's.
-    assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 4);
+    if module_mode() {
+        let info = info_section(&mut conn, "tk").await;
+        // Arity errors come from Redis itself; the rest are the module's.
+        assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 4);
+    }
 }
 
 #[tokio::test]
@@ -668,6 +683,13 @@ async fn key_specs_flags_and_docs() {
     )
     .await;
     assert_eq!(keys, ["k"]);
+    if !module_mode() {
+        // The library's counterpart of the flags: no `no-writes` function.
+        for name in ["tk.lock.acquire", "tk.lock.extend", "tk.lock.release"] {
+            assert!(!runs_read_only(&mut conn, name).await, "{name}");
+        }
+        return;
+    }
     for (name, flags) in [
         ("tk.lock.acquire", &["write", "denyoom", "fast"][..]),
         ("tk.lock.extend", &["write", "denyoom", "fast"][..]),
@@ -691,6 +713,9 @@ async fn key_specs_flags_and_docs() {
 
 #[tokio::test]
 async fn info_counts_lock_outcomes() {
+    if skip_in_functions_mode("INFO tk counters are the module's") {
+        return;
+    }
     let server = Server::start().await;
     let mut conn = server.conn().await;
     ints(&mut conn, &["TK.LOCK.ACQUIRE", "l", "f", "a", "1h"]).await;

@@ -375,7 +375,7 @@ async fn dropping_the_subscription_unsubscribes() {
         .await
         .unwrap();
     let mut conn = server.conn().await;
-    let numsub = |conn: &mut redis::aio::MultiplexedConnection| {
+    let numsub = |conn: &mut tk_redis_tests::Conn| {
         let mut conn = conn.clone();
         async move {
             let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")

@@ -9,14 +9,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::Value;
 use tk_redis::{Algorithm, Quota, RateLimiter};
+use tk_redis_tests::functions::runs_read_only;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, wait_until, Server};
 use tk_redis_tests::raw::{
     assert_refused_changing_nothing, dbsize, error, ints, pexpiretime, snapshot,
 };
 use tk_redis_tests::topology::Topology;
+use tk_redis_tests::{module_mode, skip_in_functions_mode, Conn};
 
 const ALGORITHMS: [&str; 3] = ["GCRA", "SLIDING", "FIXED"];
 
@@ -35,6 +37,9 @@ async fn get_bytes(conn: &mut impl ConnectionLike, key: &str) -> Option<Vec<u8>>
 
 #[tokio::test]
 async fn module_reports_name_and_version() {
+    if skip_in_functions_mode("MODULE LIST and INFO tk are the module's") {
+        return;
+    }
     let server = Server::start().await;
     let mut conn = server.conn().await;
     let modules: Vec<BTreeMap<String, Value>> = redis::cmd("MODULE")
@@ -411,7 +416,7 @@ async fn concurrent_clients_admit_exactly_the_limit(topology: &Topology) {
 }
 
 /// A few hundred mixed calls on several keys, from a fixed seed.
-async fn mixed_workload(conn: &mut MultiplexedConnection, seed: u64, calls: usize) {
+async fn mixed_workload(conn: &mut Conn, seed: u64, calls: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     for _ in 0..calls {
         let key = format!("{{w}}:{}", rng.random_range(0..6));
@@ -531,13 +536,19 @@ async fn replica_reaches_identical_state() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let _: Vec<i64> = redis::cmd("EVAL")
-        .arg("return redis.call('TK.RATELIMIT', KEYS[1], 4, '1h', 'ALGO', 'FIXED')")
-        .arg(1)
-        .arg("lua:c")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let lua = ["TK.RATELIMIT", "lua:c", "4", "1h", "ALGO", "FIXED"];
+    if module_mode() {
+        let _: Vec<i64> = redis::cmd("EVAL")
+            .arg("return redis.call('TK.RATELIMIT', KEYS[1], 4, '1h', 'ALGO', 'FIXED')")
+            .arg(1)
+            .arg("lua:c")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        // A script cannot call FCALL: the library is called directly.
+        ints(&mut conn, &lua).await;
+    }
     wait_for_sync(&primary, &replica).await;
     for key in [
         "long:GCRA",
@@ -776,8 +787,10 @@ async fn every_error_path_replies_err_and_changes_nothing() {
         (&[b"TK.RATELIMIT.RESET", b"gcra", b"hash"], "WRONGTYPE"),
     ];
     let count = assert_refused_changing_nothing(&mut conn, cases).await;
-    let info = info_section(&mut conn, "tk").await;
-    assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 3);
+    if module_mode() {
+        let info = info_section(&mut conn, "tk").await;
+        assert!(info["tk_errors"].parse::<u64>().unwrap() >= count as u64 - 3);
+    }
 }
 
 #[tokio::test]
@@ -837,12 +850,17 @@ async fn random_garbage_never_takes_the_server_down() {
     }
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     assert_eq!(pong, "PONG");
-    let info = info_section(&mut conn, "tk").await;
-    assert_eq!(info["tk_panics"], "0");
+    if module_mode() {
+        let info = info_section(&mut conn, "tk").await;
+        assert_eq!(info["tk_panics"], "0");
+    }
 }
 
 #[tokio::test]
 async fn a_panic_is_an_error_reply_not_a_crash() {
+    if skip_in_functions_mode("TK.DEBUG.PANIC and tk_panics are the module's") {
+        return;
+    }
     // RUST_BACKTRACE=1: the module's panic hook must not symbolize a
     // backtrace, which aborted Valkey (see registry::install_panic_hook).
     let server = Server::builder()
@@ -881,6 +899,9 @@ fn tail_of(log: &str) -> String {
 
 #[tokio::test]
 async fn info_counts_calls_per_algorithm() {
+    if skip_in_functions_mode("INFO tk counters are the module's") {
+        return;
+    }
     let server = Server::start().await;
     let mut conn = server.conn().await;
     for _ in 0..3 {
@@ -917,6 +938,19 @@ async fn info_counts_calls_per_algorithm() {
 async fn command_docs_describe_every_command() {
     let server = Server::start().await;
     let mut conn = server.conn().await;
+    if !module_mode() {
+        // The library has no command docs; its counterpart of the flags:
+        // only PEEK is a `no-writes` function (FCALL_RO).
+        for (name, readonly) in [
+            ("tk.ratelimit", false),
+            ("tk.ratelimit.peek", true),
+            ("tk.ratelimit.all", false),
+            ("tk.ratelimit.reset", false),
+        ] {
+            assert_eq!(runs_read_only(&mut conn, name).await, readonly, "{name}");
+        }
+        return;
+    }
     for name in [
         "tk.ratelimit",
         "tk.ratelimit.peek",

@@ -26,7 +26,7 @@ use tk_redis_tests::harness::{
     workspace_dir,
 };
 use tk_redis_tests::topology::{key_slot, Cluster, SentinelGroup, SENTINEL_MASTER_NAME};
-use tk_redis_tests::Flavor;
+use tk_redis_tests::{module_mode, skip_in_functions_mode, Conn, Flavor};
 
 const SKIP: &str = "cluster and sentinel topologies run local redis-server processes";
 /// Per-call timeout of the workload's clients: a call to a dead master fails
@@ -59,11 +59,14 @@ fn sentinel_config(group: &SentinelGroup) -> Config {
         .expect("sentinel config")
 }
 
-async fn connect(config: &Config) -> Connection {
-    config
+/// A client connection; in functions mode its raw `TK.*` commands go out
+/// as `FCALL`s (tests/src/mode.rs).
+async fn connect(config: &Config) -> Conn<Connection> {
+    let conn = config
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("connect with {config:?}: {e}"))
+        .unwrap_or_else(|e| panic!("connect with {config:?}: {e}"));
+    Conn::new(conn, !module_mode())
 }
 
 /// The error a raw command got, as `"<CODE> <message>"`.
@@ -98,7 +101,7 @@ fn report(name: &str, text: &str) {
 
 #[tokio::test]
 async fn the_cluster_has_three_masters_with_a_replica_each_and_the_module_everywhere() {
-    if skip_under_docker(SKIP) {
+    if skip_under_docker(SKIP) || skip_in_functions_mode("MODULE LIST is the module's") {
         return;
     }
     let cluster = Cluster::start().await;
@@ -201,7 +204,7 @@ async fn a_users_session_index_and_cache_keys_share_one_slot() {
     // one master serving that slot, and the server agrees on the slot.
     let cluster = Cluster::start().await;
     let conn = connect(&cluster_config(&cluster)).await;
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     let cache = Cache::new(conn.clone());
     let user = "alice";
     let (token, _) = sessions.create(user, &json!({"n": 1})).await.unwrap();
@@ -386,7 +389,7 @@ async fn resharding_a_users_slot_under_load_keeps_state_and_the_client_follows()
         .build()
         .expect("cluster config");
     let conn = connect(&config).await;
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     let limiter = RateLimiter::new(conn.clone()).with_failure_policy(FailurePolicy::Error);
     let user = "carol";
     let (token, _) = sessions.create(user, &json!({"n": 0})).await.unwrap();
@@ -510,7 +513,10 @@ struct Durable {
 /// Sends `cmd` followed by `WAIT 1 <ms>` in one pipeline (same connection,
 /// in order, so `WAIT` covers exactly this write) and returns the command's
 /// reply if a replica acknowledged it.
-async fn write_and_wait(conn: &mut Connection, cmd: redis::Cmd) -> Result<Option<Value>, String> {
+async fn write_and_wait(
+    conn: &mut Conn<Connection>,
+    cmd: redis::Cmd,
+) -> Result<Option<Value>, String> {
     let mut pipe = redis::pipe();
     pipe.add_command(cmd)
         .cmd("WAIT")
@@ -536,7 +542,7 @@ struct Workload {
 /// Rate-limit checks and session touches through the typed client, plus
 /// `WAIT 1`-acknowledged writes of a sliding log and the session's data,
 /// until stopped.
-fn start_workload(conn: Connection, token: SessionToken, rl_key: String) -> Workload {
+fn start_workload(conn: Conn<Connection>, token: SessionToken, rl_key: String) -> Workload {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
@@ -549,7 +555,7 @@ fn start_workload(conn: Connection, token: SessionToken, rl_key: String) -> Work
                 Err(what) => tally.error(what),
             }
         };
-        let sessions: SessionStore<Data, Connection> =
+        let sessions: SessionStore<Data, Conn<Connection>> =
             SessionStore::new(conn.clone()).with_timeout(CALL_TIMEOUT);
         let limiter = RateLimiter::new(conn.clone())
             .with_failure_policy(FailurePolicy::Error)
@@ -720,7 +726,7 @@ async fn cluster_failover_keeps_every_acknowledged_write_and_the_client_recovers
     }
     let mut cluster = Cluster::start().await;
     let conn = connect(&cluster_config(&cluster)).await;
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     let user = "dave";
     let (token, _) = sessions.create(user, &json!({"n": 0})).await.unwrap();
     let skey = session_key(&token);
@@ -775,7 +781,7 @@ async fn sentinel_failover_keeps_every_acknowledged_write_and_the_client_recover
     }
     let mut group = SentinelGroup::start().await;
     let conn = connect(&sentinel_config(&group)).await;
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     let user = "erin";
     let (token, _) = sessions.create(user, &json!({"n": 0})).await.unwrap();
     let skey = session_key(&token);
@@ -855,7 +861,7 @@ async fn a_promoted_replica_continues_with_exactly_the_masters_state() {
     let mut cluster = Cluster::start().await;
     let mut conn = connect(&cluster_config(&cluster)).await;
     let user = "frank";
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     let (token, _) = sessions.create(user, &json!({"n": 1})).await.unwrap();
     let tag = tk_redis::cache::user_tag(user);
     let gcra = format!("tk:rl:{{{tag}}}:gcra");
@@ -884,7 +890,7 @@ async fn a_promoted_replica_continues_with_exactly_the_masters_state() {
     // Every write has reached the replica (its offset caught up).
     wait_for_sync(cluster.node(master), cluster.node(replica)).await;
     let master_conn = cluster.node_conn(master).await;
-    let state = |mut node: redis::aio::MultiplexedConnection| {
+    let state = |mut node: tk_redis_tests::Conn| {
         let keys = keys.clone();
         async move {
             let mut out = Vec::new();
@@ -932,7 +938,7 @@ async fn a_promoted_replica_continues_with_exactly_the_masters_state() {
     // (A fresh client: the idle one's first call would fail on its broken
     // connection to the dead master, by design, since it is not resent.)
     let mut conn = connect(&cluster_config(&cluster)).await;
-    let sessions: SessionStore<Data, Connection> = SessionStore::new(conn.clone());
+    let sessions: SessionStore<Data, Conn<Connection>> = SessionStore::new(conn.clone());
     for (key, algo) in [(&gcra, "GCRA"), (&sliding, "SLIDING"), (&fixed, "FIXED")] {
         let reply: Vec<i64> = redis::cmd("TK.RATELIMIT")
             .arg(&[key.as_str(), "10", "1h", "ALGO", algo])

@@ -30,9 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use serde_json::json;
+use tk_redis_tests::Conn;
 use tk_redis_tests::{all_command_stats, info_section, workspace_dir, Server};
 
 /// Distinct keys every load run spreads over.
@@ -243,10 +243,10 @@ fn tk_ratelimit(key: &str, algo: Option<&str>) -> redis::Cmd {
 /// round by round). Returns the round trips the batch took.
 async fn run_batch(
     case: Case,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     idx: &[usize],
     ctx: &Ctx,
-    limiter: Option<&tk_redis::RateLimiter<MultiplexedConnection>>,
+    limiter: Option<&tk_redis::RateLimiter<Conn>>,
 ) -> RedisResult<usize> {
     let keys: Vec<String> = idx.iter().map(|&i| case.key(i)).collect();
     let single = |f: &dyn Fn(&str) -> redis::Cmd| {
@@ -411,7 +411,7 @@ impl SplitMix64 {
 }
 
 /// CPU seconds of the server's main thread (user + system), from `INFO cpu`.
-async fn server_cpu_seconds(ctl: &mut MultiplexedConnection) -> f64 {
+async fn server_cpu_seconds(ctl: &mut Conn) -> f64 {
     let info = info_section(ctl, "cpu").await;
     let get = |name: &str| {
         info.get(name)
@@ -421,7 +421,7 @@ async fn server_cpu_seconds(ctl: &mut MultiplexedConnection) -> f64 {
     get("used_cpu_user_main_thread") + get("used_cpu_sys_main_thread")
 }
 
-async fn reset_stats(ctl: &mut MultiplexedConnection) {
+async fn reset_stats(ctl: &mut Conn) {
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(ctl)
@@ -442,8 +442,8 @@ struct Run {
 /// [`CONNS`] tasks with one connection each.
 async fn load(
     case: Case,
-    ctl: &mut MultiplexedConnection,
-    conns: &[MultiplexedConnection],
+    ctl: &mut Conn,
+    conns: &[Conn],
     ops: usize,
     pipeline: usize,
     ctx: &Arc<Ctx>,
@@ -538,7 +538,7 @@ struct CaseResult {
     ops_p16: Vec<f64>,
 }
 
-async fn memory_usage(ctl: &mut MultiplexedConnection, key: &str) -> Option<u64> {
+async fn memory_usage(ctl: &mut Conn, key: &str) -> Option<u64> {
     redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(key)
@@ -550,7 +550,7 @@ async fn memory_usage(ctl: &mut MultiplexedConnection, key: &str) -> Option<u64>
         .flatten()
 }
 
-async fn used_memory(ctl: &mut MultiplexedConnection) -> f64 {
+async fn used_memory(ctl: &mut Conn) -> f64 {
     info_section(ctl, "memory")
         .await
         .get("used_memory")
@@ -558,7 +558,7 @@ async fn used_memory(ctl: &mut MultiplexedConnection) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn sample_usage(ctl: &mut MultiplexedConnection, case: Case) -> f64 {
+async fn sample_usage(ctl: &mut Conn, case: Case) -> f64 {
     let mut total = 0;
     let mut found = 0;
     for i in 0..MEMORY_SAMPLES {
@@ -570,7 +570,7 @@ async fn sample_usage(ctl: &mut MultiplexedConnection, case: Case) -> f64 {
     total as f64 / found.max(1) as f64
 }
 
-async fn flushall(ctl: &mut MultiplexedConnection) {
+async fn flushall(ctl: &mut Conn) {
     let _: () = redis::cmd("FLUSHALL")
         .arg("SYNC")
         .query_async(ctl)
@@ -589,8 +589,8 @@ struct MemoryResult {
 /// over all keys, so a key's requests are milliseconds apart).
 async fn memory_run(
     case: Case,
-    ctl: &mut MultiplexedConnection,
-    conns: &[MultiplexedConnection],
+    ctl: &mut Conn,
+    conns: &[Conn],
     ctx: &Arc<Ctx>,
     result: &mut MemoryResult,
     first: bool,
@@ -674,7 +674,7 @@ struct InvalidationResult {
     round_trips: f64,
 }
 
-async fn fill_user(conn: &mut MultiplexedConnection, user: usize, entries: usize) {
+async fn fill_user(conn: &mut Conn, user: usize, entries: usize) {
     let value = "x".repeat(100);
     for start in (0..entries).step_by(1000) {
         let mut pipe = redis::pipe();
@@ -693,7 +693,7 @@ async fn fill_user(conn: &mut MultiplexedConnection, user: usize, entries: usize
 }
 
 /// The longest slowlog entry among the commands named in `only`, µs.
-async fn slowlog_max(ctl: &mut MultiplexedConnection, only: &[&str]) -> f64 {
+async fn slowlog_max(ctl: &mut Conn, only: &[&str]) -> f64 {
     let entries: Vec<Value> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(-1)
@@ -717,11 +717,7 @@ async fn slowlog_max(ctl: &mut MultiplexedConnection, only: &[&str]) -> f64 {
     max as f64
 }
 
-async fn invalidate(
-    how: Invalidation,
-    user: usize,
-    conn: &mut MultiplexedConnection,
-) -> (usize, Duration) {
+async fn invalidate(how: Invalidation, user: usize, conn: &mut Conn) -> (usize, Duration) {
     let start = Instant::now();
     let gen = format!("tk:cg:{{u{user}}}");
     let index = format!("tk:ci:{{u{user}}}");
@@ -807,7 +803,7 @@ async fn invalidate(
 
 async fn cache_runs(
     server: &Server,
-    ctl: &mut MultiplexedConnection,
+    ctl: &mut Conn,
     quick: bool,
 ) -> Vec<(usize, Invalidation, InvalidationResult)> {
     eprintln!("==> cache: DEBUG POPULATE {KEYSPACE}");
