@@ -315,8 +315,21 @@ end
 
 -- floor(a / b) for b > 0 when the quotient is below 2^42. The quotient of
 -- the doubles is within one of the exact one; the loops make it exact.
+local TWO_52 = 4503599627370496
 local function div_floor(a_ms, a_ns, b_ms, b_ns)
-    local q = math.floor((a_ms * NS_PER_MS + a_ns) / (b_ms * NS_PER_MS + b_ns))
+    local a, b = a_ms * NS_PER_MS + a_ns, b_ms * NS_PER_MS + b_ns
+    local q = math.floor(a / b)
+    if a < TWO_52 and b < TWO_52 then
+        -- Both exact, and so is q * b (below a + b < 2^53): one correction
+        -- step at most, without the pair arithmetic.
+        local r = a - q * b
+        if r < 0 then
+            return q - 1
+        elseif r >= b then
+            return q + 1
+        end
+        return q
+    end
     while q > 0 do
         local p_ms, p_ns = mul(b_ms, b_ns, q)
         if not less(a_ms, a_ns, p_ms, p_ns) then
@@ -366,6 +379,12 @@ local function product_limbs(a, b)
 end
 
 local function product_at_least(a, b, c, d)
+    -- Products below 2^53 are exact doubles: compared as they are (the
+    -- common case, without the limb tables).
+    local ab, cd = a * b, c * d
+    if ab < TWO_53 and cd < TWO_53 then
+        return ab >= cd
+    end
     local left, right = product_limbs(a, b), product_limbs(c, d)
     for i = 4, 1, -1 do
         if left[i] ~= right[i] then
@@ -412,12 +431,13 @@ local function parse_limit(args)
     local limit = next_integer(args, 'limit', 1, MAX_COUNT)
     local period_ms = next_duration_ms(args, 'period', 1, MAX_SPAN_MS)
     local burst, cost, algorithm = nil, 1, 'GCRA'
-    local seen = {}
+    local seen -- created at the first option: most calls have none
     while true do
         local option = next_keyword(args, LIMIT_OPTIONS)
         if not option then
             break
         end
+        seen = seen or {}
         if seen[option] then
             fail('ERR syntax error: option ' .. option .. ' given more than once')
         end
@@ -522,6 +542,18 @@ local function gcra_stored_tat(key, value)
     return nil
 end
 
+-- Units admissible at `now` when the TAT is x: floor((now + tau - x) / T),
+-- at most BURST (limit = now + tau).
+local function gcra_units_left(limit_ms, limit_ns, x_ms, x_ns, t_ms, t_ns, burst)
+    local d_ms, d_ns = sub_floor0(limit_ms, limit_ns, x_ms, x_ns)
+    return math.min(div_floor(d_ms, d_ns, t_ms, t_ns), burst)
+end
+
+-- Whole ms from now until `until`, rounded up (0 when past).
+local function wait_ms(now_ms, now_ns, until_ms, until_ns)
+    return ceil_ms(min_u64(sub_floor0(until_ms, until_ns, now_ms, now_ns)))
+end
+
 local function gcra_decide(key, value, now_ms, now_ns, spec)
     local stored_ms, stored_ns
     if value then
@@ -542,25 +574,19 @@ local function gcra_decide(key, value, now_ms, now_ns, spec)
     local new_ms, new_ns = add(tat_ms, tat_ns, cost_ms, cost_ns)
     local allow_ms, allow_ns = sub_floor0(new_ms, new_ns, tau_ms, tau_ns)
     local limit_ms, limit_ns = add(now_ms, now_ns, tau_ms, tau_ns)
-    -- Units admissible now when the TAT is x: floor((now + tau - x) / T),
-    -- at most BURST.
-    local function units_left(x_ms, x_ns)
-        local d_ms, d_ns = sub_floor0(limit_ms, limit_ns, x_ms, x_ns)
-        return math.min(div_floor(d_ms, d_ns, t_ms, t_ns), spec.burst)
-    end
-    local function wait_ms(until_ms, until_ns)
-        return ceil_ms(min_u64(sub_floor0(until_ms, until_ns, now_ms, now_ns)))
-    end
     if spec.cost == 0 or less(now_ms, now_ns, allow_ms, allow_ns) then
         local allowed = spec.cost == 0
         local retry = 0
         if not allowed then
-            retry = wait_ms(allow_ms, allow_ns)
+            retry = wait_ms(now_ms, now_ns, allow_ms, allow_ns)
         end
-        return { allowed and 1 or 0, spec.limit, units_left(tat_ms, tat_ns), retry,
-            wait_ms(tat_ms, tat_ns) }, nil
+        return { allowed and 1 or 0, spec.limit,
+            gcra_units_left(limit_ms, limit_ns, tat_ms, tat_ns, t_ms, t_ns, spec.burst), retry,
+            wait_ms(now_ms, now_ns, tat_ms, tat_ns) }, nil
     end
-    local decision = { 1, spec.limit, units_left(new_ms, new_ns), 0, wait_ms(new_ms, new_ns) }
+    local decision = { 1, spec.limit,
+        gcra_units_left(limit_ms, limit_ns, new_ms, new_ns, t_ms, t_ns, spec.burst), 0,
+        wait_ms(now_ms, now_ns, new_ms, new_ns) }
     local stored_tat_ms, stored_tat_ns = min_u64(new_ms, new_ns)
     return decision, {
         value = string.format('%06d', stored_tat_ns),

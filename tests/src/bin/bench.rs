@@ -57,27 +57,9 @@ const HTTP_SECTION: &str = "## HTTP layers";
 const CLIENT_CALLS: usize = 20_000;
 
 /// The app's Lua token bucket: capacity ARGV[1] refilled by ARGV[1] per
-/// ARGV[2] ms, state in a hash (HMGET, HMSET, EXPIRE). Server time.
-const BUCKET_SCRIPT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cap = tonumber(ARGV[1])
-local rate = cap / tonumber(ARGV[2])
-local st = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(st[1]) or cap
-local ts = tonumber(st[2]) or now
-if now > ts then
-  tokens = math.min(cap, tokens + (now - ts) * rate)
-  ts = now
-end
-if tokens >= 1 then
-  tokens = tokens - 1
-  redis.call('HMSET', KEYS[1], 'tokens', tokens, 'ts', ts)
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) / 1000))
-  return {1, cap, math.floor(tokens), 0, 0}
-end
-return {0, cap, 0, math.ceil((1 - tokens) / rate), 0}
-"#;
+/// ARGV[2] ms, state in a hash (HMGET, HMSET, EXPIRE). Server time. Also
+/// counted by scripts/callgrind.
+const BUCKET_SCRIPT: &str = include_str!("bucket.lua");
 
 /// A session as the app stored it (JSON in a string) and as TK keeps `data`.
 const SESSION_JSON: &str = r#"{"user_id":"u-000042","email":"someone@example.com","roles":["member","beta"],"csrf":"6f1c2a9e0b7d4e3f8a5c1b2d3e4f5a6b","locale":"en-GB","created":1767225600000,"last_active":1767225600000}"#;
