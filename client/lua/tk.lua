@@ -96,6 +96,16 @@ through that millisecond).
 
 local VERSION = '0.2.0'
 
+-- Globals are looked up through the functions sandbox on every use: the
+-- hot ones are bound once, at the first call (loading runs in an
+-- environment without `math` and `string`).
+local floor, min, max, format
+
+local function bind_globals()
+    floor, min, max = math.floor, math.min, math.max
+    format = string.format
+end
+
 -- ---------------------------------------------------------------------------
 -- Errors
 -- ---------------------------------------------------------------------------
@@ -113,6 +123,9 @@ end
 -- this library, replied as the module replies its own bugs.
 local function command(body)
     return function(keys, argv)
+        if not floor then
+            bind_globals()
+        end
         local ok, result = pcall(body, keys, argv)
         if ok then
             return result
@@ -152,8 +165,14 @@ end
 -- beyond 2^53 come back approximate, which only range checks (whose bounds
 -- are far below) ever see.
 local function parse_integer(raw)
-    local digits = raw:match('^%-?(%d+)$')
-    if not digits or #digits > 20 then
+    if not raw:find('^%-?%d+$') then
+        return nil
+    end
+    local digits = #raw
+    if raw:byte(1) == 45 then -- '-'
+        digits = digits - 1
+    end
+    if digits > 20 then
         return nil
     end
     return tonumber(raw)
@@ -163,6 +182,10 @@ local DURATION_SCALE = { [''] = 1, ms = 1, s = 1000, m = 60000, h = 3600000 }
 
 -- `<integer>[ms|s|m|h]` in ms (unit case-insensitive); nil when malformed.
 local function parse_duration_ms(raw)
+    if raw:find('^%d+$') then
+        -- No unit (the common case): milliseconds.
+        return parse_integer(raw)
+    end
     local last_digit = raw:match('.*()%d')
     if not last_digit then
         return nil
@@ -192,8 +215,8 @@ end
 
 local function in_range(value, what, min, max)
     if value < min or value > max then
-        fail('ERR ' .. what .. ' must be between ' .. string.format('%d', min) .. ' and '
-            .. string.format('%d', max))
+        fail('ERR ' .. what .. ' must be between ' .. format('%d', min) .. ' and '
+            .. format('%d', max))
     end
     return value
 end
@@ -275,7 +298,7 @@ local TWO_53 = 9007199254740992
 
 local function normalize(ms, ns)
     if ns >= NS_PER_MS then
-        local carry = math.floor(ns / NS_PER_MS)
+        local carry = floor(ns / NS_PER_MS)
         return ms + carry, ns - carry * NS_PER_MS
     end
     return ms, ns
@@ -304,11 +327,11 @@ end
 -- (callers multiply only quantities bounded by tau, about 10 years). ns * k
 -- can pass 2^53, so ns is split into µs and ns below 1000 first.
 local function mul(ms, ns, k)
-    local us_part = math.floor(ns / 1000)
+    local us_part = floor(ns / 1000)
     local us = us_part * k
     local rest = (ns - us_part * 1000) * k
-    local us_ms = math.floor(us / 1000)
-    local rest_ms = math.floor(rest / NS_PER_MS)
+    local us_ms = floor(us / 1000)
+    local rest_ms = floor(rest / NS_PER_MS)
     return normalize(ms * k + us_ms + rest_ms,
         (us - us_ms * 1000) * 1000 + (rest - rest_ms * NS_PER_MS))
 end
@@ -318,7 +341,7 @@ end
 local TWO_52 = 4503599627370496
 local function div_floor(a_ms, a_ns, b_ms, b_ns)
     local a, b = a_ms * NS_PER_MS + a_ns, b_ms * NS_PER_MS + b_ns
-    local q = math.floor(a / b)
+    local q = floor(a / b)
     if a < TWO_52 and b < TWO_52 then
         -- Both exact, and so is q * b (below a + b < 2^53): one correction
         -- step at most, without the pair arithmetic.
@@ -367,11 +390,11 @@ end
 -- split in base 2^24 and the products compared limb by limb.
 local LIMB = 16777216
 local function product_limbs(a, b)
-    local a1, b1 = math.floor(a / LIMB), math.floor(b / LIMB)
+    local a1, b1 = floor(a / LIMB), floor(b / LIMB)
     local a0, b0 = a - a1 * LIMB, b - b1 * LIMB
     local limbs = { a0 * b0, a1 * b0 + a0 * b1, a1 * b1, 0 }
     for i = 1, 3 do
-        local carry = math.floor(limbs[i] / LIMB)
+        local carry = floor(limbs[i] / LIMB)
         limbs[i] = limbs[i] - carry * LIMB
         limbs[i + 1] = limbs[i + 1] + carry
     end
@@ -398,12 +421,12 @@ end
 local function now_pair()
     local time = redis.call('TIME')
     local seconds, micros = tonumber(time[1]), tonumber(time[2])
-    local ms = math.floor(micros / 1000)
+    local ms = floor(micros / 1000)
     return seconds * 1000 + ms, (micros - ms * 1000) * 1000
 end
 
 local function format_int(value)
-    return string.format('%d', value)
+    return format('%d', value)
 end
 
 -- A string key's value (false when absent); WRONGTYPE for another type.
@@ -486,13 +509,13 @@ end
 -- GCRA (gcra.rs). The emission interval T = ceil(period_ns / limit), at
 -- least 1 ns, computed by long division so that no step passes 2^53.
 local function emission_interval(period_ms, limit)
-    local q1 = math.floor(period_ms / limit)
+    local q1 = floor(period_ms / limit)
     local r1 = period_ms - q1 * limit
     local x = r1 * 1000
-    local q2 = math.floor(x / limit)
+    local q2 = floor(x / limit)
     local r2 = x - q2 * limit
     local y = r2 * 1000
-    local q3 = math.floor(y / limit)
+    local q3 = floor(y / limit)
     local r3 = y - q3 * limit
     local ns = q2 * 1000 + q3
     if r3 > 0 then
@@ -546,7 +569,7 @@ end
 -- at most BURST (limit = now + tau).
 local function gcra_units_left(limit_ms, limit_ns, x_ms, x_ns, t_ms, t_ns, burst)
     local d_ms, d_ns = sub_floor0(limit_ms, limit_ns, x_ms, x_ns)
-    return math.min(div_floor(d_ms, d_ns, t_ms, t_ns), burst)
+    return min(div_floor(d_ms, d_ns, t_ms, t_ns), burst)
 end
 
 -- Whole ms from now until `until`, rounded up (0 when past).
@@ -589,7 +612,7 @@ local function gcra_decide(key, value, now_ms, now_ns, spec)
         wait_ms(now_ms, now_ns, new_ms, new_ns) }
     local stored_tat_ms, stored_tat_ns = min_u64(new_ms, new_ns)
     return decision, {
-        value = string.format('%06d', stored_tat_ns),
+        value = format('%06d', stored_tat_ns),
         expire_at_ms = ceil_ms(stored_tat_ms, stored_tat_ns),
     }
 end
@@ -638,14 +661,14 @@ local function fixed_decide(_, value, now_ms, now_ns, spec)
     local decision = {
         allowed and 1 or 0,
         spec.limit,
-        math.max(spec.limit - after, 0),
+        max(spec.limit - after, 0),
         allowed and 0 or until_end_ms,
         after == 0 and 0 or until_end_ms,
     }
     if allowed and spec.cost > 0 then
         return decision, {
             value = format_int(window) .. ':' .. format_int(total),
-            expire_at_ms = math.max(end_ms, now_ms + 1),
+            expire_at_ms = max(end_ms, now_ms + 1),
         }
     end
     return decision, nil
@@ -708,7 +731,7 @@ local function sliding_entries(value)
         if not pos then
             return nil
         end
-        local delta = math.floor(low / 2) + high * 64
+        local delta = floor(low / 2) + high * 64
         local cost = 1
         if low % 2 == 1 then
             local cost_low, cost_high
@@ -785,7 +808,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
         end
     end
     local period_us = spec.period_ms * 1000
-    local now_sub_us = math.floor(now_ns / 1000)
+    local now_sub_us = floor(now_ns / 1000)
     local now_us = now_ms * 1000 + now_sub_us
     local now_rest_ns = now_ns - now_sub_us * 1000
     -- ms until the entry stamped `stamp` stops counting, rounded up:
@@ -795,7 +818,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
         if d_us <= 0 then
             return 0
         end
-        local whole_ms = math.floor(d_us / 1000)
+        local whole_ms = floor(d_us / 1000)
         if (d_us - whole_ms * 1000) * 1000 - now_rest_ns > 0 then
             return whole_ms + 1
         end
@@ -839,7 +862,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
                 retry = wait_ms(wait_for)
             end
         end
-        return { allowed and 1 or 0, limit, math.max(limit - count, 0), retry, reset_after_ms }, nil
+        return { allowed and 1 or 0, limit, max(limit - count, 0), retry, reset_after_ms }, nil
     end
     -- Admitted: the live entries, then this one (merged into the newest when
     -- stamped the same µs), never stamped before the newest entry.
@@ -865,14 +888,14 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
         kept_costs[last + 1] = cost
     end
     -- ceil((stamp + period) µs / 1 ms), at least now + 1 ms.
-    local stamp_ms = math.floor(stamp / 1000)
+    local stamp_ms = floor(stamp / 1000)
     local expire_at_ms = stamp_ms + spec.period_ms
     if stamp - stamp_ms * 1000 > 0 then
         expire_at_ms = expire_at_ms + 1
     end
-    return { 1, limit, math.max(limit - total, 0), 0, wait_ms(stamp) }, {
+    return { 1, limit, max(limit - total, 0), 0, wait_ms(stamp) }, {
         value = sliding_encode(kept_stamps, kept_costs),
-        expire_at_ms = math.max(expire_at_ms, now_ms + 1),
+        expire_at_ms = max(expire_at_ms, now_ms + 1),
     }
 end
 
@@ -1071,7 +1094,7 @@ local function lock_acquire(keys, argv)
         local expire_at_ms = redis.call('PEXPIRETIME', lock_key)
         local remaining_ms = -1
         if expire_at_ms >= 0 then
-            remaining_ms = math.max(expire_at_ms - now_ms, 1)
+            remaining_ms = max(expire_at_ms - now_ms, 1)
         end
         return { 0, 0, remaining_ms }
     end
@@ -1148,7 +1171,7 @@ end
 
 -- Byte-wise `a < b` (Lua's `<` on strings follows the locale).
 local function bytes_less(a, b)
-    for i = 1, math.min(#a, #b) do
+    for i = 1, min(#a, #b) do
         local x, y = a:byte(i), b:byte(i)
         if x ~= y then
             return x < y
@@ -1478,7 +1501,7 @@ local function session_create(keys, argv)
     local s = {
         created = now,
         last_active = now,
-        expires_at = math.min(now + idle, max_expires_at),
+        expires_at = min(now + idle, max_expires_at),
         max_expires_at = max_expires_at,
         version = 1,
         idle = idle,
@@ -1545,13 +1568,13 @@ local function session_touch(keys, argv)
     end
     -- MINGAP: no write when the last activity is recent enough (and the
     -- idle TTL unchanged).
-    if min_gap and math.max(now - s.last_active, 0) < min_gap and (not idle or idle == s.idle) then
+    if min_gap and max(now - s.last_active, 0) < min_gap and (not idle or idle == s.idle) then
         return session_reply(s.user, s.data, s)
     end
     s.idle = idle or s.idle
     -- A clock that stepped back never moves last_active backwards.
-    s.last_active = math.max(now, s.last_active)
-    s.expires_at = math.min(s.last_active + s.idle, s.max_expires_at)
+    s.last_active = max(now, s.last_active)
+    s.expires_at = min(s.last_active + s.idle, s.max_expires_at)
     redis.call('HSET', skey, 'last_active', format_int(s.last_active),
         'expires_at', format_int(s.expires_at), 'idle', format_int(s.idle))
     redis.call('PEXPIREAT', skey, format_int(s.expires_at))
@@ -2052,7 +2075,7 @@ local function invalidate(keys, argv, redis_name, command, fname, with_namespace
         fail('ERR generation limit reached')
     end
     local generation = current + 1
-    local wanted = math.max(now + GENERATION_RETENTION_MS, index_expiry or 0, generations_expiry or 0)
+    local wanted = max(now + GENERATION_RETENTION_MS, index_expiry or 0, generations_expiry or 0)
     redis.call('HSET', generations_key, field, format_int(generation))
     if generations_expiry ~= wanted then
         redis.call('PEXPIREAT', generations_key, format_int(wanted))
