@@ -262,6 +262,17 @@ pub async fn runs_read_only<C: ConnectionLike>(conn: &mut C, command: &str) -> b
     panic!("the library has no function {name}")
 }
 
+/// Asserts which of `commands` the library serves with `no-writes`
+/// functions ([`runs_read_only`]): `(command, read_only)` pairs.
+pub async fn assert_read_only_functions<C: ConnectionLike>(
+    conn: &mut C,
+    commands: &[(&str, bool)],
+) {
+    for (command, read_only) in commands {
+        assert_eq!(runs_read_only(conn, command).await, *read_only, "{command}");
+    }
+}
+
 /// The value of `key` in a RESP2 (flat key/value array) or RESP3 map.
 fn field(entry: &Value, key: &str) -> Option<Value> {
     let matches = |k: &Value| {

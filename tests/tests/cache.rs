@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 use redis::Value;
-use tk_redis_tests::functions::runs_read_only;
+use tk_redis_tests::functions::assert_read_only_functions;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
 use tk_redis_tests::raw::{assert_refused_changing_nothing, dbsize, pexpiretime, snapshot};
 use tk_redis_tests::topology::Topology;
@@ -633,14 +633,16 @@ async fn key_specs_flags_docs_and_info() {
     if !module_mode() {
         // The library's counterpart of the flags (it has no docs or
         // counters): only GET is a `no-writes` function.
-        for (name, readonly) in [
-            ("tk.cache.get", true),
-            ("tk.cache.set", false),
-            ("tk.cache.invalidateuser", false),
-            ("tk.cache.invalidatens", false),
-        ] {
-            assert_eq!(runs_read_only(&mut conn, name).await, readonly, "{name}");
-        }
+        assert_read_only_functions(
+            &mut conn,
+            &[
+                ("tk.cache.get", true),
+                ("tk.cache.set", false),
+                ("tk.cache.invalidateuser", false),
+                ("tk.cache.invalidatens", false),
+            ],
+        )
+        .await;
         return;
     }
     let info: Value = redis::cmd("COMMAND")

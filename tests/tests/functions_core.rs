@@ -173,10 +173,10 @@ async fn the_library_decides_as_the_core_at_an_instant_of_each_call() {
             let observed =
                 bracketed(&mut conn, &key, fcall(&key, algorithm, &quota, cost, peek)).await;
             let to_us = observed.to_us;
+            let core = |now_us| core_at(algorithm, &quota, cost, peek, &observed.before, now_us);
             let library = (observed.reply.clone(), live(observed.after.clone(), to_us));
             let matched = (observed.from_us..=to_us).any(|now_us| {
-                let (reply, after) =
-                    core_at(algorithm, &quota, cost, peek, &observed.before, now_us);
+                let (reply, after) = core(now_us);
                 (reply, live(after, to_us)) == library
             });
             assert!(
@@ -186,22 +186,8 @@ async fn the_library_decides_as_the_core_at_an_instant_of_each_call() {
                 observed.before,
                 observed.reply,
                 observed.after,
-                core_at(
-                    algorithm,
-                    &quota,
-                    cost,
-                    peek,
-                    &observed.before,
-                    observed.from_us
-                ),
-                core_at(
-                    algorithm,
-                    &quota,
-                    cost,
-                    peek,
-                    &observed.before,
-                    observed.to_us
-                ),
+                core(observed.from_us),
+                core(to_us),
             );
             match observed.reply.as_deref() {
                 Ok([1, ..]) => admitted += 1,

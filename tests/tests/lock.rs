@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redis::Value;
 use tk_redis::lock::{fence_key, lock_key, Lock};
-use tk_redis_tests::functions::runs_read_only;
+use tk_redis_tests::functions::assert_read_only_functions;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, Server};
 use tk_redis_tests::raw::{
     assert_refused_changing_nothing, int, ints, pexpiretime, query, snapshot,
@@ -685,9 +685,15 @@ async fn key_specs_flags_and_docs() {
     assert_eq!(keys, ["k"]);
     if !module_mode() {
         // The library's counterpart of the flags: no `no-writes` function.
-        for name in ["tk.lock.acquire", "tk.lock.extend", "tk.lock.release"] {
-            assert!(!runs_read_only(&mut conn, name).await, "{name}");
-        }
+        assert_read_only_functions(
+            &mut conn,
+            &[
+                ("tk.lock.acquire", false),
+                ("tk.lock.extend", false),
+                ("tk.lock.release", false),
+            ],
+        )
+        .await;
         return;
     }
     for (name, flags) in [

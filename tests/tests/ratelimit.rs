@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use redis::aio::ConnectionLike;
 use redis::Value;
 use tk_redis::{Algorithm, Quota, RateLimiter};
-use tk_redis_tests::functions::runs_read_only;
+use tk_redis_tests::functions::assert_read_only_functions;
 use tk_redis_tests::harness::{debug_digest, info_section, wait_for_sync, wait_until, Server};
 use tk_redis_tests::raw::{
     assert_refused_changing_nothing, dbsize, error, ints, pexpiretime, snapshot,
@@ -941,14 +941,16 @@ async fn command_docs_describe_every_command() {
     if !module_mode() {
         // The library has no command docs; its counterpart of the flags:
         // only PEEK is a `no-writes` function (FCALL_RO).
-        for (name, readonly) in [
-            ("tk.ratelimit", false),
-            ("tk.ratelimit.peek", true),
-            ("tk.ratelimit.all", false),
-            ("tk.ratelimit.reset", false),
-        ] {
-            assert_eq!(runs_read_only(&mut conn, name).await, readonly, "{name}");
-        }
+        assert_read_only_functions(
+            &mut conn,
+            &[
+                ("tk.ratelimit", false),
+                ("tk.ratelimit.peek", true),
+                ("tk.ratelimit.all", false),
+                ("tk.ratelimit.reset", false),
+            ],
+        )
+        .await;
         return;
     }
     for name in [
