@@ -285,6 +285,16 @@ local function command_args(keys, argv, redis_name, arity)
     return list
 end
 
+-- A function's own check that its keys came in KEYS, `count` of them:
+-- the module's key positions are fixed, FCALL's are the caller's.
+local function takes_keys(count, actual, fname, usage)
+    if actual ~= count then
+        local noun = count == 1 and ' key' or ' keys'
+        fail('ERR ' .. fname .. ' takes ' .. count .. noun .. ': FCALL ' .. fname .. ' ' .. count
+            .. ' ' .. usage)
+    end
+end
+
 -- ---------------------------------------------------------------------------
 -- Nanosecond arithmetic on (ms, ns) pairs: ms a whole number < 2^53, ns in
 -- 0..999999. See the header.
@@ -813,7 +823,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
     local now_rest_ns = now_ns - now_sub_us * 1000
     -- ms until the entry stamped `stamp` stops counting, rounded up:
     -- ceil(((stamp + period) µs - now) / 1 ms), 0 if past.
-    local function wait_ms(stamp)
+    local function uncounted_in_ms(stamp)
         local d_us = (stamp - now_us) + period_us
         if d_us <= 0 then
             return 0
@@ -837,7 +847,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
     local newest = stamps[#stamps]
     local reset_after_ms = 0
     if first_live then
-        reset_after_ms = wait_ms(newest)
+        reset_after_ms = uncounted_in_ms(newest)
     end
     local limit, cost = spec.limit, spec.cost
     local total = count + cost
@@ -859,7 +869,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
                 end
             end
             if wait_for then
-                retry = wait_ms(wait_for)
+                retry = uncounted_in_ms(wait_for)
             end
         end
         return { allowed and 1 or 0, limit, max(limit - count, 0), retry, reset_after_ms }, nil
@@ -893,7 +903,7 @@ local function sliding_decide(_, value, now_ms, now_ns, spec)
     if stamp - stamp_ms * 1000 > 0 then
         expire_at_ms = expire_at_ms + 1
     end
-    return { 1, limit, max(limit - total, 0), 0, wait_ms(stamp) }, {
+    return { 1, limit, max(limit - total, 0), 0, uncounted_in_ms(stamp) }, {
         value = sliding_encode(kept_stamps, kept_costs),
         expire_at_ms = max(expire_at_ms, now_ms + 1),
     }
@@ -921,9 +931,7 @@ end
 -- TK.RATELIMIT / TK.RATELIMIT.PEEK (spec.rs parse_single).
 local function parse_single(keys, argv, redis_name, command, fname)
     local list = command_args(keys, argv, redis_name, -4)
-    if #keys ~= 1 then
-        fail('ERR ' .. fname .. ' takes 1 key: FCALL ' .. fname .. ' 1 <key> <limit> <period> [options]')
-    end
+    takes_keys(1, #keys, fname, '<key> <limit> <period> [options]')
     local args = new_args(list, command)
     next_bytes(args)
     local spec = parse_limit(args)
@@ -1071,9 +1079,7 @@ end
 -- TK.LOCK.ACQUIRE <lock_key> <fence_key> <token> <ttl>
 local function lock_acquire(keys, argv)
     local list = command_args(keys, argv, 'TK.LOCK.ACQUIRE', 5)
-    if #keys ~= 2 then
-        fail('ERR tk_lock_acquire takes 2 keys: FCALL tk_lock_acquire 2 <lock_key> <fence_key> <token> <ttl>')
-    end
+    takes_keys(2, #keys, 'tk_lock_acquire', '<lock_key> <fence_key> <token> <ttl>')
     local args = new_args(list, 'tk.lock.acquire')
     local lock_key, fence_key = next_bytes(args), next_bytes(args)
     if lock_key == fence_key then
@@ -1113,9 +1119,7 @@ end
 -- TK.LOCK.RELEASE <lock_key> <token>
 local function lock_release(keys, argv)
     local list = command_args(keys, argv, 'TK.LOCK.RELEASE', 3)
-    if #keys ~= 1 then
-        fail('ERR tk_lock_release takes 1 key: FCALL tk_lock_release 1 <lock_key> <token>')
-    end
+    takes_keys(1, #keys, 'tk_lock_release', '<lock_key> <token>')
     local args = new_args(list, 'tk.lock.release')
     local lock_key = next_bytes(args)
     local token = next_token(args)
@@ -1129,9 +1133,7 @@ end
 -- TK.LOCK.EXTEND <lock_key> <token> <ttl>
 local function lock_extend(keys, argv)
     local list = command_args(keys, argv, 'TK.LOCK.EXTEND', 4)
-    if #keys ~= 1 then
-        fail('ERR tk_lock_extend takes 1 key: FCALL tk_lock_extend 1 <lock_key> <token> <ttl>')
-    end
+    takes_keys(1, #keys, 'tk_lock_extend', '<lock_key> <token> <ttl>')
     local args = new_args(list, 'tk.lock.extend')
     local lock_key = next_bytes(args)
     local token = next_token(args)
@@ -1413,14 +1415,6 @@ end
 local function distinct(a, b)
     if a == b then
         fail('ERR syntax error: the same key is given twice')
-    end
-end
-
-local function takes_keys(count, actual, fname, usage)
-    if actual ~= count then
-        local noun = count == 1 and ' key' or ' keys'
-        fail('ERR ' .. fname .. ' takes ' .. count .. noun .. ': FCALL ' .. fname .. ' ' .. count
-            .. ' ' .. usage)
     end
 end
 
