@@ -230,6 +230,24 @@ impl Pair {
     }
 }
 
+/// Sends `FCALL <name> <numkeys> <args>...` for each case, which must fail
+/// with an error starting with its text: calls refused for how FCALL was
+/// used (keys outside KEYS, or in the wrong number).
+pub async fn assert_fcalls_refused<C: ConnectionLike>(
+    conn: &mut C,
+    cases: &[(&str, usize, Vec<&str>, &str)],
+) {
+    for (name, numkeys, args, expected) in cases {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(numkeys).arg(args);
+        let reply = send(conn, &cmd).await;
+        assert!(
+            reply.as_ref().is_err_and(|e| e.starts_with(expected)),
+            "FCALL {name} {numkeys} {args:?}: {reply:?}"
+        );
+    }
+}
+
 /// Whether the function serving module command `command` is flagged
 /// `no-writes` in the loaded library (`FUNCTION LIST`): it then runs
 /// through `FCALL_RO`, on replicas too. The library's counterpart of a

@@ -19,8 +19,9 @@ use rand::{Rng, SeedableRng};
 use redis::Value;
 use tk_redis::functions::{LIBRARY_NAME, LIBRARY_VERSION};
 use tk_redis_tests::functions::{
-    functions_server, get, integers, load_library, module_and_library_server, query, send,
-    server_time_us, set, sorted_keys, Call, Pair, Reply, Via,
+    assert_fcalls_refused, functions_server, get, integers, load_library,
+    module_and_library_server, query, send, server_time_us, set, sorted_keys, Call, Pair, Reply,
+    Via,
 };
 use tk_redis_tests::harness::{debug_digest, wait_for_sync, Server};
 
@@ -195,52 +196,66 @@ async fn ratelimit_argument_errors_are_the_modules() {
 async fn the_library_takes_keys_only_through_keys() {
     let server = functions_server().await;
     let mut conn = server.conn().await;
-    let fcall = |name: &str, numkeys: usize, args: &[&str]| {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(name).arg(numkeys).arg(args);
-        cmd
-    };
-    for (cmd, expected) in [
-        (
-            fcall("tk_ratelimit", 0, &["k", "10", "1s"]),
-            "ERR tk_ratelimit takes 1 key",
-        ),
-        (
-            fcall("tk_ratelimit", 2, &["k", "10", "1s", "x"]),
-            "ERR tk_ratelimit takes 1 key",
-        ),
-        (
-            fcall("tk_ratelimit_peek", 0, &["k", "10", "1s"]),
-            "ERR tk_ratelimit_peek takes 1 key",
-        ),
-        (
-            fcall("tk_ratelimit_reset", 1, &["a", "b"]),
-            "ERR tk_ratelimit_reset takes its keys in KEYS",
-        ),
-        (
-            fcall("tk_ratelimit_reset", 0, &["a"]),
-            "ERR tk_ratelimit_reset takes its keys in KEYS",
-        ),
-        (
-            fcall("tk_lock_acquire", 1, &["l", "f", "t", "1s"]),
-            "ERR tk_lock_acquire takes 2 keys",
-        ),
-        (
-            fcall("tk_lock_acquire", 3, &["l", "f", "t", "1s"]),
-            "ERR tk_lock_acquire takes 2 keys",
-        ),
-        (
-            fcall("tk_lock_release", 0, &["l", "t"]),
-            "ERR tk_lock_release takes 1 key",
-        ),
-        (
-            fcall("tk_lock_extend", 2, &["l", "t", "1s"]),
-            "ERR tk_lock_extend takes 1 key",
-        ),
-    ] {
-        let error = send(&mut conn, &cmd).await.unwrap_err();
-        assert!(error.starts_with(expected), "{cmd:?}: {error}");
-    }
+    assert_fcalls_refused(
+        &mut conn,
+        &[
+            (
+                "tk_ratelimit",
+                0,
+                vec!["k", "10", "1s"],
+                "ERR tk_ratelimit takes 1 key",
+            ),
+            (
+                "tk_ratelimit",
+                2,
+                vec!["k", "10", "1s", "x"],
+                "ERR tk_ratelimit takes 1 key",
+            ),
+            (
+                "tk_ratelimit_peek",
+                0,
+                vec!["k", "10", "1s"],
+                "ERR tk_ratelimit_peek takes 1 key",
+            ),
+            (
+                "tk_ratelimit_reset",
+                1,
+                vec!["a", "b"],
+                "ERR tk_ratelimit_reset takes its keys in KEYS",
+            ),
+            (
+                "tk_ratelimit_reset",
+                0,
+                vec!["a"],
+                "ERR tk_ratelimit_reset takes its keys in KEYS",
+            ),
+            (
+                "tk_lock_acquire",
+                1,
+                vec!["l", "f", "t", "1s"],
+                "ERR tk_lock_acquire takes 2 keys",
+            ),
+            (
+                "tk_lock_acquire",
+                3,
+                vec!["l", "f", "t", "1s"],
+                "ERR tk_lock_acquire takes 2 keys",
+            ),
+            (
+                "tk_lock_release",
+                0,
+                vec!["l", "t"],
+                "ERR tk_lock_release takes 1 key",
+            ),
+            (
+                "tk_lock_extend",
+                2,
+                vec!["l", "t", "1s"],
+                "ERR tk_lock_extend takes 1 key",
+            ),
+        ],
+    )
+    .await;
     let size: i64 = query(&mut conn, &["DBSIZE"]).await;
     assert_eq!(size, 0);
 }

@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::Value;
 use tk_redis_tests::functions::{
-    functions_server, module_and_library_server, query, send, server_time_us, sorted_keys, Call,
-    Pair, Reply, Via,
+    assert_fcalls_refused, functions_server, module_and_library_server, query, send,
+    server_time_us, sorted_keys, Call, Pair, Reply, Via,
 };
 use tk_redis_tests::harness::{debug_digest, wait_for_sync, wait_until, Server};
 use tk_redis_tests::Conn;
@@ -359,64 +359,60 @@ async fn session_functions_take_their_keys_in_keys() {
     let server = functions_server().await;
     let mut conn = server.conn().await;
     let s1 = session(1);
-    for (name, numkeys, args, expected) in [
-        (
-            "tk_session_create",
-            1,
-            vec![s1.as_str(), ALICE, "alice", "1h", "d"],
-            "ERR tk_session_create takes 2 keys",
-        ),
-        (
-            "tk_session_touch",
-            0,
-            vec![s1.as_str()],
-            "ERR tk_session_touch takes 1 key",
-        ),
-        (
-            "tk_session_get",
-            0,
-            vec![s1.as_str()],
-            "ERR tk_session_get takes 1 key",
-        ),
-        (
-            "tk_session_set",
-            2,
-            vec![s1.as_str(), "d"],
-            "ERR tk_session_set takes 1 key",
-        ),
-        (
-            "tk_session_destroy",
-            1,
-            vec![s1.as_str(), ALICE],
-            "ERR tk_session_destroy takes 2 keys",
-        ),
-        (
-            "tk_session_rotate",
-            2,
-            vec![s1.as_str(), "tk:s:{t}:2", ALICE],
-            "ERR tk_session_rotate takes 3 keys",
-        ),
-        (
-            "tk_session_list",
-            0,
-            vec![ALICE],
-            "ERR tk_session_list takes 1 key",
-        ),
-        (
-            "tk_session_revokeall",
-            2,
-            vec![ALICE, "EXCEPT"],
-            "ERR tk_session_revokeall takes 1 key",
-        ),
-    ] {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(name).arg(numkeys).arg(&args);
-        let reply = send(&mut conn, &cmd).await;
-        assert!(
-            reply.as_ref().is_err_and(|e| e.starts_with(expected)),
-            "{name}: {reply:?}"
-        );
-    }
+    assert_fcalls_refused(
+        &mut conn,
+        &[
+            (
+                "tk_session_create",
+                1,
+                vec![s1.as_str(), ALICE, "alice", "1h", "d"],
+                "ERR tk_session_create takes 2 keys",
+            ),
+            (
+                "tk_session_touch",
+                0,
+                vec![s1.as_str()],
+                "ERR tk_session_touch takes 1 key",
+            ),
+            (
+                "tk_session_get",
+                0,
+                vec![s1.as_str()],
+                "ERR tk_session_get takes 1 key",
+            ),
+            (
+                "tk_session_set",
+                2,
+                vec![s1.as_str(), "d"],
+                "ERR tk_session_set takes 1 key",
+            ),
+            (
+                "tk_session_destroy",
+                1,
+                vec![s1.as_str(), ALICE],
+                "ERR tk_session_destroy takes 2 keys",
+            ),
+            (
+                "tk_session_rotate",
+                2,
+                vec![s1.as_str(), "tk:s:{t}:2", ALICE],
+                "ERR tk_session_rotate takes 3 keys",
+            ),
+            (
+                "tk_session_list",
+                0,
+                vec![ALICE],
+                "ERR tk_session_list takes 1 key",
+            ),
+            (
+                "tk_session_revokeall",
+                2,
+                vec![ALICE, "EXCEPT"],
+                "ERR tk_session_revokeall takes 1 key",
+            ),
+        ],
+    )
+    .await;
 }
 
 // ---- sessions: stored data -------------------------------------------------------
@@ -1261,40 +1257,36 @@ async fn cache_functions_take_their_keys_in_keys() {
     let server = functions_server().await;
     let mut conn = server.conn().await;
     let e1 = entry("http", 1);
-    for (name, numkeys, args, expected) in [
-        (
-            "tk_cache_get",
-            1,
-            vec![e1.as_str(), GENS, "http"],
-            "ERR tk_cache_get takes 2 keys",
-        ),
-        (
-            "tk_cache_set",
-            2,
-            vec![e1.as_str(), GENS, INDEX, "http", "1h", "v"],
-            "ERR tk_cache_set takes 3 keys",
-        ),
-        (
-            "tk_cache_invalidateuser",
-            1,
-            vec![GENS, INDEX],
-            "ERR tk_cache_invalidateuser takes 2 keys",
-        ),
-        (
-            "tk_cache_invalidatens",
-            3,
-            vec![GENS, INDEX, "http"],
-            "ERR tk_cache_invalidatens takes 2 keys",
-        ),
-    ] {
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(name).arg(numkeys).arg(&args);
-        let reply = send(&mut conn, &cmd).await;
-        assert!(
-            reply.as_ref().is_err_and(|e| e.starts_with(expected)),
-            "{name}: {reply:?}"
-        );
-    }
+    assert_fcalls_refused(
+        &mut conn,
+        &[
+            (
+                "tk_cache_get",
+                1,
+                vec![e1.as_str(), GENS, "http"],
+                "ERR tk_cache_get takes 2 keys",
+            ),
+            (
+                "tk_cache_set",
+                2,
+                vec![e1.as_str(), GENS, INDEX, "http", "1h", "v"],
+                "ERR tk_cache_set takes 3 keys",
+            ),
+            (
+                "tk_cache_invalidateuser",
+                1,
+                vec![GENS, INDEX],
+                "ERR tk_cache_invalidateuser takes 2 keys",
+            ),
+            (
+                "tk_cache_invalidatens",
+                3,
+                vec![GENS, INDEX, "http"],
+                "ERR tk_cache_invalidatens takes 2 keys",
+            ),
+        ],
+    )
+    .await;
 }
 
 // ---- cache: stored data ------------------------------------------------------------
