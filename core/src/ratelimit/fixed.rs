@@ -94,14 +94,10 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{self, MS, T0, T0_MS};
     use super::super::{MAX_COUNT, MAX_SPAN_MS};
     use super::*;
     use proptest::prelude::*;
-
-    const MS: u64 = NANOS_PER_MS;
-    /// 2025-11-25T00:00:00Z, in ms: a multiple of every period used below.
-    const T0_MS: u64 = 1_764_028_800_000;
-    const T0: u64 = T0_MS * MS;
 
     fn quota(limit: u64, period_ms: u64) -> Quota {
         Quota {
@@ -112,15 +108,7 @@ mod tests {
     }
 
     fn step(state: &Option<Vec<u8>>, now: u64, q: &Quota, cost: u64) -> (Outcome, Option<Vec<u8>>) {
-        let mut out = Vec::new();
-        let outcome = decide(state.as_deref(), now, q, cost, &mut out).expect("valid state");
-        match outcome.write {
-            Write::Set { .. } => (outcome, Some(out)),
-            Write::None => {
-                assert!(out.is_empty(), "no write but out was filled");
-                (outcome, state.clone())
-            }
-        }
+        test_support::step(decide, state, now, q, cost)
     }
 
     #[test]

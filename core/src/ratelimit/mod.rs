@@ -12,6 +12,8 @@ pub mod fixed;
 pub mod gcra;
 pub mod parse;
 pub mod sliding;
+#[cfg(test)]
+mod test_support;
 
 use crate::effect::{Effect, Target, Value};
 use std::fmt;

@@ -325,13 +325,11 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{self, MS, T0};
     use super::super::{MAX_COUNT, MAX_SPAN_MS};
     use super::*;
     use proptest::prelude::*;
 
-    const MS: u64 = NANOS_PER_MS;
-    /// 2025-11-25T00:00:00Z, in ns.
-    const T0: u64 = 1_764_028_800_000 * MS;
     const T0_US: u64 = T0 / 1000;
 
     fn quota(limit: u64, period_ms: u64) -> Quota {
@@ -347,15 +345,7 @@ mod tests {
     }
 
     fn step(state: &Option<Vec<u8>>, now: u64, q: &Quota, cost: u64) -> (Outcome, Option<Vec<u8>>) {
-        let mut out = Vec::new();
-        let outcome = decide(state.as_deref(), now, q, cost, &mut out).expect("valid state");
-        match outcome.write {
-            Write::Set { .. } => (outcome, Some(out)),
-            Write::None => {
-                assert!(out.is_empty(), "no write but out was filled");
-                (outcome, state.clone())
-            }
-        }
+        test_support::step(decide, state, now, q, cost)
     }
 
     fn entries(state: &Option<Vec<u8>>) -> Vec<Entry> {
