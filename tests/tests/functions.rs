@@ -824,8 +824,7 @@ fn random_call(rng: &mut StdRng, fixed_period: &str) -> Call {
 async fn random_ratelimit_sequences_reply_like_the_module() {
     let mut pair = Pair::start().await;
     for seed in 0..6u64 {
-        let _: () = query(&mut pair.module, &["FLUSHALL"]).await;
-        let _: () = query(&mut pair.library, &["FLUSHALL"]).await;
+        pair.both(&["FLUSHALL"]).await;
         let start_us = server_time_us(&mut pair.module).await;
         let fixed_period = fixed_period_ms(start_us / 1000).to_string();
         let mut rng = StdRng::seed_from_u64(seed);

@@ -956,8 +956,7 @@ fn random_session_step(rng: &mut StdRng) -> Result<Call, Vec<Vec<String>>> {
 async fn random_session_sequences_reply_like_the_module() {
     let mut pair = Pair::start().await;
     for seed in 0..5u64 {
-        let _: () = query(&mut pair.module, &["FLUSHALL"]).await;
-        let _: () = query(&mut pair.library, &["FLUSHALL"]).await;
+        pair.both(&["FLUSHALL"]).await;
         let start_us = server_time_us(&mut pair.module).await;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut replies = Vec::new();
@@ -1459,8 +1458,7 @@ fn random_cache_call(rng: &mut StdRng) -> Call {
 async fn random_cache_sequences_reply_like_the_module() {
     let mut pair = Pair::start().await;
     for seed in 0..5u64 {
-        let _: () = query(&mut pair.module, &["FLUSHALL"]).await;
-        let _: () = query(&mut pair.library, &["FLUSHALL"]).await;
+        pair.both(&["FLUSHALL"]).await;
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut hits, mut misses, mut refused, mut errors) = (0, 0, 0, 0);
         for index in 0..200 {
@@ -1479,10 +1477,9 @@ async fn random_cache_sequences_reply_like_the_module() {
             hits > 10 && misses > 10 && refused > 2 && errors > 3,
             "seed {seed}: {hits} hits, {misses} misses, {refused} refused, {errors} errors"
         );
-        let module: Vec<(String, String)> = query(&mut pair.module, &["HGETALL", GENS]).await;
+        let mut module: Vec<(String, String)> = query(&mut pair.module, &["HGETALL", GENS]).await;
         let mut library: Vec<(String, String)> = query(&mut pair.library, &["HGETALL", GENS]).await;
         library.retain(|(field, _)| field != "r");
-        let (mut module, mut library) = (module, library);
         module.sort();
         library.sort();
         assert_eq!(module, library, "seed {seed}");
