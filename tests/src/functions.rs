@@ -10,16 +10,23 @@ use tk_redis::functions::{function_name, LIBRARY_SOURCE};
 use crate::harness::Server;
 use crate::mode::Conn;
 
-/// `FUNCTION LOAD REPLACE` of the library; returns the library's name.
-///
-/// # Panics
-/// When the server refuses it (the message has the server's error).
-pub async fn load_library<C: ConnectionLike>(conn: &mut C) -> String {
+/// `FUNCTION LOAD REPLACE` of the library; the library's name, or the
+/// server's refusal.
+pub async fn try_load_library<C: ConnectionLike>(conn: &mut C) -> redis::RedisResult<String> {
     redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg("REPLACE")
         .arg(LIBRARY_SOURCE)
         .query_async(conn)
+        .await
+}
+
+/// [`try_load_library`] that must succeed.
+///
+/// # Panics
+/// When the server refuses it (the message has the server's error).
+pub async fn load_library<C: ConnectionLike>(conn: &mut C) -> String {
+    try_load_library(conn)
         .await
         .unwrap_or_else(|e| panic!("FUNCTION LOAD REPLACE of tk.lua failed: {e}"))
 }

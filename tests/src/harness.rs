@@ -36,7 +36,7 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, RedisResult, Value};
+use redis::{AsyncConnectionConfig, Client, RedisResult};
 use tempfile::TempDir;
 use testcontainers::core::logs::LogFrame;
 use testcontainers::core::{AccessMode, IntoContainerPort, Mount, WaitFor};
@@ -498,13 +498,7 @@ impl Server {
         if !self.config.library {
             return;
         }
-        let loaded = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(tk_redis::functions::LIBRARY_SOURCE)
-            .query_async::<Value>(&mut self.conn().await.plain())
-            .await;
-        match loaded {
+        match crate::functions::try_load_library(&mut self.conn().await).await {
             Ok(_) => {}
             Err(e) if e.code() == Some("READONLY") => {}
             Err(e) => panic!("FUNCTION LOAD of tk.lua on {} failed: {e}", self.addr()),

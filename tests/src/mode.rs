@@ -74,11 +74,6 @@ impl<C: Clone> Conn<C> {
     pub fn plain(&self) -> C {
         self.inner.clone()
     }
-
-    /// Whether `TK.*` commands go to the library.
-    pub fn to_library(&self) -> bool {
-        self.to_library
-    }
 }
 
 /// `cmd` as the library's `FCALL` when it is a tk command (also inside
@@ -141,7 +136,12 @@ impl<C: ConnectionLike + Send> ConnectionLike for Conn<C> {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        if !self.to_library || pipeline.cmd_iter().all(|cmd| translated(cmd).is_none()) {
+        let fcalls: Vec<Option<Cmd>> = if self.to_library {
+            pipeline.cmd_iter().map(translated).collect()
+        } else {
+            Vec::new()
+        };
+        if fcalls.iter().all(Option::is_none) {
             return self.inner.req_packed_commands(pipeline, offset, count);
         }
         // The same commands in the same places, so `offset` and `count`
@@ -150,8 +150,8 @@ impl<C: ConnectionLike + Send> ConnectionLike for Conn<C> {
         if pipeline.is_transaction() {
             rewritten.atomic();
         }
-        for cmd in pipeline.cmd_iter() {
-            rewritten.add_command(translated(cmd).unwrap_or_else(|| cmd.clone()));
+        for (cmd, fcall) in pipeline.cmd_iter().zip(fcalls) {
+            rewritten.add_command(fcall.unwrap_or_else(|| cmd.clone()));
         }
         Box::pin(async move {
             self.inner
